@@ -1,0 +1,27 @@
+"""Each model's GraphQL pieces side by side: its spec, object type, inputs and connection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..models import PHOTO_ALBUM, SONG, ModelSpec
+from .inputs import ModelInputs, model_inputs
+from .types import PhotoAlbum, RecordType, Song, connection_type
+
+
+@dataclass(frozen=True)
+class Binding:
+    model: ModelSpec
+    type: type[RecordType]
+    inputs: ModelInputs
+    connection: type
+
+
+def _bind(model: ModelSpec, graphql_type: type[RecordType]) -> Binding:
+    assert graphql_type.model is model
+    return Binding(model, graphql_type, model_inputs(model), connection_type(graphql_type))
+
+
+SONG_API = _bind(SONG, Song)
+PHOTO_ALBUM_API = _bind(PHOTO_ALBUM, PhotoAlbum)
+BINDINGS: dict[str, Binding] = {b.model.enum_name: b for b in (SONG_API, PHOTO_ALBUM_API)}

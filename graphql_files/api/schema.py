@@ -1,0 +1,91 @@
+"""The schema: Amplify's operation names over the generic resolvers, with limits and caches."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxTokensLimiter,
+    ParserCache,
+    SchemaExtension,
+    ValidationCache,
+)
+from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
+from strawberry.schema.config import StrawberryConfig
+from strawberry.types.execution import ExecutionContext
+
+from ..events import ChangeKind
+from ..settings import Settings
+from .bindings import PHOTO_ALBUM_API, SONG_API
+from .crud import create_field, delete_field, get_field, list_field, update_field
+from .errors import ErrorShaping, log_errors
+from .subscriptions import change_field
+from .types import DATETIME_SCALAR
+from .validation import depth_limit_rule
+
+CACHE_SIZE = 1024
+
+
+@strawberry.type
+class Query:
+    getSong = get_field(SONG_API)
+    listSongs = list_field(SONG_API)
+    getPhotoAlbum = get_field(PHOTO_ALBUM_API)
+    listPhotoAlbums = list_field(PHOTO_ALBUM_API)
+
+
+@strawberry.type
+class Mutation:
+    createSong = create_field(SONG_API)
+    updateSong = update_field(SONG_API)
+    deleteSong = delete_field(SONG_API)
+    createPhotoAlbum = create_field(PHOTO_ALBUM_API)
+    updatePhotoAlbum = update_field(PHOTO_ALBUM_API)
+    deletePhotoAlbum = delete_field(PHOTO_ALBUM_API)
+
+
+@strawberry.type
+class Subscription:
+    onCreateSong = change_field(SONG_API, ChangeKind.CREATED)
+    onUpdateSong = change_field(SONG_API, ChangeKind.UPDATED)
+    onDeleteSong = change_field(SONG_API, ChangeKind.DELETED)
+    onCreatePhotoAlbum = change_field(PHOTO_ALBUM_API, ChangeKind.CREATED)
+    onUpdatePhotoAlbum = change_field(PHOTO_ALBUM_API, ChangeKind.UPDATED)
+    onDeletePhotoAlbum = change_field(PHOTO_ALBUM_API, ChangeKind.DELETED)
+
+
+class Schema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        log_errors(errors)
+
+
+def build_schema(settings: Settings) -> Schema:
+    """The schema with the settings' limits. Rules are built here, once, so that the
+    validation cache (keyed by the rule classes) hits across requests."""
+    rules = [depth_limit_rule(settings.max_query_depth), max_aliases_rule(settings.max_aliases)]
+    extensions: list[Any] = [
+        lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
+        lambda: ParserCache(maxsize=CACHE_SIZE),
+        lambda: AddValidationRules(rules),
+        lambda: ValidationCache(maxsize=CACHE_SIZE),
+        ErrorShaping,
+    ]
+    extension_factories: list[type[SchemaExtension] | Any] = extensions
+    return Schema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=extension_factories,
+        config=StrawberryConfig(scalar_map={datetime: DATETIME_SCALAR}),
+    )
+
+
+def sdl(schema: strawberry.Schema) -> str:
+    """The schema as ``schema.graphql`` holds it."""
+    return str(schema).rstrip("\n") + "\n"

@@ -1,0 +1,114 @@
+"""GraphQL object types, kept apart from stored documents: ``from_record`` is the one bridge.
+
+No ``from __future__ import annotations`` here: ``connection_type`` builds a class whose
+annotation names a local variable, which strawberry must see evaluated.
+"""
+
+import enum
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Self
+
+import strawberry
+
+from ..models import PHOTO_ALBUM, SONG, ModelSpec, Record
+
+
+def _serialize_datetime(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _parse_datetime(value: object) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError("DateTime must be an ISO-8601 string")
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError("DateTime needs a time zone, e.g. 2026-01-31T12:00:00.000Z")
+    return parsed
+
+
+DATETIME_SCALAR = strawberry.scalar(
+    name="DateTime",
+    description="An ISO-8601 instant in UTC with milliseconds, as Amplify's AWSDateTime: "
+    "2026-01-31T12:00:00.000Z.",
+    serialize=_serialize_datetime,
+    parse_value=_parse_datetime,
+)
+
+
+@strawberry.enum(description="The order of `list*` results, by `createdAt` then `id`.")
+class ModelSortDirection(enum.Enum):
+    ASC = "ASC"
+    DESC = "DESC"
+
+
+@strawberry.enum(description="The record models, as named in the change feed.")
+class ModelName(enum.Enum):
+    SONG = "SONG"
+    PHOTO_ALBUM = "PHOTO_ALBUM"
+
+
+@strawberry.type
+class RecordType:
+    """Fields every record has; the server maintains all of them."""
+
+    model: ClassVar[ModelSpec]
+
+    id: strawberry.ID
+    owner: str | None = strawberry.field(
+        description="The `sub` of the signed-in user who created the record, if any."
+    )
+    version: int = strawberry.field(
+        description="1 when created, one higher after every write (a delete included). "
+        "Pass it back as `expectedVersion` to write only over what you read."
+    )
+    createdAt: datetime
+    updatedAt: datetime
+
+    @classmethod
+    def from_record(cls, record: Record) -> Self:
+        values: dict[str, Any] = {f.name: record.values.get(f.name) for f in cls.model.fields}
+        return cls(
+            id=strawberry.ID(record.id),
+            owner=record.owner,
+            version=record.version,
+            createdAt=datetime.fromisoformat(record.created_at),
+            updatedAt=datetime.fromisoformat(record.updated_at),
+            **values,
+        )
+
+
+@strawberry.type(description="A song with optional cover art stored in S3.")
+class Song(RecordType):
+    model: ClassVar[ModelSpec] = SONG
+
+    name: str
+    coverArtPath: str | None = strawberry.field(
+        description="S3 key of the cover art, e.g. images/<song id>/<uuid>-cover.png."
+    )
+
+
+@strawberry.type(description="A photo album naming any number of images stored in S3.")
+class PhotoAlbum(RecordType):
+    model: ClassVar[ModelSpec] = PHOTO_ALBUM
+
+    name: str
+    imagePaths: list[str] | None = strawberry.field(description="S3 keys of the album's images.")
+
+
+RECORD_TYPES: dict[str, type[RecordType]] = {t.model.name: t for t in (Song, PhotoAlbum)}
+
+
+def connection_type(item: type[RecordType]) -> type:
+    """``ModelSongConnection { items nextToken }``: one page of a ``list*`` query."""
+
+    @strawberry.type(
+        name=f"Model{item.__name__}Connection",
+        description=f"One page of {item.__name__} records.",
+    )
+    class Connection:
+        items: list[item]  # type: ignore[valid-type]
+        nextToken: str | None = strawberry.field(
+            description="Pass to the same query to get the next page; null on the last page."
+        )
+
+    return Connection

@@ -1,0 +1,71 @@
+"""``create_app(settings)``: the Starlette application, with its services opened in the lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TypedDict
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+
+from .api.schema import build_schema
+from .api.view import BodyLimit, GraphQLView
+from .services import Services, describe, open_services
+from .settings import Settings
+
+log = logging.getLogger("graphql_files")
+
+# Browsers on this machine may call the API from any local port (a dev server, say).
+LOCALHOST_ORIGINS = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"
+
+
+class State(TypedDict):
+    services: Services
+
+
+async def healthz(request: Request) -> JSONResponse:
+    """Answers while the process lives."""
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    """200 only when MongoDB and S3 both answer."""
+    services: Services = request.state.services
+    report = await services.readiness()
+    ready = all(v == "ok" for v in report.values())
+    return JSONResponse({"ready": ready, **report}, status_code=200 if ready else 503)
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The application; nothing is opened until its lifespan starts."""
+    view = GraphQLView(build_schema(settings), settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[State]:
+        async with open_services(settings) as services:
+            url = f"http://{settings.host}:{settings.port}/graphql"
+            log.info("%s", describe(services, url=url))
+            yield {"services": services}
+
+    routes = [
+        Route("/graphql", BodyLimit(view, settings.max_request_bytes)),
+        WebSocketRoute("/graphql", view),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+    ]
+    middleware = [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_origin_regex=LOCALHOST_ORIGINS,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["*"],
+        )
+    ]
+    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)

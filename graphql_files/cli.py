@@ -1,0 +1,108 @@
+"""The ``graphql-files`` command: ``serve``, ``schema``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from . import __version__
+from .settings import Settings, describe_invalid
+
+DEFAULT_SCHEMA_FILE = Path("schema.graphql")
+
+
+def _settings(**overrides: object) -> Settings:
+    """Settings from the environment (and flags); a bad value exits with one line."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+    except ValidationError as exc:
+        sys.exit(f"graphql-files: {describe_invalid(exc)}")
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .app import create_app
+
+    settings = _settings(host=args.host, port=args.port, log_level=args.log_level)
+    _configure_logging(settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        log_level=settings.log_level,
+        access_log=not args.no_access_log,
+        ws_max_size=settings.max_request_bytes,
+    )
+    return 0
+
+
+def schema(args: argparse.Namespace) -> int:
+    from .api.schema import build_schema, sdl
+
+    text = sdl(build_schema(Settings.model_construct()))
+    if args.check:
+        current = args.output.read_text() if args.output.exists() else ""
+        if current != text:
+            print(f"{args.output} is out of date: run 'make schema'", file=sys.stderr)
+            return 1
+        return 0
+    if args.write:
+        args.output.write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="graphql-files",
+        description="A GraphQL server for records that carry files.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("serve", help="run the server (settings: GRAPHQL_FILES_* variables)")
+    p.add_argument("--host", help="interface to listen on (GRAPHQL_FILES_HOST, 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port to listen on (GRAPHQL_FILES_PORT, 8000)")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--no-access-log", action="store_true", help="do not log every request")
+    p.set_defaults(run=serve)
+
+    p = commands.add_parser("schema", help="print the GraphQL schema (SDL)")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 when the schema file differs from the code's schema",
+    )
+    p.add_argument("--write", action="store_true", help="write the schema file")
+    p.add_argument(
+        "--output",
+        type=Path,
+        default=DEFAULT_SCHEMA_FILE,
+        help="schema file for --check/--write (default: schema.graphql)",
+    )
+    p.set_defaults(run=schema)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.run(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

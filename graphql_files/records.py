@@ -1,0 +1,256 @@
+"""Records in MongoDB: versions, conditions, keyset pagination, one event per committed write.
+
+Every write is a single MongoDB operation whose query carries its preconditions (the id, the
+expected version, the caller's ``condition``, a workflow's guard), so a write either happens as
+a whole on the state the caller saw or not at all. ``version`` goes up by one on every write,
+deletes included, and each committed write publishes exactly one event after the commit.
+Within one process, commit and publish for the same record are serialised, so subscribers see
+each record's versions in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from . import filters, pagination
+from .errors import Conflict, NotFound
+from .events import Broker, ChangeEvent, ChangeKind
+from .models import MODELS, ModelSpec, Record, check_record_id
+from .mongo import Collection, Database
+
+log = logging.getLogger(__name__)
+
+
+def now_iso() -> str:
+    """Amplify's AWSDateTime form: UTC, milliseconds, 'Z'. Sorts as text."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Record]
+    next_token: str | None
+
+
+@dataclass(frozen=True)
+class Preconditions:
+    """What must hold for a write to happen: all optional, all checked atomically."""
+
+    expected_version: int | None = None
+    condition: filters.Node | None = None
+    guard: Mapping[str, Any] | None = None  # extra MongoDB query, e.g. a workflow's old value
+
+    def query(self, record_id: str) -> dict[str, Any]:
+        parts: list[Mapping[str, Any]] = [{"_id": record_id}]
+        if self.expected_version is not None:
+            parts.append({"version": self.expected_version})
+        if self.condition is not None:
+            parts.append(filters.to_mongo(self.condition))
+        if self.guard:
+            parts.append(self.guard)
+        return parts[0] if len(parts) == 1 else {"$and": parts}
+
+
+class _KeyedLocks:
+    """One asyncio lock per key, dropped when no one holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: tuple[str, str]) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+class Records:
+    """CRUD over every model in ``models.MODELS``."""
+
+    def __init__(self, *, database: Database, broker: Broker) -> None:
+        self._collections: dict[str, Collection] = {
+            m.name: database.collection(m.collection) for m in MODELS
+        }
+        self._broker = broker
+        self._locks = _KeyedLocks()
+
+    def collection(self, model: ModelSpec) -> Collection:
+        return self._collections[model.name]
+
+    async def ensure_indexes(self) -> None:
+        for collection in self._collections.values():
+            await collection.create_index([("createdAt", 1), ("_id", 1)])
+
+    async def get(self, model: ModelSpec, record_id: str) -> Record:
+        doc = await self.collection(model).find_one({"_id": record_id})
+        if doc is None:
+            raise NotFound(f"{model.name} {record_id!r} not found")
+        return Record.from_document(model, doc)
+
+    async def list(
+        self,
+        model: ModelSpec,
+        *,
+        where: filters.Node | None = None,
+        limit: int | None = None,
+        next_token: str | None = None,
+        descending: bool = False,
+    ) -> Page:
+        size = pagination.check_limit(limit)
+        query_key = f"{model.name}|{filters.fingerprint(where)}|{'desc' if descending else 'asc'}"
+        parts = [filters.to_mongo(where)] if where is not None else []
+        if next_token is not None:
+            after = pagination.decode(next_token, query_key)
+            beyond = "$lt" if descending else "$gt"
+            parts.append(
+                {
+                    "$or": [
+                        {"createdAt": {beyond: after.created_at}},
+                        {"createdAt": after.created_at, "_id": {beyond: after.record_id}},
+                    ]
+                }
+            )
+        query = {} if not parts else parts[0] if len(parts) == 1 else {"$and": parts}
+        order = -1 if descending else 1
+        docs = await self.collection(model).find(
+            query, sort=[("createdAt", order), ("_id", order)], limit=size + 1
+        )
+        items = [Record.from_document(model, d) for d in docs[:size]]
+        token = None
+        if len(docs) > size:
+            last = items[-1]
+            token = pagination.encode(pagination.Position(last.created_at, last.id), query_key)
+        return Page(items=items, next_token=token)
+
+    async def create(
+        self,
+        model: ModelSpec,
+        values: Mapping[str, Any],
+        *,
+        record_id: str | None = None,
+        owner: str | None = None,
+        condition: filters.Node | None = None,
+    ) -> Record:
+        record_id = check_record_id(record_id) if record_id is not None else str(uuid.uuid4())
+        now = now_iso()
+        record = Record(
+            model=model,
+            id=record_id,
+            values={k: v for k, v in values.items() if v is not None},
+            owner=owner,
+            version=1,
+            created_at=now,
+            updated_at=now,
+        )
+        # Amplify checks a create's condition against the item being replaced: there is none.
+        if condition is not None and not filters.matches(condition, _NO_RECORD):
+            raise Conflict("the condition was not met", reason="CONDITION_FAILED")
+        async with self._locks.hold((model.name, record_id)):
+            try:
+                await self.collection(model).insert_one(record.to_document())
+            except Conflict as exc:
+                raise Conflict(f"{model.name} {record_id!r} already exists") from exc
+            await self._publish(ChangeKind.CREATED, record)
+        return record
+
+    async def update(
+        self,
+        model: ModelSpec,
+        record_id: str,
+        *,
+        set_values: Mapping[str, Any] | None = None,
+        unset: Sequence[str] = (),
+        push: Mapping[str, Sequence[Any]] | None = None,
+        pull: Mapping[str, Sequence[Any]] | None = None,
+        preconditions: Preconditions = Preconditions(),
+    ) -> Record:
+        """One atomic write: ``$set``/``$unset``/``$push``/``$pull`` plus the version bump."""
+        update: dict[str, Any] = {
+            "$set": {**(set_values or {}), "updatedAt": now_iso()},
+            "$inc": {"version": 1},
+        }
+        if unset:
+            update["$unset"] = dict.fromkeys(unset, "")
+        if push:
+            update["$push"] = {field: {"$each": list(v)} for field, v in push.items()}
+        if pull:
+            update["$pull"] = {field: {"$in": list(v)} for field, v in pull.items()}
+        async with self._locks.hold((model.name, record_id)):
+            doc = await self.collection(model).find_one_and_update(
+                preconditions.query(record_id), update
+            )
+            if doc is None:
+                raise await self._refusal(model, record_id, preconditions)
+            record = Record.from_document(model, doc)
+            await self._publish(ChangeKind.UPDATED, record)
+        return record
+
+    async def delete(
+        self, model: ModelSpec, record_id: str, *, preconditions: Preconditions = Preconditions()
+    ) -> Record:
+        """Delete; returns the record as it was, with the version the delete gave it."""
+        async with self._locks.hold((model.name, record_id)):
+            doc = await self.collection(model).find_one_and_delete(preconditions.query(record_id))
+            if doc is None:
+                raise await self._refusal(model, record_id, preconditions)
+            doc.update(version=doc["version"] + 1, updatedAt=now_iso())
+            record = Record.from_document(model, doc)
+            await self._publish(ChangeKind.DELETED, record)
+        return record
+
+    async def _refusal(
+        self, model: ModelSpec, record_id: str, preconditions: Preconditions
+    ) -> Exception:
+        """Why a guarded write matched nothing: the record is gone, or it changed."""
+        current = await self.collection(model).find_one({"_id": record_id})
+        if current is None:
+            return NotFound(f"{model.name} {record_id!r} not found")
+        version = current["version"]
+        expected = preconditions.expected_version
+        if expected is not None and expected != version:
+            return Conflict(
+                f"{model.name} {record_id!r} is at version {version}, not {expected}",
+                currentVersion=version,
+            )
+        return Conflict(
+            f"{model.name} {record_id!r} changed or did not meet the condition",
+            currentVersion=version,
+            reason="CONDITION_FAILED",
+        )
+
+    async def _publish(self, kind: ChangeKind, record: Record) -> None:
+        await self._broker.publish(ChangeEvent(kind, record.model.enum_name, record.to_document()))
+
+    async def iterate_paths(self, model: ModelSpec) -> AsyncIterator[tuple[str, tuple[str, ...]]]:
+        """Every record id of ``model`` with the file paths it names, streamed."""
+        projection = {model.file_field: 1}
+        query = {model.file_field: {"$exists": True}}
+        async for doc in self.collection(model).iterate(query, projection=projection):
+            value = doc.get(model.file_field)
+            paths = tuple(value) if isinstance(value, list) else (value,) if value else ()
+            yield doc["_id"], paths
+
+
+class _NoRecord:
+    """What a create's condition is checked against: a record with no fields at all."""
+
+    def field_value(self, name: str) -> None:
+        return None
+
+
+_NO_RECORD = _NoRecord()

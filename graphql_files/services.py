@@ -1,0 +1,80 @@
+"""The server's services, opened together and closed together.
+
+``open_services(settings)`` is what the app's lifespan and the CLI commands enter: it opens
+MongoDB, S3 and the event broker once, builds the services on top of them, and closes
+everything in reverse order on exit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+from .errors import DomainError
+from .events import Broker
+from .files import Files, open_files
+from .mongo import Database, open_database
+from .records import Records
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    database: Database
+    files: Files
+    broker: Broker
+    records: Records
+
+    async def readiness(self) -> dict[str, str]:
+        """'ok' or the reason, for MongoDB and S3."""
+        report: dict[str, str] = {}
+        for name, ping in (("mongodb", self.database.ping), ("s3", self.files.ping)):
+            try:
+                await ping()
+                report[name] = "ok"
+            except DomainError as exc:
+                report[name] = exc.message
+        return report
+
+
+@asynccontextmanager
+async def open_services(settings: Settings) -> AsyncIterator[Services]:
+    async with AsyncExitStack() as stack:
+        database = await stack.enter_async_context(open_database(settings))
+        files = await stack.enter_async_context(open_files(settings))
+        broker = Broker()
+        stack.push_async_callback(broker.close)
+        records = Records(database=database, broker=broker)
+        try:
+            await records.ensure_indexes()
+        except DomainError as exc:
+            log.warning("could not create MongoDB indexes yet (%s); /readyz will say so", exc)
+        yield Services(
+            settings=settings, database=database, files=files, broker=broker, records=records
+        )
+
+
+def describe(services: Services, *, url: str) -> str:
+    """The start-up block: where to go, and which parts are embedded."""
+    s = services.settings
+    lost = "embedded, in memory: its data is lost when the server exits"
+    mongodb = lost if s.embedded_mongodb else f"database {s.mongodb_database!r} (MongoDB server)"
+    if services.files.embedded:
+        s3 = f"{lost} (moto at {services.files.endpoint_url}, bucket {services.files.bucket!r})"
+    else:
+        where = services.files.endpoint_url or "AWS"
+        s3 = f"bucket {services.files.bucket!r} at {where}"
+    events = "in process (one server instance)" if s.embedded_events else "Redis"
+    lines = [
+        "graphql-files is ready",
+        f"  GraphiQL  {url}",
+        f"  MongoDB   {mongodb}",
+        f"  S3        {s3}",
+        f"  Events    {events}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,96 @@
+"""Shared fixtures: one moto S3 server per session, a fresh app (database, bucket) per test.
+
+MongoDB is the embedded engine unless ``GRAPHQL_FILES_TEST_MONGODB_URI`` names a real server;
+then every test gets its own database, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import boto3
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from graphql_files.app import create_app
+from graphql_files.embedded import moto_s3_server
+from graphql_files.mongo import open_database
+from graphql_files.settings import Settings
+
+from .helpers import GraphQLClient, LiveServer, start_live_server
+
+TEST_MONGODB_URI = os.environ.get("GRAPHQL_FILES_TEST_MONGODB_URI")
+
+# The tests pass every setting explicitly; none may leak in from the developer's shell.
+for _name in [n for n in os.environ if n.startswith("GRAPHQL_FILES_") and "TEST" not in n]:
+    del os.environ[_name]
+# moto checks no signature, but botocore needs credentials to sign with.
+os.environ.update(
+    AWS_ACCESS_KEY_ID="testing-key",
+    AWS_SECRET_ACCESS_KEY="testing-secret",
+    AWS_DEFAULT_REGION="us-east-1",
+)
+for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+    os.environ.pop(_name, None)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    with moto_s3_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def bucket(s3_endpoint: str) -> str:
+    name = f"test-{uuid.uuid4().hex[:20]}"
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def settings(s3_endpoint: str, bucket: str) -> Settings:
+    return make_settings(s3_endpoint, bucket)
+
+
+def make_settings(s3_endpoint: str, bucket: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "s3_bucket": bucket,
+        "s3_endpoint_url": s3_endpoint,
+        "mongodb_database": f"gf_test_{uuid.uuid4().hex[:16]}",
+    }
+    if TEST_MONGODB_URI:
+        values["mongodb_uri"] = TEST_MONGODB_URI
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[LifespanManager]:
+    """The app with its lifespan running; ``app.app`` is what a transport should call."""
+    async with LifespanManager(create_app(settings)) as manager:
+        yield manager
+    await drop_test_database(settings)
+
+
+async def drop_test_database(settings: Settings) -> None:
+    if settings.mongodb_uri is not None:
+        async with open_database(settings) as database:
+            await database.drop()
+
+
+@pytest.fixture
+async def client(app: LifespanManager) -> AsyncIterator[GraphQLClient]:
+    transport = httpx.ASGITransport(app=app.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield GraphQLClient(http)
+
+
+@pytest.fixture
+async def live(settings: Settings) -> AsyncIterator[LiveServer]:
+    """The app served by a real uvicorn on a loopback port, in this event loop."""
+    async with start_live_server(settings) as server:
+        yield server
+    await drop_test_database(settings)

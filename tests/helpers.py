@@ -1,0 +1,200 @@
+"""Test helpers: a small GraphQL client over httpx, a live uvicorn server, websocket clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import uvicorn
+from websockets.asyncio.client import ClientConnection, connect
+
+from graphql_files.app import create_app
+from graphql_files.settings import Settings
+
+Json = dict[str, Any]
+
+
+@dataclass
+class GraphQLClient:
+    http: httpx.AsyncClient
+    headers: dict[str, str] = field(default_factory=dict)
+
+    async def post(
+        self,
+        query: str,
+        variables: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        body: Json = {"query": query}
+        if variables is not None:
+            body["variables"] = dict(variables)
+        return await self.http.post(
+            "/graphql", json=body, headers={**self.headers, **(headers or {})}
+        )
+
+    async def run(
+        self,
+        query: str,
+        variables: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Json:
+        """The response body; fails the test on an HTTP-level error."""
+        response = await self.post(query, variables, headers)
+        assert response.status_code == 200, response.text
+        body: Json = response.json()
+        return body
+
+    async def data(
+        self,
+        query: str,
+        variables: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Json:
+        """``data``, asserting there were no errors."""
+        body = await self.run(query, variables, headers)
+        assert "errors" not in body, body["errors"]
+        data: Json = body["data"]
+        return data
+
+    async def error(
+        self,
+        query: str,
+        variables: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Json:
+        """The single error of a refused request (and asserts the field's data is null)."""
+        body = await self.run(query, variables, headers)
+        assert body.get("errors"), f"expected an error, got {body}"
+        assert len(body["errors"]) == 1, body["errors"]
+        error: Json = body["errors"][0]
+        return error
+
+
+def codes(body: Json) -> list[str]:
+    return [e["extensions"]["code"] for e in body.get("errors", [])]
+
+
+@dataclass
+class LiveServer:
+    url: str  # http://127.0.0.1:<port>
+    app: Any
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://") + "/graphql"
+
+    def client(self, **headers: str) -> GraphQLClient:
+        return GraphQLClient(httpx.AsyncClient(base_url=self.url, timeout=10), dict(headers))
+
+
+@asynccontextmanager
+async def start_live_server(settings: Settings) -> AsyncIterator[LiveServer]:
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, log_config=None, lifespan="on", ws_ping_interval=None
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()  # surfaces the start-up error
+            await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield LiveServer(url=f"http://127.0.0.1:{port}", app=app)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+
+
+class TransportWsClient:
+    """A client of the ``graphql-transport-ws`` protocol."""
+
+    protocol = "graphql-transport-ws"
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self._ids = 0
+
+    async def init(self, payload: Json | None = None) -> Json:
+        await self.ws.send(json.dumps({"type": "connection_init", "payload": payload or {}}))
+        return await self.receive()
+
+    async def subscribe(self, query: str, variables: Json | None = None) -> str:
+        self._ids += 1
+        op_id = str(self._ids)
+        message = {
+            "type": "subscribe",
+            "id": op_id,
+            "payload": {"query": query, "variables": variables or {}},
+        }
+        await self.ws.send(json.dumps(message))
+        return op_id
+
+    async def stop(self, op_id: str) -> None:
+        await self.ws.send(json.dumps({"type": "complete", "id": op_id}))
+
+    async def receive(self, timeout: float = 5) -> Json:
+        message: Json = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+        return message
+
+    async def next_payload(self, timeout: float = 5) -> Json:
+        """The next ``next`` payload, skipping pings/keep-alives."""
+        while True:
+            message = await self.receive(timeout)
+            if message["type"] in ("next", "data"):
+                payload: Json = message["payload"]
+                return payload
+            if message["type"] in ("ping", "pong", "ka"):
+                continue
+            raise AssertionError(f"unexpected message {message}")
+
+
+class LegacyWsClient(TransportWsClient):
+    """A client of the legacy ``graphql-ws`` (subscriptions-transport-ws) protocol."""
+
+    protocol = "graphql-ws"
+
+    async def init(self, payload: Json | None = None) -> Json:
+        await self.ws.send(json.dumps({"type": "connection_init", "payload": payload or {}}))
+        while True:
+            message = await self.receive()
+            if message["type"] != "ka":
+                return message
+
+    async def subscribe(self, query: str, variables: Json | None = None) -> str:
+        self._ids += 1
+        op_id = str(self._ids)
+        message = {
+            "type": "start",
+            "id": op_id,
+            "payload": {"query": query, "variables": variables or {}},
+        }
+        await self.ws.send(json.dumps(message))
+        return op_id
+
+    async def stop(self, op_id: str) -> None:
+        await self.ws.send(json.dumps({"type": "stop", "id": op_id}))
+
+
+@asynccontextmanager
+async def ws_client(
+    live: LiveServer,
+    protocol: type[TransportWsClient] = TransportWsClient,
+    payload: Json | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> AsyncIterator[TransportWsClient]:
+    async with connect(
+        live.ws_url,
+        subprotocols=[protocol.protocol],  # type: ignore[list-item]
+        additional_headers=dict(headers or {}),
+    ) as ws:
+        client = protocol(ws)
+        ack = await client.init(payload)
+        assert ack["type"] == "connection_ack", ack
+        yield client
