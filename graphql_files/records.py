@@ -48,13 +48,13 @@ class Preconditions:
     guard: Mapping[str, Any] | None = None  # extra MongoDB query, e.g. a workflow's old value
 
     def query(self, record_id: str) -> dict[str, Any]:
-        parts: list[Mapping[str, Any]] = [{"_id": record_id}]
+        parts: list[dict[str, Any]] = [{"_id": record_id}]
         if self.expected_version is not None:
             parts.append({"version": self.expected_version})
         if self.condition is not None:
             parts.append(filters.to_mongo(self.condition))
         if self.guard:
-            parts.append(self.guard)
+            parts.append(dict(self.guard))
         return parts[0] if len(parts) == 1 else {"$and": parts}
 
 

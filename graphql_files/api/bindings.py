@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..models import PHOTO_ALBUM, SONG, ModelSpec
 from .inputs import ModelInputs, model_inputs
@@ -12,9 +13,9 @@ from .types import PhotoAlbum, RecordType, Song, connection_type
 @dataclass(frozen=True)
 class Binding:
     model: ModelSpec
-    type: type[RecordType]
+    object_type: type[RecordType]
     inputs: ModelInputs
-    connection: type
+    connection: Any
 
 
 def _bind(model: ModelSpec, graphql_type: type[RecordType]) -> Binding:

@@ -38,9 +38,9 @@ def _expected_version(obj: Any) -> int | None:
 
 
 def get_field(b: Binding) -> Any:
-    async def resolve(info: Info, id: strawberry.ID) -> b.type | None:  # type: ignore[name-defined]
+    async def resolve(info: Info, id: strawberry.ID) -> b.object_type | None:  # type: ignore[name-defined]
         record = await info.context.services.records.get(b.model, id)
-        return b.type.from_record(record)
+        return b.object_type.from_record(record)
 
     return strawberry.field(
         resolver=resolve,
@@ -63,8 +63,8 @@ def list_field(b: Binding) -> Any:
             next_token=nextToken,
             descending=sortDirection is ModelSortDirection.DESC,
         )
-        return b.connection(  # type: ignore[call-arg]
-            items=[b.type.from_record(r) for r in page.items], nextToken=page.next_token
+        return b.connection(
+            items=[b.object_type.from_record(r) for r in page.items], nextToken=page.next_token
         )
 
     return strawberry.field(
@@ -79,7 +79,7 @@ def create_field(b: Binding) -> Any:
         info: Info,
         input: b.inputs.create,  # type: ignore[name-defined]
         condition: b.inputs.condition | None = None,  # type: ignore[name-defined]
-    ) -> b.type | None:  # type: ignore[name-defined]
+    ) -> b.object_type | None:  # type: ignore[name-defined]
         record_id = None if input.id in (None, UNSET) else str(input.id)
         record = await info.context.services.records.create(
             b.model,
@@ -87,7 +87,7 @@ def create_field(b: Binding) -> Any:
             record_id=record_id,
             condition=filters.parse(b.model, condition, what="condition"),
         )
-        return b.type.from_record(record)
+        return b.object_type.from_record(record)
 
     return strawberry.mutation(resolver=resolve, description=f"Create a {b.model.name}.")
 
@@ -97,7 +97,7 @@ def update_field(b: Binding) -> Any:
         info: Info,
         input: b.inputs.update,  # type: ignore[name-defined]
         condition: b.inputs.condition | None = None,  # type: ignore[name-defined]
-    ) -> b.type | None:  # type: ignore[name-defined]
+    ) -> b.object_type | None:  # type: ignore[name-defined]
         values = given_values(b, input)
         record = await info.context.services.records.update(
             b.model,
@@ -109,7 +109,7 @@ def update_field(b: Binding) -> Any:
                 condition=filters.parse(b.model, condition, what="condition"),
             ),
         )
-        return b.type.from_record(record)
+        return b.object_type.from_record(record)
 
     return strawberry.mutation(
         resolver=resolve,
@@ -122,7 +122,7 @@ def delete_field(b: Binding) -> Any:
         info: Info,
         input: b.inputs.delete,  # type: ignore[name-defined]
         condition: b.inputs.condition | None = None,  # type: ignore[name-defined]
-    ) -> b.type | None:  # type: ignore[name-defined]
+    ) -> b.object_type | None:  # type: ignore[name-defined]
         record = await info.context.services.records.delete(
             b.model,
             str(input.id),
@@ -131,7 +131,7 @@ def delete_field(b: Binding) -> Any:
                 condition=filters.parse(b.model, condition, what="condition"),
             ),
         )
-        return b.type.from_record(record)
+        return b.object_type.from_record(record)
 
     return strawberry.mutation(
         resolver=resolve,

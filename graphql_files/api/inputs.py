@@ -146,7 +146,7 @@ def _boolean_input(
     what: str,
 ) -> type:
     """A filter over a model's fields with and/or/not, referring to itself."""
-    cls = type(name, (), {})
+    cls: Any = type(name, (), {})
     annotations: dict[str, Any] = {
         f.name: Optional[per_kind[f.kind]] for f in model.filterable if f.name not in skip
     }
@@ -168,7 +168,8 @@ def _boolean_input(
             attr,
             strawberry.field(default=UNSET, name=names.get(attr), description=docs.get(attr)),
         )
-    return strawberry.input(cls, description=description)
+    decorated: type = strawberry.input(cls, description=description)
+    return decorated
 
 
 @dataclass(frozen=True)

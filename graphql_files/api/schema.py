@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
+from graphql import ASTValidationRule, GraphQLError
 from strawberry.extensions import (
     AddValidationRules,
     MaxTokensLimiter,
@@ -68,7 +68,10 @@ class Schema(strawberry.Schema):
 def build_schema(settings: Settings) -> Schema:
     """The schema with the settings' limits. Rules are built here, once, so that the
     validation cache (keyed by the rule classes) hits across requests."""
-    rules = [depth_limit_rule(settings.max_query_depth), max_aliases_rule(settings.max_aliases)]
+    rules: list[type[ASTValidationRule]] = [
+        depth_limit_rule(settings.max_query_depth),
+        max_aliases_rule(settings.max_aliases),
+    ]
     extensions: list[Any] = [
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
         lambda: ParserCache(maxsize=CACHE_SIZE),

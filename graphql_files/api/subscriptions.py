@@ -25,7 +25,7 @@ def change_field(b: Binding, kind: ChangeKind) -> Any:
     async def resolve(
         info: Info,
         filter: b.inputs.subscription_filter | None = None,  # type: ignore[name-defined]
-    ) -> AsyncGenerator[b.type, None]:  # type: ignore[name-defined]
+    ) -> AsyncGenerator[b.object_type, None]:  # type: ignore[name-defined]
         where = filters.parse(b.model, filter, what="subscription filter")
 
         def wanted(event: ChangeEvent) -> bool:
@@ -41,7 +41,7 @@ def change_field(b: Binding, kind: ChangeKind) -> Any:
         )
         try:
             async for event in subscription:
-                yield b.type.from_record(Record.from_document(b.model, event.document))
+                yield b.object_type.from_record(Record.from_document(b.model, event.document))
         finally:
             subscription.close()
 

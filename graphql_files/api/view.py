@@ -15,13 +15,13 @@ from datetime import timedelta
 from typing import Any
 
 from cross_web import HTTPException
-from graphql import ExecutionResult
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, process_result
+from strawberry.types import ExecutionResult
 
 from ..errors import INTERNAL_SERVER_ERROR
 from ..services import Services
@@ -66,9 +66,8 @@ def negotiate(accept: str | None) -> str | None:
 
 def is_request_error(result: ExecutionResult) -> bool:
     """Parse, validation and variable errors: nothing executed, so no ``data`` at all."""
-    return (
-        result.data is None and bool(result.errors) and all(e.path is None for e in result.errors)
-    )
+    errors = result.errors or []
+    return result.data is None and bool(errors) and all(e.path is None for e in errors)
 
 
 class GraphQLView(GraphQL[Context, None]):
@@ -120,7 +119,7 @@ class GraphQLView(GraphQL[Context, None]):
         processed = process_result(result)
         request.state.request_error = is_request_error(result)
         if request.state.request_error:
-            processed.pop("data", None)  # type: ignore[misc]
+            processed.pop("data", None)
         return processed
 
 

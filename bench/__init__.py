@@ -1,0 +1,1 @@
+"""`make bench`: side-by-side measurements, printed as ratios (no timing asserts anywhere)."""

@@ -1,0 +1,65 @@
+"""The benchmark server: the real app plus a bare Starlette route over the same store.
+
+Run as a separate process (``python -m bench.server PORT``) so the load generator and the server
+do not share a CPU-bound event loop. ``/bare/song/{id}`` reads the same record from the same
+MongoDB engine as ``getSong`` and returns byte-for-byte the same JSON, with no GraphQL at all.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import uvicorn
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from graphql_files.app import create_app
+from graphql_files.models import SONG
+from graphql_files.services import Services
+from graphql_files.settings import Settings
+
+SONG_FIELDS = ("id", "name", "coverArtPath", "version", "createdAt", "updatedAt")
+
+
+async def bare_song(request: Request) -> JSONResponse:
+    services: Services = request.state.services
+    doc: dict[str, Any] | None = await services.records.collection(SONG).find_one(
+        {"_id": request.path_params["id"]}
+    )
+    if doc is None:
+        return JSONResponse({"data": {"getSong": None}}, status_code=404)
+    doc["id"] = doc.pop("_id")
+    song = {field: doc.get(field) for field in SONG_FIELDS}
+    return JSONResponse({"data": {"getSong": song}})
+
+
+async def seed(request: Request) -> JSONResponse:
+    services: Services = request.state.services
+    record = await services.records.create(
+        SONG, {"name": "Benchmark", "coverArtPath": "images/bench/cover.png"}, record_id="bench"
+    )
+    return JSONResponse({"id": record.id})
+
+
+def main() -> None:
+    port = int(sys.argv[1])
+    settings = Settings(port=port, log_level="warning")
+    app = create_app(settings)
+    app.router.routes.extend(
+        [Route("/bare/song/{id}", bare_song), Route("/seed", seed, methods=["POST"])]
+    )
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""Subscriptions over a real websocket, on both protocols, against a real uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from ..helpers import LegacyWsClient, LiveServer, TransportWsClient, ws_client
+
+PROTOCOLS = [TransportWsClient, LegacyWsClient]
+
+ON_CREATE = """subscription($f: ModelSubscriptionSongFilterInput) {
+  onCreateSong(filter: $f) { id name version coverArtPath } }"""
+ON_UPDATE = """subscription($f: ModelSubscriptionSongFilterInput) {
+  onUpdateSong(filter: $f) { id name version } }"""
+ON_DELETE = "subscription { onDeleteSong { id name version } }"
+ON_ALBUM_UPDATE = """subscription($f: ModelSubscriptionPhotoAlbumFilterInput) {
+  onUpdatePhotoAlbum(filter: $f) { id imagePaths version } }"""
+
+
+async def settle() -> None:
+    """Let the server register a subscription before the next mutation."""
+    await asyncio.sleep(0.2)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS, ids=lambda p: p.protocol)
+async def test_create_update_delete_events_with_versions(
+    live: LiveServer, protocol: type[TransportWsClient]
+) -> None:
+    http = live.client()
+    async with ws_client(live, protocol) as ws:
+        created_sub = await ws.subscribe(ON_CREATE)
+        updated_sub = await ws.subscribe(ON_UPDATE)
+        deleted_sub = await ws.subscribe(ON_DELETE)
+        await settle()
+
+        await http.data('mutation { createSong(input: {id: "s1", name: "One"}) { id } }')
+        event = await ws.next_payload()
+        assert event["data"]["onCreateSong"] == {
+            "id": "s1",
+            "name": "One",
+            "version": 1,
+            "coverArtPath": None,
+        }
+
+        await http.data('mutation { updateSong(input: {id: "s1", name: "Two"}) { id } }')
+        event = await ws.next_payload()
+        assert event["data"]["onUpdateSong"] == {"id": "s1", "name": "Two", "version": 2}
+
+        await http.data('mutation { deleteSong(input: {id: "s1"}) { id } }')
+        event = await ws.next_payload()
+        assert event["data"]["onDeleteSong"] == {"id": "s1", "name": "Two", "version": 3}
+
+        for op_id in (created_sub, updated_sub, deleted_sub):
+            await ws.stop(op_id)
+    await http.http.aclose()
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS, ids=lambda p: p.protocol)
+async def test_filtered_out_records_are_not_sent(
+    live: LiveServer, protocol: type[TransportWsClient]
+) -> None:
+    http = live.client()
+    async with ws_client(live, protocol) as ws:
+        await ws.subscribe(
+            ON_CREATE, {"f": {"or": [{"name": {"beginsWith": "keep"}}, {"name": {"in": ["also"]}}]}}
+        )
+        await settle()
+        for name in ("drop 1", "keep 1", "drop 2", "also", "drop 3", "keep 2"):
+            await http.data(
+                "mutation($n: String!) { createSong(input: {name: $n}) { id } }", {"n": name}
+            )
+        received = [(await ws.next_payload())["data"]["onCreateSong"]["name"] for _ in range(3)]
+        assert received == ["keep 1", "also", "keep 2"]
+        with pytest.raises(TimeoutError):
+            await ws.next_payload(timeout=0.5)
+    await http.http.aclose()
+
+
+async def test_update_filter_sees_the_record_after_the_change(live: LiveServer) -> None:
+    http = live.client()
+    await http.data('mutation { createPhotoAlbum(input: {id: "a1", name: "A"}) { id } }')
+    async with ws_client(live) as ws:
+        await ws.subscribe(ON_ALBUM_UPDATE, {"f": {"imagePaths": {"contains": "images/a1/x"}}})
+        await settle()
+        await http.data('mutation { updatePhotoAlbum(input: {id: "a1", name: "B"}) { id } }')
+        await http.data(
+            'mutation { updatePhotoAlbum(input: {id: "a1", imagePaths: ["images/a1/x"]}) { id } }'
+        )
+        event = await ws.next_payload()
+        assert event["data"]["onUpdatePhotoAlbum"] == {
+            "id": "a1",
+            "imagePaths": ["images/a1/x"],
+            "version": 3,
+        }
+    await http.http.aclose()
+
+
+async def test_refused_writes_publish_nothing(live: LiveServer) -> None:
+    http = live.client()
+    await http.data('mutation { createSong(input: {id: "s1", name: "A"}) { id } }')
+    async with ws_client(live) as ws:
+        await ws.subscribe(ON_UPDATE)
+        await settle()
+        stale = await http.error(
+            'mutation { updateSong(input: {id: "s1", name: "B", expectedVersion: 7}) { id } }'
+        )
+        assert stale["extensions"]["code"] == "CONFLICT"
+        await http.data('mutation { updateSong(input: {id: "s1", name: "C"}) { id } }')
+        event = await ws.next_payload()
+        assert event["data"]["onUpdateSong"] == {"id": "s1", "name": "C", "version": 2}
+    await http.http.aclose()
+
+
+async def test_invalid_subscription_filter_is_refused(live: LiveServer) -> None:
+    async with ws_client(live) as ws:
+        await ws.subscribe(ON_CREATE, {"f": {"name": {"between": ["a"]}}})
+        message = await ws.receive()
+        assert message["type"] in ("next", "error")
+        errors = message["payload"]["errors"] if message["type"] == "next" else message["payload"]
+        assert errors[0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+async def test_many_subscribers_each_get_every_event_once(live: LiveServer) -> None:
+    http = live.client()
+    async with ws_client(live) as a, ws_client(live, LegacyWsClient) as b:
+        await a.subscribe(ON_CREATE)
+        await b.subscribe(ON_CREATE)
+        await settle()
+        for n in range(5):
+            await http.data(
+                "mutation($n: String!) { createSong(input: {name: $n}) { id } }", {"n": f"n{n}"}
+            )
+        for ws in (a, b):
+            names = [(await ws.next_payload())["data"]["onCreateSong"]["name"] for _ in range(5)]
+            assert names == [f"n{n}" for n in range(5)]
+            with pytest.raises(TimeoutError):
+                await ws.next_payload(timeout=0.3)
+    await http.http.aclose()

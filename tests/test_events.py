@@ -1,0 +1,60 @@
+"""The in-process broker: ordered fan-out, bounded subscriber buffers, replay from a cursor."""
+
+from __future__ import annotations
+
+import pytest
+
+from graphql_files.errors import ResyncRequired, SlowConsumer
+from graphql_files.events import Broker, ChangeEvent, ChangeKind
+
+
+def event(n: int, model: str = "SONG") -> ChangeEvent:
+    doc = {"_id": f"s{n}", "name": f"n{n}", "version": 1, "createdAt": "", "updatedAt": ""}
+    return ChangeEvent(ChangeKind.CREATED, model, doc)
+
+
+async def test_every_subscriber_gets_matching_events_in_order() -> None:
+    broker = Broker()
+    songs = await broker.subscribe(lambda e: e.model == "SONG", buffer=10)
+    everything = await broker.subscribe(lambda e: True, buffer=10)
+    for n in range(3):
+        await broker.publish(event(n))
+    await broker.publish(event(9, "PHOTO_ALBUM"))
+    assert [(await anext(songs)).record_id for _ in range(3)] == ["s0", "s1", "s2"]
+    assert [(await anext(everything)).record_id for _ in range(4)] == ["s0", "s1", "s2", "s9"]
+
+
+async def test_a_full_buffer_cuts_the_subscriber_off_without_slowing_others() -> None:
+    broker = Broker()
+    stalled = await broker.subscribe(lambda e: True, buffer=2)
+    healthy = await broker.subscribe(lambda e: True, buffer=100)
+    first = await broker.publish(event(0))
+    assert (await anext(stalled)).cursor == first.cursor
+    for n in range(1, 6):
+        await broker.publish(event(n))
+    with pytest.raises(SlowConsumer) as cut_off:
+        await anext(stalled)
+    assert cut_off.value.extensions["lastCursor"] == first.cursor
+    assert [(await anext(healthy)).record_id for _ in range(6)] == [f"s{n}" for n in range(6)]
+    stalled.close()
+    assert broker.subscriber_count == 1
+
+
+async def test_replay_after_a_cursor_then_live() -> None:
+    broker = Broker(history=100)
+    published = [await broker.publish(event(n)) for n in range(5)]
+    resumed = await broker.subscribe(lambda e: True, buffer=10, after=published[1].cursor)
+    await broker.publish(event(5))
+    got = [(await anext(resumed)).record_id for _ in range(4)]
+    assert got == ["s2", "s3", "s4", "s5"]
+
+
+async def test_cursors_beyond_the_history_need_a_resync() -> None:
+    broker = Broker(history=3)
+    published = [await broker.publish(event(n)) for n in range(6)]
+    with pytest.raises(ResyncRequired):
+        await broker.subscribe(lambda e: True, buffer=10, after=published[0].cursor)
+    with pytest.raises(ResyncRequired):
+        await broker.subscribe(lambda e: True, buffer=10, after="otherrun-3")
+    ok = await broker.subscribe(lambda e: True, buffer=10, after=published[2].cursor)
+    assert (await anext(ok)).record_id == "s3"
