@@ -54,7 +54,7 @@ def create_app(settings: Settings) -> Starlette:
             yield {"services": services}
 
     routes = [
-        Route("/graphql", BodyLimit(view, settings.max_request_bytes)),
+        Route("/graphql", BodyLimit(view, settings)),
         WebSocketRoute("/graphql", view),
         Route("/healthz", healthz),
         Route("/readyz", readyz),

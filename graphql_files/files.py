@@ -1,42 +1,111 @@
-"""S3 access: the one place that calls botocore, over one aioboto3 client for the app's life."""
+"""S3 access: the one module that calls botocore, over one aioboto3 client for the app's life.
+
+Every botocore exception is translated here: a missing object is ``None`` (or ``NotFound``), a
+failed ``If-None-Match`` is ``Conflict``, anything else is ``StorageUnavailable``. Uploads stream
+in parts of ``PART_SIZE`` (a single PUT below it, a multipart upload above), so memory per upload
+is bounded by two parts whatever the file's size.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
-from typing import Any
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 import aioboto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .embedded import EMBEDDED_ACCESS_KEY, EMBEDDED_BUCKET, EMBEDDED_SECRET_KEY, moto_s3_server
-from .errors import StorageUnavailable
+from .errors import Conflict, PayloadTooLarge, StorageUnavailable
 from .settings import Settings
+from .signing import PROBE_KEY, Credentials, UrlSigner
 
 log = logging.getLogger(__name__)
+
+PART_SIZE = 8 * 1024 * 1024  # S3's multipart minimum is 5 MiB
+DELETE_BATCH = 1000  # DeleteObjects' limit
+HEAD_CONCURRENCY = 16
+_MISSING = {"404", "NoSuchKey", "NotFound"}
+
+
+class Readable(Protocol):
+    async def read(self, size: int = -1) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    path: str
+    size: int
+    content_type: str | None
+    etag: str | None
+    last_modified: datetime
+
+
+@dataclass(frozen=True)
+class SignedUrl:
+    url: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class PresignedPost:
+    url: str
+    fields: dict[str, str]
+    path: str
+    expires_at: datetime
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", "?"))
 
 
 @contextmanager
 def translated(operation: str) -> Iterator[None]:
-    """botocore's exceptions, as domain errors (callers handle expected codes first)."""
+    """botocore's exceptions as domain errors (callers handle expected codes first)."""
     try:
         yield
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "?")
-        log.warning("S3 refused %s: %s", operation, code)
-        raise StorageUnavailable(f"storage refused {operation} ({code})") from exc
+        log.warning("S3 refused %s: %s", operation, _code(exc))
+        raise StorageUnavailable(f"storage refused {operation} ({_code(exc)})") from exc
     except (BotoCoreError, OSError) as exc:
         log.warning("S3 unreachable during %s: %s", operation, exc)
         raise StorageUnavailable("storage did not answer; try again shortly") from exc
 
 
+async def _read_up_to(source: Readable, size: int) -> bytes:
+    """Up to ``size`` bytes; fewer only at the end of the stream."""
+    chunks: list[bytes] = []
+    remaining = size
+    while remaining > 0:
+        chunk = await source.read(remaining)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
 class Files:
     """The bucket: every S3 operation the server makes goes through here."""
 
-    def __init__(self, *, client: Any, bucket: str, endpoint_url: str | None, embedded: bool):
+    def __init__(
+        self,
+        *,
+        client: Any,
+        credentials: Any,
+        signer: UrlSigner,
+        bucket: str,
+        endpoint_url: str | None,
+        embedded: bool,
+    ) -> None:
         self._client = client
+        self._credentials = credentials
+        self._signer = signer
         self.bucket = bucket
         self.endpoint_url = endpoint_url
         self.embedded = embedded
@@ -52,12 +121,246 @@ class Files:
             except ClientError:
                 await self._client.create_bucket(Bucket=self.bucket)
 
+    # --- reading -----------------------------------------------------------------------------
+
+    async def head(self, key: str) -> ObjectInfo | None:
+        """The object's properties, or ``None`` when there is no such object."""
+        with translated("head_object"):
+            try:
+                response = await self._client.head_object(Bucket=self.bucket, Key=key)
+            except ClientError as exc:
+                if _code(exc) in _MISSING:
+                    return None
+                raise
+        return ObjectInfo(
+            path=key,
+            size=int(response["ContentLength"]),
+            content_type=response.get("ContentType"),
+            etag=response.get("ETag"),
+            last_modified=response["LastModified"],
+        )
+
+    async def head_many(self, keys: Sequence[str]) -> list[ObjectInfo | None]:
+        """HEAD each key, at most ``HEAD_CONCURRENCY`` at a time (S3 has no batch HEAD)."""
+        limit = asyncio.Semaphore(HEAD_CONCURRENCY)
+
+        async def one(key: str) -> ObjectInfo | None:
+            async with limit:
+                return await self.head(key)
+
+        return list(await asyncio.gather(*(one(k) for k in keys)))
+
+    async def read_start(self, key: str, size: int) -> bytes:
+        """The first ``size`` bytes of an object (a ranged GET)."""
+        with translated("get_object"):
+            response = await self._client.get_object(
+                Bucket=self.bucket, Key=key, Range=f"bytes=0-{size - 1}"
+            )
+            async with response["Body"] as body:
+                data: bytes = await body.read()
+                return data
+
+    async def list_page(
+        self, prefix: str, *, page_size: int, token: str | None = None
+    ) -> tuple[list[ObjectInfo], str | None]:
+        """One page of objects under ``prefix``, in key order, and the next page's token."""
+        options: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": page_size}
+        if token:
+            options["ContinuationToken"] = token
+        with translated("list_objects_v2"):
+            response = await self._client.list_objects_v2(**options)
+        items = [
+            ObjectInfo(
+                path=o["Key"],
+                size=int(o["Size"]),
+                content_type=None,  # listings carry no content type
+                etag=o.get("ETag"),
+                last_modified=o["LastModified"],
+            )
+            for o in response.get("Contents", [])
+        ]
+        return items, response.get("NextContinuationToken")
+
+    async def iterate(self, prefix: str, *, page_size: int = 1000) -> AsyncIterator[ObjectInfo]:
+        """Every object under ``prefix``, one page in memory at a time."""
+        token: str | None = None
+        while True:
+            items, token = await self.list_page(prefix, page_size=page_size, token=token)
+            for item in items:
+                yield item
+            if token is None:
+                return
+
+    # --- writing -----------------------------------------------------------------------------
+
+    async def upload(
+        self,
+        key: str,
+        source: Readable,
+        *,
+        content_type: str,
+        max_bytes: int,
+        prevent_overwrite: bool = False,
+    ) -> ObjectInfo:
+        """Stream ``source`` to ``key``; ``Conflict`` if ``prevent_overwrite`` and it exists."""
+        guard = {"IfNoneMatch": "*"} if prevent_overwrite else {}
+        first = await _read_up_to(source, PART_SIZE)
+        second = await _read_up_to(source, PART_SIZE) if len(first) == PART_SIZE else b""
+        with translated("upload"), self._precondition(key):
+            if not second:
+                _check_size(len(first), max_bytes)
+                await self._client.put_object(
+                    Bucket=self.bucket, Key=key, Body=first, ContentType=content_type, **guard
+                )
+            else:
+                await self._multipart_upload(
+                    key, source, [first, second], content_type, max_bytes, guard
+                )
+        info = await self.head(key)
+        if info is None:  # pragma: no cover - S3 is read-after-write consistent
+            raise StorageUnavailable(f"{key} vanished right after its upload")
+        return info
+
+    async def _multipart_upload(
+        self,
+        key: str,
+        source: Readable,
+        head: list[bytes],
+        content_type: str,
+        max_bytes: int,
+        guard: dict[str, str],
+    ) -> None:
+        created = await self._client.create_multipart_upload(
+            Bucket=self.bucket, Key=key, ContentType=content_type
+        )
+        upload_id = created["UploadId"]
+        parts: list[dict[str, Any]] = []
+        sent = 0
+        try:
+            pending: list[bytes] = list(head)
+            while True:
+                chunk = pending.pop(0) if pending else await _read_up_to(source, PART_SIZE)
+                if not chunk:
+                    break
+                sent += len(chunk)
+                _check_size(sent, max_bytes)
+                number = len(parts) + 1
+                response = await self._client.upload_part(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=chunk
+                )
+                parts.append({"ETag": response["ETag"], "PartNumber": number})
+            await self._client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+                **guard,
+            )
+        except BaseException:
+            try:
+                await self._client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id
+                )
+            except (ClientError, BotoCoreError, OSError) as exc:
+                log.warning("could not abort the multipart upload of %s: %s", key, exc)
+            raise
+
+    @contextmanager
+    def _precondition(self, key: str) -> Iterator[None]:
+        try:
+            yield
+        except ClientError as exc:
+            if _code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                raise Conflict(f"an object already exists at {key}", path=key) from exc
+            raise
+
+    async def copy(self, source: str, destination: str, *, prevent_overwrite: bool) -> ObjectInfo:
+        guard = {"IfNoneMatch": "*"} if prevent_overwrite else {}
+        with translated("copy_object"), self._precondition(destination):
+            await self._client.copy_object(
+                Bucket=self.bucket,
+                Key=destination,
+                CopySource={"Bucket": self.bucket, "Key": source},
+                **guard,
+            )
+        info = await self.head(destination)
+        if info is None:  # pragma: no cover
+            raise StorageUnavailable(f"{destination} vanished right after its copy")
+        return info
+
+    async def delete(self, key: str) -> None:
+        with translated("delete_object"):
+            await self._client.delete_object(Bucket=self.bucket, Key=key)
+
+    async def delete_many(self, keys: Sequence[str]) -> list[str]:
+        """Delete in batches of 1,000; returns the keys that could not be deleted."""
+        failed: list[str] = []
+        for start in range(0, len(keys), DELETE_BATCH):
+            batch = keys[start : start + DELETE_BATCH]
+            with translated("delete_objects"):
+                response = await self._client.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
+                )
+            for error in response.get("Errors", []):
+                log.warning("S3 did not delete %s: %s", error.get("Key"), error.get("Code"))
+                failed.append(error["Key"])
+        return failed
+
+    # --- signing -----------------------------------------------------------------------------
+
+    async def _frozen_credentials(self) -> Credentials:
+        # Refreshable credentials (instance roles, STS) renew themselves here when near expiry.
+        frozen = await self._credentials.get_frozen_credentials()
+        return Credentials(frozen.access_key, frozen.secret_key, frozen.token)
+
+    async def signed_url(
+        self, key: str, *, expires_in: int, content_disposition: str | None = None
+    ) -> SignedUrl:
+        """A presigned GET URL, signed locally (no network call)."""
+        now = datetime.now(UTC).replace(microsecond=0)
+        url = self._signer.sign(
+            key,
+            credentials=await self._frozen_credentials(),
+            expires_in=expires_in,
+            now=now,
+            content_disposition=content_disposition,
+        )
+        return SignedUrl(url=url, expires_at=now + timedelta(seconds=expires_in))
+
+    async def presigned_post(
+        self, key: str, *, content_type: str, min_size: int, max_size: int, expires_in: int
+    ) -> PresignedPost:
+        """A browser upload form whose policy pins the key, content type and size range."""
+        now = datetime.now(UTC).replace(microsecond=0)
+        with translated("generate_presigned_post"):
+            post = await self._client.generate_presigned_post(
+                Bucket=self.bucket,
+                Key=key,
+                Fields={"Content-Type": content_type},
+                Conditions=[
+                    {"Content-Type": content_type},
+                    ["content-length-range", min_size, max_size],
+                ],
+                ExpiresIn=expires_in,
+            )
+        return PresignedPost(
+            url=post["url"],
+            fields=dict(post["fields"]),
+            path=key,
+            expires_at=now + timedelta(seconds=expires_in),
+        )
+
+
+def _check_size(size: int, max_bytes: int) -> None:
+    if size > max_bytes:
+        raise PayloadTooLarge(f"the file is larger than {max_bytes} bytes", maxBytes=max_bytes)
+
 
 @asynccontextmanager
 async def open_files(settings: Settings) -> AsyncIterator[Files]:
     """Open the S3 client (starting the embedded moto server when no bucket is configured)."""
     async with AsyncExitStack() as stack:
-        client_options: dict[str, Any] = {}
         if settings.s3_bucket is None:
             endpoint: str | None = stack.enter_context(moto_s3_server())
             bucket = EMBEDDED_BUCKET
@@ -69,6 +372,12 @@ async def open_files(settings: Settings) -> AsyncIterator[Files]:
         else:
             endpoint, bucket = settings.s3_endpoint_url, settings.s3_bucket
             session = aioboto3.Session(region_name=settings.s3_region)
+        credentials = await session.get_credentials()
+        if credentials is None:
+            raise StorageUnavailable(
+                "no AWS credentials for S3: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+                "a profile, or run with an instance role"
+            )
         config = Config(
             s3={"addressing_style": "path"} if endpoint else {},
             retries={"max_attempts": 3, "mode": "standard"},
@@ -77,10 +386,18 @@ async def open_files(settings: Settings) -> AsyncIterator[Files]:
             signature_version="s3v4",
         )
         client = await stack.enter_async_context(
-            session.client("s3", endpoint_url=endpoint, config=config, **client_options)
+            session.client("s3", endpoint_url=endpoint, config=config)
+        )
+        probe = await client.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": PROBE_KEY}, ExpiresIn=60
         )
         files = Files(
-            client=client, bucket=bucket, endpoint_url=endpoint, embedded=settings.s3_bucket is None
+            client=client,
+            credentials=credentials,
+            signer=UrlSigner(probe, settings.s3_region),
+            bucket=bucket,
+            endpoint_url=endpoint,
+            embedded=settings.s3_bucket is None,
         )
         if files.embedded:
             await files.ensure_bucket()

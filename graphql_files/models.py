@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import BadUserInput
+from .keys import check_key
 
 
 class Kind(enum.Enum):
@@ -102,12 +103,21 @@ _BAD_ID_CHARS = re.compile(r"[/\x00-\x1f\x7f]")
 
 def check_record_id(record_id: str) -> str:
     """Record ids become S3 folder names: 1-128 characters, no '/', no control characters."""
-    if not 1 <= len(record_id) <= MAX_ID_LENGTH or _BAD_ID_CHARS.search(record_id):
+    bad = _BAD_ID_CHARS.search(record_id) or record_id in (".", "..")
+    if not 1 <= len(record_id) <= MAX_ID_LENGTH or bad:
         raise BadUserInput(
             f"invalid id {record_id[:40]!r}: ids are 1-{MAX_ID_LENGTH} characters "
-            "with no '/' and no control characters"
+            "with no '/' and no control characters, and not '.' or '..'"
         )
     return record_id
+
+
+def paths_in(model: ModelSpec, values: Mapping[str, Any]) -> tuple[str, ...]:
+    """The S3 keys a record's values (or a stored document) name."""
+    value = values.get(model.file_field)
+    if not value:
+        return ()
+    return tuple(value) if isinstance(value, list) else (value,)
 
 
 @dataclass(frozen=True)
@@ -125,10 +135,7 @@ class Record:
     @property
     def file_paths(self) -> tuple[str, ...]:
         """Every S3 key this record names."""
-        value = self.values.get(self.model.file_field)
-        if value is None:
-            return ()
-        return tuple(value) if isinstance(value, list) else (value,)
+        return paths_in(self.model, self.values)
 
     @classmethod
     def from_document(cls, model: ModelSpec, doc: Mapping[str, Any]) -> Record:
@@ -181,3 +188,5 @@ def check_values(model: ModelSpec, values: Mapping[str, Any]) -> None:
                 raise BadUserInput(
                     f"{model.name}.{name} values are at most {MAX_STRING_LENGTH} characters"
                 )
+            if name == model.file_field:
+                check_key(item, what=f"{model.name}.{name}")

@@ -41,27 +41,38 @@ def _query_tag(query_key: str) -> str:
     return hashlib.sha256(query_key.encode()).hexdigest()[:16]
 
 
-def encode(position: Position, query_key: str) -> str:
-    payload = {"c": position.created_at, "i": position.record_id, "q": _query_tag(query_key)}
+def seal(values: dict[str, str], query_key: str) -> str:
+    """An opaque token carrying ``values``, bound to the query that made it."""
+    payload = {**values, "q": _query_tag(query_key)}
     raw = json.dumps(payload, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode(token: str, query_key: str) -> Position:
-    """The position a token names; ``BadUserInput`` for anything this server did not issue."""
+def unseal(token: str, query_key: str, fields: tuple[str, ...]) -> dict[str, str]:
+    """The values of a token from ``seal``; ``BadUserInput`` for anything else."""
+    malformed = BadUserInput("malformed nextToken", argument="nextToken")
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         payload: Any = json.loads(raw)
-        position = Position(created_at=payload["c"], record_id=payload["i"])
-        tag = payload["q"]
+        values = {name: payload[name] for name in (*fields, "q")}
     except (binascii.Error, ValueError, KeyError, TypeError) as exc:
-        raise BadUserInput("malformed nextToken", argument="nextToken") from exc
-    if not all(isinstance(v, str) for v in (position.created_at, position.record_id, tag)):
-        raise BadUserInput("malformed nextToken", argument="nextToken")
-    if tag != _query_tag(query_key):
+        raise malformed from exc
+    if not all(isinstance(v, str) for v in values.values()):
+        raise malformed
+    if values.pop("q") != _query_tag(query_key):
         raise BadUserInput(
-            "nextToken belongs to a different query: pass the same filter and sortDirection "
-            "as the request that returned it",
+            "nextToken belongs to a different query: pass the same arguments as the request "
+            "that returned it",
             argument="nextToken",
         )
-    return position
+    return values
+
+
+def encode(position: Position, query_key: str) -> str:
+    return seal({"c": position.created_at, "i": position.record_id}, query_key)
+
+
+def decode(token: str, query_key: str) -> Position:
+    """The position a token names; ``BadUserInput`` for anything this server did not issue."""
+    values = unseal(token, query_key, ("c", "i"))
+    return Position(created_at=values["c"], record_id=values["i"])

@@ -22,7 +22,7 @@ from typing import Any
 from . import filters, pagination
 from .errors import Conflict, NotFound
 from .events import Broker, ChangeEvent, ChangeKind
-from .models import MODELS, ModelSpec, Record, check_record_id
+from .models import MODELS, ModelSpec, Record, check_record_id, paths_in
 from .mongo import Collection, Database
 
 log = logging.getLogger(__name__)
@@ -93,8 +93,10 @@ class Records:
         return self._collections[model.name]
 
     async def ensure_indexes(self) -> None:
-        for collection in self._collections.values():
+        for model in MODELS:
+            collection = self.collection(model)
             await collection.create_index([("createdAt", 1), ("_id", 1)])
+            await collection.create_index([(model.file_field, 1)])  # which record names a path
 
     async def get(self, model: ModelSpec, record_id: str) -> Record:
         doc = await self.collection(model).find_one({"_id": record_id})
@@ -175,19 +177,19 @@ class Records:
         *,
         set_values: Mapping[str, Any] | None = None,
         unset: Sequence[str] = (),
-        push: Mapping[str, Sequence[Any]] | None = None,
+        add: Mapping[str, Sequence[Any]] | None = None,
         pull: Mapping[str, Sequence[Any]] | None = None,
         preconditions: Preconditions = Preconditions(),
     ) -> Record:
-        """One atomic write: ``$set``/``$unset``/``$push``/``$pull`` plus the version bump."""
+        """One atomic write: ``$set``/``$unset``/``$addToSet``/``$pull`` and the version bump."""
         update: dict[str, Any] = {
             "$set": {**(set_values or {}), "updatedAt": now_iso()},
             "$inc": {"version": 1},
         }
         if unset:
             update["$unset"] = dict.fromkeys(unset, "")
-        if push:
-            update["$push"] = {field: {"$each": list(v)} for field, v in push.items()}
+        if add:
+            update["$addToSet"] = {field: {"$each": list(v)} for field, v in add.items()}
         if pull:
             update["$pull"] = {field: {"$in": list(v)} for field, v in pull.items()}
         async with self._locks.hold((model.name, record_id)):
@@ -236,14 +238,25 @@ class Records:
     async def _publish(self, kind: ChangeKind, record: Record) -> None:
         await self._broker.publish(ChangeEvent(kind, record.model.enum_name, record.to_document()))
 
+    async def named(self, paths: Sequence[str]) -> dict[str, str]:
+        """Of ``paths``, those some record names, each with one record naming it ("Song 1")."""
+        found: dict[str, str] = {}
+        if not paths:
+            return found
+        for model in MODELS:
+            query = {model.file_field: {"$in": list(paths)}}
+            projection = {model.file_field: 1}
+            async for doc in self.collection(model).iterate(query, projection=projection):
+                for path in set(paths_in(model, doc)) & set(paths):
+                    found.setdefault(path, f"{model.name} {doc['_id']}")
+        return found
+
     async def iterate_paths(self, model: ModelSpec) -> AsyncIterator[tuple[str, tuple[str, ...]]]:
         """Every record id of ``model`` with the file paths it names, streamed."""
         projection = {model.file_field: 1}
         query = {model.file_field: {"$exists": True}}
         async for doc in self.collection(model).iterate(query, projection=projection):
-            value = doc.get(model.file_field)
-            paths = tuple(value) if isinstance(value, list) else (value,) if value else ()
-            yield doc["_id"], paths
+            yield doc["_id"], paths_in(model, doc)
 
 
 class _NoRecord:

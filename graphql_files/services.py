@@ -12,12 +12,14 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
+from .attachments import Attachments
 from .errors import DomainError
 from .events import Broker
 from .files import Files, open_files
 from .mongo import Database, open_database
 from .records import Records
 from .settings import Settings
+from .storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,8 @@ class Services:
     files: Files
     broker: Broker
     records: Records
+    storage: Storage
+    attachments: Attachments
 
     async def readiness(self) -> dict[str, str]:
         """'ok' or the reason, for MongoDB and S3."""
@@ -54,8 +58,15 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             await records.ensure_indexes()
         except DomainError as exc:
             log.warning("could not create MongoDB indexes yet (%s); /readyz will say so", exc)
+        storage = Storage(files=files, records=records, settings=settings)
         yield Services(
-            settings=settings, database=database, files=files, broker=broker, records=records
+            settings=settings,
+            database=database,
+            files=files,
+            broker=broker,
+            records=records,
+            storage=storage,
+            attachments=Attachments(records=records, storage=storage, settings=settings),
         )
 
 

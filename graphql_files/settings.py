@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     jwt_audience: str | None = None
 
     max_upload_bytes: int = Field(50 * MIB, ge=1)
+    max_upload_files: int = Field(10, ge=1, le=100)
     allowed_content_types: CommaList = ("image/*", "audio/*")
     signed_url_ttl: int = Field(900, ge=1, le=SEVEN_DAYS)
     attachment_prefix: str = "images/"

@@ -198,3 +198,45 @@ async def ws_client(
         ack = await client.init(payload)
         assert ack["type"] == "connection_ack", ack
         yield client
+
+
+# Minimal files whose first bytes are what their content type says.
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4
+JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 4
+MP3 = b"ID3\x04\x00\x00\x00\x00\x00\x00" + bytes(range(256)) * 4
+
+PREFLIGHT = {"apollo-require-preflight": "true"}
+
+
+async def multipart(
+    client: GraphQLClient,
+    query: str,
+    variables: Json,
+    files: Mapping[str, tuple[str, bytes, str]],
+    headers: Mapping[str, str] | None = None,
+) -> httpx.Response:
+    """A GraphQL multipart request: ``files`` maps a variable path ("variables.input.file")
+    to (file name, bytes, content type)."""
+    names = {str(n): path for n, path in enumerate(files)}
+    data = {
+        "operations": json.dumps({"query": query, "variables": variables}),
+        "map": json.dumps({n: [path] for n, path in names.items()}),
+    }
+    parts = {n: files[path] for n, path in names.items()}
+    return await client.http.post(
+        "/graphql",
+        data=data,
+        files=parts,
+        headers={**client.headers, **PREFLIGHT, **(headers or {})},
+    )
+
+
+async def upload_data(
+    client: GraphQLClient, query: str, variables: Json, files: Mapping[str, tuple[str, bytes, str]]
+) -> Json:
+    response = await multipart(client, query, variables, files)
+    assert response.status_code == 200, response.text
+    body: Json = response.json()
+    assert "errors" not in body, body["errors"]
+    data: Json = body["data"]
+    return data

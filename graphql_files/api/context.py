@@ -9,7 +9,9 @@ import strawberry
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
+from strawberry.dataloader import DataLoader
 
+from ..files import ObjectInfo
 from ..services import Services
 
 
@@ -24,7 +26,20 @@ class Context:
     request: Request | WebSocket
     response: Response | WebSocket
     services: Services
+    properties: DataLoader[str, ObjectInfo | None]  # FileRef.properties, batched
     connection_params: dict[str, Any] | None = None
+
+    @classmethod
+    def build(cls, request: Request | WebSocket, response: Response | WebSocket) -> Context:
+        services: Services = request.state.services
+        # A websocket context lives as long as the connection: do not cache across events.
+        cache = not isinstance(request, WebSocket)
+        return cls(
+            request=request,
+            response=response,
+            services=services,
+            properties=DataLoader(load_fn=services.files.head_many, cache=cache),
+        )
 
 
 Info: TypeAlias = strawberry.Info[Context, None]

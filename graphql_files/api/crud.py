@@ -123,9 +123,10 @@ def delete_field(b: Binding) -> Any:
         input: b.inputs.delete,  # type: ignore[name-defined]
         condition: b.inputs.condition | None = None,  # type: ignore[name-defined]
     ) -> b.object_type | None:  # type: ignore[name-defined]
-        record = await info.context.services.records.delete(
+        record = await info.context.services.attachments.delete_record(
             b.model,
             str(input.id),
+            delete_files=input.deleteFiles,
             preconditions=Preconditions(
                 expected_version=_expected_version(input),
                 condition=filters.parse(b.model, condition, what="condition"),

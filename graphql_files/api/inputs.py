@@ -210,9 +210,14 @@ def model_inputs(model: ModelSpec) -> ModelInputs:
     )
     delete = _input(
         f"Delete{n}Input",
-        {"id": strawberry.ID, "expectedVersion": Optional[int]},
+        {"id": strawberry.ID, "expectedVersion": Optional[int], "deleteFiles": bool},
         f"Which {n} to delete.",
-        docs={"expectedVersion": "Delete only if the record is still at this version."},
+        defaults={"deleteFiles": False},
+        docs={
+            "expectedVersion": "Delete only if the record is still at this version.",
+            "deleteFiles": "Also delete the record's files that lie in its own folder (and "
+            "that no other record names), after the record is gone.",
+        },
     )
     return ModelInputs(
         filter=_boolean_input(

@@ -23,15 +23,17 @@ from ..settings import Settings
 from .bindings import PHOTO_ALBUM_API, SONG_API
 from .crud import create_field, delete_field, get_field, list_field, update_field
 from .errors import ErrorShaping, log_errors
+from .storage import StorageMutation, StorageQuery
 from .subscriptions import change_field
 from .types import DATETIME_SCALAR
 from .validation import depth_limit_rule
+from .workflows import WorkflowMutation
 
 CACHE_SIZE = 1024
 
 
 @strawberry.type
-class Query:
+class RecordQuery:
     getSong = get_field(SONG_API)
     listSongs = list_field(SONG_API)
     getPhotoAlbum = get_field(PHOTO_ALBUM_API)
@@ -39,13 +41,23 @@ class Query:
 
 
 @strawberry.type
-class Mutation:
+class RecordMutation:
     createSong = create_field(SONG_API)
     updateSong = update_field(SONG_API)
     deleteSong = delete_field(SONG_API)
     createPhotoAlbum = create_field(PHOTO_ALBUM_API)
     updatePhotoAlbum = update_field(PHOTO_ALBUM_API)
     deletePhotoAlbum = delete_field(PHOTO_ALBUM_API)
+
+
+@strawberry.type
+class Query(RecordQuery, StorageQuery):
+    """Records first, then storage."""
+
+
+@strawberry.type
+class Mutation(RecordMutation, WorkflowMutation, StorageMutation):
+    """Records, then the record-file workflows, then storage."""
 
 
 @strawberry.type

@@ -10,7 +10,10 @@ from typing import Any, ClassVar, Self
 
 import strawberry
 
+from .. import files
+from ..files import ObjectInfo
 from ..models import PHOTO_ALBUM, SONG, ModelSpec, Record
+from .context import Info
 
 
 def _serialize_datetime(value: datetime) -> str:
@@ -45,6 +48,63 @@ class ModelSortDirection(enum.Enum):
 class ModelName(enum.Enum):
     SONG = "SONG"
     PHOTO_ALBUM = "PHOTO_ALBUM"
+
+
+@strawberry.type(description="An object's properties, from S3.")
+class FileProperties:
+    path: str
+    size: int = strawberry.field(description="Bytes.")
+    contentType: str | None = strawberry.field(description="Null in listings (S3 lists none).")
+    eTag: str | None
+    lastModified: datetime
+
+    @classmethod
+    def from_info(cls, info: ObjectInfo) -> Self:
+        return cls(
+            path=info.path,
+            size=info.size,
+            contentType=info.content_type,
+            eTag=info.etag,
+            lastModified=info.last_modified,
+        )
+
+
+@strawberry.type(description="A short-lived presigned GET URL.")
+class SignedUrl:
+    url: str
+    expiresAt: datetime
+
+    @classmethod
+    def from_signed(cls, signed: files.SignedUrl) -> Self:
+        return cls(url=signed.url, expiresAt=signed.expires_at)
+
+
+@strawberry.type(description="A file a record names.")
+class FileRef:
+    path: str
+
+    @strawberry.field(
+        description="A presigned GET URL, signed locally. `expiresIn` (seconds) is capped by "
+        "the server's SIGNED_URL_TTL. Null with an error when storage rules deny it."
+    )
+    async def url(
+        self,
+        info: Info,
+        expiresIn: int | None = None,
+        contentDisposition: str | None = None,
+    ) -> SignedUrl | None:
+        signed = await info.context.services.storage.get_url(
+            self.path, expires_in=expiresIn, content_disposition=contentDisposition
+        )
+        return SignedUrl.from_signed(signed)
+
+    @strawberry.field(
+        description="The object's properties; null when the object is missing. Batched: "
+        "many of these in one request run concurrently, each path once."
+    )
+    async def properties(self, info: Info) -> FileProperties | None:
+        found = await info.context.properties.load(self.path)
+        return None if found is None else FileProperties.from_info(found)
 
 
 @strawberry.type
@@ -86,6 +146,10 @@ class Song(RecordType):
         description="S3 key of the cover art, e.g. images/<song id>/<uuid>-cover.png."
     )
 
+    @strawberry.field(description="The cover art, with its URL and properties.")
+    def coverArt(self) -> FileRef | None:
+        return None if self.coverArtPath is None else FileRef(path=self.coverArtPath)
+
 
 @strawberry.type(description="A photo album naming any number of images stored in S3.")
 class PhotoAlbum(RecordType):
@@ -93,6 +157,10 @@ class PhotoAlbum(RecordType):
 
     name: str
     imagePaths: list[str] | None = strawberry.field(description="S3 keys of the album's images.")
+
+    @strawberry.field(description="The images, in order, with their URLs and properties.")
+    def images(self) -> list[FileRef]:
+        return [FileRef(path=path) for path in self.imagePaths or ()]
 
 
 RECORD_TYPES: dict[str, type[RecordType]] = {t.model.name: t for t in (Song, PhotoAlbum)}

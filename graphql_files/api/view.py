@@ -24,13 +24,21 @@ from strawberry.http import GraphQLHTTPResponse, process_result
 from strawberry.types import ExecutionResult
 
 from ..errors import INTERNAL_SERVER_ERROR
-from ..services import Services
 from ..settings import Settings
 from .context import Context
 from .errors import BAD_USER_INPUT, shape
+from .uploads import FileTooLarge, UploadRequestAdapter, close_uploads
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
+MULTIPART = "multipart/form-data"
+SIMPLE_CONTENT_TYPES = (MULTIPART, "application/x-www-form-urlencoded", "text/plain")
+PREFLIGHT_HEADERS = ("apollo-require-preflight", "x-apollo-operation-name")
+PREFLIGHT_MESSAGE = (
+    "this request must carry the header 'apollo-require-preflight: true' (or "
+    "'x-apollo-operation-name'), which makes browsers send a CORS preflight so other sites "
+    "cannot submit it"
+)
 
 
 def error_response(status: int, message: str, code: str, media_type: str = JSON) -> Response:
@@ -70,7 +78,19 @@ def is_request_error(result: ExecutionResult) -> bool:
     return result.data is None and bool(errors) and all(e.path is None for e in errors)
 
 
+def needs_preflight_header(request: Request) -> bool:
+    """A POST a browser could send cross-site without a CORS preflight (CVE-2024-47082)."""
+    if request.method != "POST":
+        return False
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type not in SIMPLE_CONTENT_TYPES:
+        return False
+    return not any(request.headers.get(h, "").strip() for h in PREFLIGHT_HEADERS)
+
+
 class GraphQLView(GraphQL[Context, None]):
+    request_adapter_class = UploadRequestAdapter
+
     def __init__(self, schema: Any, settings: Settings) -> None:
         super().__init__(
             schema,
@@ -88,28 +108,35 @@ class GraphQLView(GraphQL[Context, None]):
             await super().__call__(scope, receive, send)
             return
         request = Request(scope, receive)
+        try:
+            response = await self._respond(request)
+        finally:
+            await close_uploads(request)
+        await response(scope, receive, send)
+
+    async def _respond(self, request: Request) -> Response:
         media_type = negotiate(request.headers.get("accept"))
         browser = request.method == "GET" and "text/html" in request.headers.get("accept", "")
         if media_type is None and not browser:
-            response = error_response(406, f"Accept {GRAPHQL_RESPONSE} or {JSON}", BAD_USER_INPUT)
-        else:
-            try:
-                response = await self.run(request)
-            except HTTPException as exc:
-                code = BAD_USER_INPUT if exc.status_code < 500 else INTERNAL_SERVER_ERROR
-                response = error_response(exc.status_code, exc.reason, code, media_type or JSON)
-            else:
-                if response.media_type == JSON or response.headers.get("content-type") == JSON:
-                    response.headers["content-type"] = media_type or JSON
-                    if media_type == GRAPHQL_RESPONSE and getattr(
-                        request.state, "request_error", False
-                    ):
-                        response.status_code = 400
-        await response(scope, receive, send)
+            return error_response(406, f"Accept {GRAPHQL_RESPONSE} or {JSON}", BAD_USER_INPUT)
+        media_type = media_type or JSON
+        if needs_preflight_header(request):
+            return error_response(400, PREFLIGHT_MESSAGE, BAD_USER_INPUT, media_type)
+        try:
+            response = await self.run(request)
+        except HTTPException as exc:
+            code = BAD_USER_INPUT if exc.status_code < 500 else INTERNAL_SERVER_ERROR
+            return error_response(exc.status_code, exc.reason, code, media_type)
+        except FileTooLarge as exc:
+            return error_response(413, str(exc), "PAYLOAD_TOO_LARGE", media_type)
+        if response.headers.get("content-type") == JSON:
+            response.headers["content-type"] = media_type
+            if media_type == GRAPHQL_RESPONSE and getattr(request.state, "request_error", False):
+                response.status_code = 400
+        return response
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
-        services: Services = request.state.services
-        return Context(request=request, response=response, services=services)
+        return Context.build(request, response)
 
     async def process_result(
         self, request: Request, result: ExecutionResult
@@ -124,22 +151,29 @@ class GraphQLView(GraphQL[Context, None]):
 
 
 class BodyLimit:
-    """Refuse HTTP request bodies over ``limit`` bytes, counted as they stream in.
+    """Refuse HTTP request bodies over a limit, counted as they stream in: ``max_request_bytes``
+    for JSON, room for ``max_upload_files`` files of ``max_upload_bytes`` for multipart.
 
     Starlette's ``max_body_size`` answers in plain text; GraphQL clients expect a GraphQL error.
     """
 
-    def __init__(self, app: Any, limit: int) -> None:
+    def __init__(self, app: Any, settings: Settings) -> None:
         self.app = app
-        self.limit = limit
+        self.json_limit = settings.max_request_bytes
+        self.multipart_limit = (
+            settings.max_upload_files * settings.max_upload_bytes + settings.max_request_bytes
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(scope, receive, send)
+        headers = dict(scope["headers"])
+        multipart = headers.get(b"content-type", b"").lower().startswith(MULTIPART.encode())
+        limit = self.multipart_limit if multipart else self.json_limit
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._refuse(limit, scope, receive, send)
             return
         received = 0
         started = False
@@ -148,7 +182,7 @@ class BodyLimit:
             nonlocal received
             message = await receive()
             received += len(message.get("body", b""))
-            if received > self.limit:
+            if received > limit:
                 raise _TooLarge
             return message
 
@@ -162,11 +196,12 @@ class BodyLimit:
         except _TooLarge:
             if started:
                 raise
-            await self._refuse(scope, receive, send)
+            await self._refuse(limit, scope, receive, send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+    @staticmethod
+    async def _refuse(limit: int, scope: Scope, receive: Receive, send: Send) -> None:
         response = error_response(
-            413, f"request body is larger than {self.limit} bytes", "PAYLOAD_TOO_LARGE"
+            413, f"request body is larger than {limit} bytes", "PAYLOAD_TOO_LARGE"
         )
         await response(scope, receive, send)
 

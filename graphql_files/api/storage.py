@@ -1,0 +1,157 @@
+"""The storage operations (after Amplify Storage) and their GraphQL types."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import cast
+
+import strawberry
+from strawberry.file_uploads import Upload
+from strawberry.scalars import JSON
+
+from .. import storage
+from .context import Info
+from .types import FileProperties, SignedUrl
+
+
+def as_upload(value: Upload) -> storage.Upload:
+    """strawberry types uploads as its ``Upload`` scalar; at run time they are Starlette's
+    ``UploadFile``, which is what ``storage.Upload`` describes."""
+    return cast(storage.Upload, value)
+
+
+def optional_upload(value: Upload | None) -> storage.Upload | None:
+    return None if value is None else as_upload(value)
+
+
+def optional_uploads(values: list[Upload] | None) -> list[storage.Upload] | None:
+    return None if values is None else [as_upload(v) for v in values]
+
+
+@strawberry.input(description="A file sent with the request (GraphQL multipart request spec).")
+class UploadFileInput:
+    path: str = strawberry.field(description="The object key to write.")
+    file: Upload
+    contentType: str | None = strawberry.field(
+        default=None, description="Overrides the part's Content-Type; checked against the bytes."
+    )
+    preventOverwrite: bool = strawberry.field(
+        default=False, description="Refuse with CONFLICT when an object exists at `path`."
+    )
+
+
+@strawberry.input(description="A presigned browser upload (an HTML form POST to S3).")
+class CreateUploadUrlInput:
+    path: str
+    contentType: str = strawberry.field(description="Pinned by the policy.")
+    size: int | None = strawberry.field(
+        default=None,
+        description="Exact size in bytes, pinned by the policy; without it, 1 byte up to the "
+        "server's upload limit.",
+    )
+
+
+@strawberry.type(description="Post `fields` (then the file, as the last field) to `url`.")
+class PresignedUpload:
+    url: str
+    fields: JSON = strawberry.field(description="Form field names to values.")
+    path: str
+    expiresAt: datetime
+
+
+@strawberry.input
+class GetUrlInput:
+    path: str
+    expiresIn: int | None = strawberry.field(
+        default=None, description="Seconds; capped by the server's SIGNED_URL_TTL."
+    )
+    validateObjectExistence: bool = strawberry.field(
+        default=False, description="NOT_FOUND instead of a URL to nothing (costs a HEAD)."
+    )
+    contentDisposition: str | None = strawberry.field(
+        default=None, description='e.g. attachment; filename="cover.png"'
+    )
+
+
+@strawberry.input
+class ListFilesInput:
+    path: str = strawberry.field(description="A key prefix, e.g. images/<album id>/.")
+    pageSize: int | None = strawberry.field(default=None, description="1-1000, default 100.")
+    nextToken: str | None = None
+
+
+@strawberry.type
+class FileListing:
+    items: list[FileProperties]
+    nextToken: str | None
+
+
+@strawberry.input
+class CopyFileInput:
+    source: str
+    destination: str
+    preventOverwrite: bool = False
+
+
+@strawberry.type
+class StorageQuery:
+    @strawberry.field(description="A presigned GET URL for `path`, signed locally.")
+    async def getUrl(self, info: Info, input: GetUrlInput) -> SignedUrl:
+        signed = await info.context.services.storage.get_url(
+            input.path,
+            expires_in=input.expiresIn,
+            validate_existence=input.validateObjectExistence,
+            content_disposition=input.contentDisposition,
+        )
+        return SignedUrl.from_signed(signed)
+
+    @strawberry.field(description="An object's properties; null with NOT_FOUND when missing.")
+    async def getProperties(self, info: Info, path: str) -> FileProperties | None:
+        return FileProperties.from_info(await info.context.services.storage.properties(path))
+
+    @strawberry.field(description="Objects under a prefix, in key order, a page at a time.")
+    async def listFiles(self, info: Info, input: ListFilesInput) -> FileListing:
+        page = await info.context.services.storage.list_files(
+            input.path, page_size=input.pageSize, token=input.nextToken
+        )
+        return FileListing(
+            items=[FileProperties.from_info(i) for i in page.items], nextToken=page.next_token
+        )
+
+
+@strawberry.type
+class StorageMutation:
+    @strawberry.mutation(description="Upload a file sent with this (multipart) request.")
+    async def uploadFile(self, info: Info, input: UploadFileInput) -> FileProperties:
+        stored = await info.context.services.storage.upload(
+            input.path,
+            as_upload(input.file),
+            content_type=input.contentType,
+            prevent_overwrite=input.preventOverwrite,
+        )
+        return FileProperties.from_info(stored)
+
+    @strawberry.mutation(
+        description="A presigned POST for a browser upload; its policy pins the key, the "
+        "content type and the size."
+    )
+    async def createUploadUrl(self, info: Info, input: CreateUploadUrlInput) -> PresignedUpload:
+        post = await info.context.services.storage.create_upload_url(
+            input.path, content_type=input.contentType, size=input.size
+        )
+        return PresignedUpload(
+            url=post.url, fields=cast(JSON, post.fields), path=post.path, expiresAt=post.expires_at
+        )
+
+    @strawberry.mutation(description="Copy an object within the bucket.")
+    async def copyFile(self, info: Info, input: CopyFileInput) -> FileProperties:
+        copied = await info.context.services.storage.copy(
+            input.source, input.destination, prevent_overwrite=input.preventOverwrite
+        )
+        return FileProperties.from_info(copied)
+
+    @strawberry.mutation(
+        description="Delete an object; refused with CONFLICT while a record names it."
+    )
+    async def removeFile(self, info: Info, path: str) -> str:
+        return await info.context.services.storage.remove(path)

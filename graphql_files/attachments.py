@@ -1,0 +1,303 @@
+"""The record-file workflows, each one call, in the order that never leaves a dangling record.
+
+1. Stage the new files: upload them to fresh keys in the record's folder, or verify presigned
+   uploads there (HEAD, size, sniffed type). Nothing names them yet.
+2. Write the record in one guarded MongoDB update. If that fails (conflict, missing record,
+   database down), delete what step 1 uploaded and answer the error.
+3. Only then delete what the write unlinked (when asked, and only inside the record's folder,
+   and only objects no record names any more). A failure here leaves an orphan for the sweeper,
+   never a record pointing at nothing.
+
+The same machinery serves one file per record (Song.coverArtPath) and many (PhotoAlbum.imagePaths).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import BadUserInput, Conflict, DomainError, NotFound
+from .keys import check_key, in_folder, new_attachment_key, record_folder
+from .models import MAX_LIST_LENGTH, ModelSpec, Record
+from .records import Preconditions, Records
+from .settings import Settings
+from .storage import Storage, Upload
+
+log = logging.getLogger(__name__)
+
+MAX_FILES_PER_CALL = 100
+RETRIES = 5  # re-reads when another client changed the file field between our read and write
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a workflow's new file comes from: this request, or a presigned upload."""
+
+    upload: Upload | None = None
+    uploaded_path: str | None = None
+
+
+def one_source(upload: Upload | None, uploaded_path: str | None) -> Source:
+    if (upload is None) == (uploaded_path is None):
+        raise BadUserInput("give exactly one of file and uploadedPath")
+    return Source(upload=upload, uploaded_path=uploaded_path)
+
+
+def many_sources(uploads: Sequence[Upload] | None, paths: Sequence[str] | None) -> list[Source]:
+    if (uploads is None) == (paths is None):
+        raise BadUserInput("give exactly one of files and uploadedPaths")
+    sources = [Source(upload=u) for u in uploads or ()] + [
+        Source(uploaded_path=p) for p in paths or ()
+    ]
+    if not 1 <= len(sources) <= MAX_FILES_PER_CALL:
+        raise BadUserInput(f"give between 1 and {MAX_FILES_PER_CALL} files")
+    return sources
+
+
+class Attachments:
+    def __init__(self, *, records: Records, storage: Storage, settings: Settings) -> None:
+        self._records = records
+        self._storage = storage
+        self._prefix = settings.attachment_prefix
+
+    # --- the workflows -------------------------------------------------------------------------
+
+    async def attach(
+        self,
+        model: ModelSpec,
+        record_id: str,
+        source: Source,
+        *,
+        delete_previous: bool = True,
+        expected_version: int | None = None,
+    ) -> Record:
+        """Point a one-file record at a new file (attachSongCoverArt)."""
+        current = await self._current(model, record_id, expected_version)
+        async with self._staged(model, record_id, [source]) as (new_path,):
+            for _ in range(RETRIES):
+                previous = current.values.get(model.file_field)
+                try:
+                    record = await self._records.update(
+                        model,
+                        record_id,
+                        set_values={model.file_field: new_path},
+                        preconditions=self._guard(model, previous, expected_version),
+                    )
+                    break
+                except Conflict:
+                    if expected_version is not None:
+                        raise
+                    current = await self._records.get(model, record_id)
+            else:
+                raise Conflict(f"{model.name} {record_id!r} kept changing; try again")
+        if delete_previous and previous not in (None, new_path):
+            await self._discard(model, record_id, [previous])
+        return record
+
+    async def detach(
+        self,
+        model: ModelSpec,
+        record_id: str,
+        *,
+        delete_file: bool = False,
+        expected_version: int | None = None,
+    ) -> Record:
+        """Stop naming a one-file record's file, then maybe delete it (detachSongCoverArt)."""
+        current = await self._current(model, record_id, expected_version)
+        for _ in range(RETRIES):
+            previous = current.values.get(model.file_field)
+            if previous is None:
+                return current  # nothing to detach: no write, no event
+            try:
+                record = await self._records.update(
+                    model,
+                    record_id,
+                    unset=[model.file_field],
+                    preconditions=self._guard(model, previous, expected_version),
+                )
+                break
+            except Conflict:
+                if expected_version is not None:
+                    raise
+                current = await self._records.get(model, record_id)
+        else:
+            raise Conflict(f"{model.name} {record_id!r} kept changing; try again")
+        if delete_file and previous is not None:
+            await self._discard(model, record_id, [previous])
+        return record
+
+    async def add(
+        self,
+        model: ModelSpec,
+        record_id: str,
+        sources: Sequence[Source],
+        *,
+        expected_version: int | None = None,
+    ) -> Record:
+        """Add files to a many-file record in one atomic update (addPhotoAlbumImages)."""
+        current = await self._current(model, record_id, expected_version)
+        if len(current.file_paths) + len(sources) > MAX_LIST_LENGTH:
+            raise BadUserInput(f"a {model.name} names at most {MAX_LIST_LENGTH} files")
+        async with self._staged(model, record_id, sources) as new_paths:
+            room = {f"{model.file_field}.{MAX_LIST_LENGTH - len(new_paths)}": {"$exists": False}}
+            return await self._records.update(
+                model,
+                record_id,
+                add={model.file_field: new_paths},
+                preconditions=Preconditions(expected_version=expected_version, guard=room),
+            )
+
+    async def replace(
+        self,
+        model: ModelSpec,
+        record_id: str,
+        old_path: str,
+        source: Source,
+        *,
+        delete_previous: bool = True,
+        expected_version: int | None = None,
+    ) -> Record:
+        """Swap one of a many-file record's files for a new one (replacePhotoAlbumImage)."""
+        current = await self._current(model, record_id, expected_version)
+        if old_path not in current.file_paths:
+            raise NotFound(f"{model.name} {record_id!r} does not name {old_path}", path=old_path)
+        async with self._staged(model, record_id, [source]) as (new_path,):
+            record = await self._records.update(
+                model,
+                record_id,
+                set_values={f"{model.file_field}.$": new_path},
+                preconditions=Preconditions(
+                    expected_version=expected_version, guard={model.file_field: old_path}
+                ),
+            )
+        if delete_previous:
+            await self._discard(model, record_id, [old_path])
+        return record
+
+    async def remove(
+        self,
+        model: ModelSpec,
+        record_id: str,
+        paths: Sequence[str],
+        *,
+        delete_files: bool = False,
+        expected_version: int | None = None,
+    ) -> Record:
+        """Stop naming some of a many-file record's files, then maybe delete them."""
+        if not 1 <= len(paths) <= MAX_FILES_PER_CALL:
+            raise BadUserInput(f"give between 1 and {MAX_FILES_PER_CALL} paths")
+        current = await self._current(model, record_id, expected_version)
+        missing = [p for p in paths if p not in current.file_paths]
+        if missing:
+            raise NotFound(f"{model.name} {record_id!r} does not name {missing[0]}", paths=missing)
+        record = await self._records.update(
+            model,
+            record_id,
+            pull={model.file_field: list(paths)},
+            preconditions=Preconditions(
+                expected_version=expected_version,
+                guard={model.file_field: {"$all": list(paths)}},
+            ),
+        )
+        if delete_files:
+            await self._discard(model, record_id, paths)
+        return record
+
+    async def delete_record(
+        self,
+        model: ModelSpec,
+        record_id: str,
+        *,
+        delete_files: bool,
+        preconditions: Preconditions,
+    ) -> Record:
+        """Delete the record, then (when asked) the files in its folder."""
+        record = await self._records.delete(model, record_id, preconditions=preconditions)
+        if delete_files:
+            await self._discard(model, record_id, record.file_paths)
+        return record
+
+    # --- the machinery -----------------------------------------------------------------------
+
+    async def _current(
+        self, model: ModelSpec, record_id: str, expected_version: int | None
+    ) -> Record:
+        """The record now; refuses early (before any upload) when its version has moved on."""
+        current = await self._records.get(model, record_id)
+        if expected_version is not None and current.version != expected_version:
+            raise Conflict(
+                f"{model.name} {record_id!r} is at version {current.version}, "
+                f"not {expected_version}",
+                currentVersion=current.version,
+            )
+        return current
+
+    @staticmethod
+    def _guard(model: ModelSpec, previous: Any, expected_version: int | None) -> Preconditions:
+        """Write only over the value we read, so we know exactly which file we unlinked."""
+        value = {"$exists": False} if previous is None else previous
+        return Preconditions(expected_version=expected_version, guard={model.file_field: value})
+
+    @asynccontextmanager
+    async def _staged(
+        self, model: ModelSpec, record_id: str, sources: Sequence[Source]
+    ) -> AsyncIterator[list[str]]:
+        """New files in the record's folder; what this request uploaded is deleted if the block
+        (the record write) fails."""
+        folder = record_folder(self._prefix, record_id)
+        uploaded: list[str] = []
+        paths: list[str] = []
+        try:
+            for source in sources:
+                if source.upload is not None:
+                    key = new_attachment_key(self._prefix, record_id, source.upload.filename)
+                    await self._storage.upload(key, source.upload)
+                    uploaded.append(key)
+                    paths.append(key)
+                else:
+                    assert source.uploaded_path is not None
+                    path = check_key(source.uploaded_path, what="uploadedPath")
+                    if not in_folder(path, folder):
+                        raise BadUserInput(
+                            f"uploadedPath must lie in the record's folder {folder}", path=path
+                        )
+                    await self._storage.verify_uploaded(path)
+                    paths.append(path)
+            yield paths
+        except BaseException as failure:
+            if uploaded:
+                await self._delete_quietly(uploaded, reason=f"{type(failure).__name__}")
+            raise
+
+    async def _discard(self, model: ModelSpec, record_id: str, paths: Sequence[str]) -> None:
+        """Delete unlinked files that lie in the record's folder and that no record names."""
+        folder = record_folder(self._prefix, record_id)
+        owned = [p for p in dict.fromkeys(paths) if in_folder(p, folder)]
+        for path in set(paths) - set(owned):
+            log.info(
+                "kept %s: it lies outside %s, which %s %s owns", path, folder, model.name, record_id
+            )
+        try:
+            still_named = await self._records.named(owned)
+        except DomainError as exc:
+            log.warning("kept %d file(s) of %s %s: %s", len(owned), model.name, record_id, exc)
+            return
+        for path, by in still_named.items():
+            log.info("kept %s: %s still names it", path, by)
+        await self._delete_quietly([p for p in owned if p not in still_named], reason="unlinked")
+
+    async def _delete_quietly(self, paths: Sequence[str], *, reason: str) -> None:
+        """Best effort: what cannot be deleted now is an orphan the sweeper will find."""
+        if not paths:
+            return
+        try:
+            failed = await self._storage.files.delete_many(paths)
+        except DomainError as exc:
+            log.warning("could not delete %s (%s): %s; the sweeper will", list(paths), reason, exc)
+            return
+        deleted = [p for p in paths if p not in failed]
+        if deleted:
+            log.info("deleted %s (%s)", deleted, reason)

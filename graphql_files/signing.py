@@ -1,0 +1,111 @@
+"""Fast SigV4 query signing for S3 GET URLs, byte-identical to botocore's ``S3SigV4QueryAuth``.
+
+``generate_presigned_url`` costs about 300 us per URL here (a whole botocore request pipeline
+per call), and a page of 100 albums with 10 images each asks for 1,000 URLs. This module does
+only the arithmetic: one SHA-256 of the canonical request and one HMAC with a signing key that
+is derived once per (secret, day, region) and cached. The URL's base (scheme, host, bucket
+path) is taken from one URL botocore presigned at start-up, so endpoint and addressing-style
+rules stay botocore's. A test compares the output with botocore's for the same clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import datetime
+from functools import lru_cache
+from typing import NamedTuple
+from urllib.parse import quote, urlsplit
+
+ALGORITHM = "AWS4-HMAC-SHA256"
+PROBE_KEY = "graphql-files-probe"
+
+
+class Credentials(NamedTuple):
+    access_key: str
+    secret_key: str
+    token: str | None
+
+
+@lru_cache(maxsize=64)
+def signing_key(secret_key: str, datestamp: str, region: str) -> bytes:
+    def sign(key: bytes, message: str) -> bytes:
+        return hmac.new(key, message.encode("utf-8"), hashlib.sha256).digest()
+
+    k_date = sign(("AWS4" + secret_key).encode("utf-8"), datestamp)
+    return sign(sign(sign(k_date, region), "s3"), "aws4_request")
+
+
+def _encode(value: str) -> str:
+    return quote(value.encode("utf-8"), safe="-_.~")
+
+
+def _host(scheme: str, netloc: str) -> str:
+    # botocore signs the host without a default port
+    default = {"http": ":80", "https": ":443"}.get(scheme)
+    return netloc[: -len(default)] if default and netloc.endswith(default) else netloc
+
+
+class UrlSigner:
+    """Signs GET URLs for keys of one bucket, given a URL botocore presigned for ``PROBE_KEY``."""
+
+    def __init__(self, probe_url: str, region: str) -> None:
+        parts = urlsplit(probe_url)
+        if not parts.path.endswith("/" + PROBE_KEY):
+            raise ValueError(f"unexpected presigned URL shape: {probe_url}")
+        self._origin = f"{parts.scheme}://{parts.netloc}"
+        self._path_prefix = parts.path[: -len(PROBE_KEY)]  # "/" or "/bucket/"
+        self._host = _host(parts.scheme, parts.netloc)
+        self._region = region
+
+    def sign(
+        self,
+        key: str,
+        *,
+        credentials: Credentials,
+        expires_in: int,
+        now: datetime,
+        content_disposition: str | None = None,
+    ) -> str:
+        """The presigned GET URL for ``key``, valid ``expires_in`` seconds from ``now`` (UTC)."""
+        timestamp = now.strftime("%Y%m%dT%H%M%SZ")
+        datestamp = timestamp[:8]
+        scope = f"{datestamp}/{self._region}/s3/aws4_request"
+        path = self._path_prefix + quote(key.encode("utf-8"), safe="/~")
+        params = []
+        if content_disposition is not None:
+            params.append(("response-content-disposition", content_disposition))
+        params += [
+            ("X-Amz-Algorithm", ALGORITHM),
+            ("X-Amz-Credential", f"{credentials.access_key}/{scope}"),
+            ("X-Amz-Date", timestamp),
+            ("X-Amz-Expires", str(expires_in)),
+            ("X-Amz-SignedHeaders", "host"),
+        ]
+        if credentials.token is not None:
+            params.append(("X-Amz-Security-Token", credentials.token))
+        encoded = [f"{_encode(k)}={_encode(v)}" for k, v in params]
+        canonical_request = "\n".join(
+            (
+                "GET",
+                path,
+                "&".join(sorted(encoded)),
+                f"host:{self._host}\n",
+                "host",
+                "UNSIGNED-PAYLOAD",
+            )
+        )
+        string_to_sign = "\n".join(
+            (
+                ALGORITHM,
+                timestamp,
+                scope,
+                hashlib.sha256(canonical_request.encode("utf-8")).hexdigest(),
+            )
+        )
+        signature = hmac.new(
+            signing_key(credentials.secret_key, datestamp, self._region),
+            string_to_sign.encode("utf-8"),
+            hashlib.sha256,
+        ).hexdigest()
+        return f"{self._origin}{path}?{'&'.join(encoded)}&X-Amz-Signature={signature}"
