@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 from typing import TypedDict
 
 from starlette.applications import Starlette
@@ -18,6 +20,7 @@ from .api.schema import build_schema
 from .api.view import BodyLimit, GraphQLView
 from .services import Services, describe, open_services
 from .settings import Settings
+from .sweep import sweep_periodically
 
 log = logging.getLogger("graphql_files")
 
@@ -48,7 +51,16 @@ def create_app(settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
-        async with open_services(settings) as services:
+        async with open_services(settings) as services, AsyncExitStack() as tasks:
+            if settings.sweep_interval is not None:
+                sweeping = asyncio.create_task(
+                    sweep_periodically(
+                        services.sweeper,
+                        every=settings.sweep_interval,
+                        grace=timedelta(seconds=settings.sweep_grace),
+                    )
+                )
+                tasks.callback(sweeping.cancel)
             url = f"http://{settings.host}:{settings.port}/graphql"
             log.info("%s", describe(services, url=url))
             yield {"services": services}

@@ -14,7 +14,7 @@ The same machinery serves one file per record (Song.coverArtPath) and many (Phot
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -77,22 +77,9 @@ class Attachments:
         """Point a one-file record at a new file (attachSongCoverArt)."""
         current = await self._current(model, record_id, expected_version)
         async with self._staged(model, record_id, [source]) as (new_path,):
-            for _ in range(RETRIES):
-                previous = current.values.get(model.file_field)
-                try:
-                    record = await self._records.update(
-                        model,
-                        record_id,
-                        set_values={model.file_field: new_path},
-                        preconditions=self._guard(model, previous, expected_version),
-                    )
-                    break
-                except Conflict:
-                    if expected_version is not None:
-                        raise
-                    current = await self._records.get(model, record_id)
-            else:
-                raise Conflict(f"{model.name} {record_id!r} kept changing; try again")
+            record, previous = await self._swap(
+                model, current, lambda _: new_path, expected_version
+            )
         if delete_previous and previous not in (None, new_path):
             await self._discard(model, record_id, [previous])
         return record
@@ -107,24 +94,9 @@ class Attachments:
     ) -> Record:
         """Stop naming a one-file record's file, then maybe delete it (detachSongCoverArt)."""
         current = await self._current(model, record_id, expected_version)
-        for _ in range(RETRIES):
-            previous = current.values.get(model.file_field)
-            if previous is None:
-                return current  # nothing to detach: no write, no event
-            try:
-                record = await self._records.update(
-                    model,
-                    record_id,
-                    unset=[model.file_field],
-                    preconditions=self._guard(model, previous, expected_version),
-                )
-                break
-            except Conflict:
-                if expected_version is not None:
-                    raise
-                current = await self._records.get(model, record_id)
-        else:
-            raise Conflict(f"{model.name} {record_id!r} kept changing; try again")
+        if current.values.get(model.file_field) is None:
+            return current  # nothing to detach: no write, no event
+        record, previous = await self._swap(model, current, lambda _: None, expected_version)
         if delete_file and previous is not None:
             await self._discard(model, record_id, [previous])
         return record
@@ -160,19 +132,17 @@ class Attachments:
         delete_previous: bool = True,
         expected_version: int | None = None,
     ) -> Record:
-        """Swap one of a many-file record's files for a new one (replacePhotoAlbumImage)."""
+        """Swap one of a many-file record's files for another, in place (replacePhotoAlbumImage)."""
         current = await self._current(model, record_id, expected_version)
-        if old_path not in current.file_paths:
-            raise NotFound(f"{model.name} {record_id!r} does not name {old_path}", path=old_path)
+        self._require_named(current, old_path)  # refuse before uploading anything
         async with self._staged(model, record_id, [source]) as (new_path,):
-            record = await self._records.update(
-                model,
-                record_id,
-                set_values={f"{model.file_field}.$": new_path},
-                preconditions=Preconditions(
-                    expected_version=expected_version, guard={model.file_field: old_path}
-                ),
-            )
+
+            def swapped(paths: list[str] | None) -> list[str]:
+                # re-checked on every try: another client may have removed it meanwhile
+                self._require_named(current, old_path, paths or [])
+                return [new_path if p == old_path else p for p in paths or ()]
+
+            record, _ = await self._swap(model, current, swapped, expected_version)
         if delete_previous:
             await self._discard(model, record_id, [old_path])
         return record
@@ -190,9 +160,8 @@ class Attachments:
         if not 1 <= len(paths) <= MAX_FILES_PER_CALL:
             raise BadUserInput(f"give between 1 and {MAX_FILES_PER_CALL} paths")
         current = await self._current(model, record_id, expected_version)
-        missing = [p for p in paths if p not in current.file_paths]
-        if missing:
-            raise NotFound(f"{model.name} {record_id!r} does not name {missing[0]}", paths=missing)
+        for path in paths:
+            self._require_named(current, path)
         record = await self._records.update(
             model,
             record_id,
@@ -236,10 +205,43 @@ class Attachments:
         return current
 
     @staticmethod
-    def _guard(model: ModelSpec, previous: Any, expected_version: int | None) -> Preconditions:
-        """Write only over the value we read, so we know exactly which file we unlinked."""
-        value = {"$exists": False} if previous is None else previous
-        return Preconditions(expected_version=expected_version, guard={model.file_field: value})
+    def _require_named(record: Record, path: str, paths: Sequence[str] | None = None) -> None:
+        if path not in (record.file_paths if paths is None else paths):
+            raise NotFound(f"{record.model.name} {record.id!r} does not name {path}", path=path)
+
+    async def _swap(
+        self,
+        model: ModelSpec,
+        current: Record,
+        change: Callable[[Any], Any],
+        expected_version: int | None,
+    ) -> tuple[Record, Any]:
+        """Set the file field to ``change(previous)`` in one write guarded by ``previous``, so we
+        know exactly what we unlinked. When another client changed the field first, re-read and
+        try again, unless the caller pinned ``expected_version``. Returns (record, previous)."""
+        for _ in range(RETRIES):
+            previous = current.values.get(model.file_field)
+            value = change(previous)
+            guard = {model.file_field: {"$exists": False} if previous is None else previous}
+            preconditions = Preconditions(expected_version=expected_version, guard=guard)
+            try:
+                if value is None:
+                    record = await self._records.update(
+                        model, current.id, unset=[model.file_field], preconditions=preconditions
+                    )
+                else:
+                    record = await self._records.update(
+                        model,
+                        current.id,
+                        set_values={model.file_field: value},
+                        preconditions=preconditions,
+                    )
+                return record, previous
+            except Conflict:
+                if expected_version is not None:
+                    raise
+                current = await self._records.get(model, current.id)
+        raise Conflict(f"{model.name} {current.id!r} kept changing; try again")
 
     @asynccontextmanager
     async def _staged(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -66,6 +68,37 @@ def schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def sweep(args: argparse.Namespace) -> int:
+    from .services import open_services
+    from .settings import parse_duration
+
+    settings = _settings(log_level=args.log_level)
+    _configure_logging(settings.log_level)
+    if settings.embedded_mongodb or settings.embedded_s3:
+        print(
+            "graphql-files sweep: the embedded MongoDB and S3 live only inside a running server; "
+            "point GRAPHQL_FILES_MONGODB_URI and GRAPHQL_FILES_S3_BUCKET at the real ones, or set "
+            "GRAPHQL_FILES_SWEEP_INTERVAL on the server to sweep from inside it",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        grace = parse_duration(args.grace) if args.grace else None
+    except ValueError as exc:
+        sys.exit(f"graphql-files sweep: --grace: {exc}")
+
+    async def run() -> list[str]:
+        async with open_services(settings) as services:
+            report = await services.sweeper.run(
+                grace=grace or timedelta(seconds=settings.sweep_grace), dry_run=args.dry_run
+            )
+            return report.lines(dry_run=args.dry_run)
+
+    for line in asyncio.run(run()):
+        print(line)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="graphql-files",
@@ -95,6 +128,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="schema file for --check/--write (default: schema.graphql)",
     )
     p.set_defaults(run=schema)
+
+    p = commands.add_parser(
+        "sweep",
+        help="remove orphaned objects under the attachment prefix; report records naming "
+        "missing objects",
+    )
+    p.add_argument("--dry-run", action="store_true", help="report only; delete nothing")
+    p.add_argument(
+        "--grace",
+        help="leave orphans younger than this (default "
+        "GRAPHQL_FILES_SWEEP_GRACE, 1h); e.g. 30m, 1h, 2d",
+    )
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(run=sweep)
     return parser
 
 

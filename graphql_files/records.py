@@ -48,14 +48,14 @@ class Preconditions:
     guard: Mapping[str, Any] | None = None  # extra MongoDB query, e.g. a workflow's old value
 
     def query(self, record_id: str) -> dict[str, Any]:
-        parts: list[dict[str, Any]] = [{"_id": record_id}]
+        # Flat where possible: the positional "$" of a workflow's update must see the guard's
+        # array match at the top level of the query.
+        query: dict[str, Any] = {"_id": record_id, **(self.guard or {})}
         if self.expected_version is not None:
-            parts.append({"version": self.expected_version})
+            query["version"] = self.expected_version
         if self.condition is not None:
-            parts.append(filters.to_mongo(self.condition))
-        if self.guard:
-            parts.append(dict(self.guard))
-        return parts[0] if len(parts) == 1 else {"$and": parts}
+            query["$and"] = [filters.to_mongo(self.condition)]
+        return query
 
 
 class _KeyedLocks:

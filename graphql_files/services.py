@@ -20,6 +20,7 @@ from .mongo import Database, open_database
 from .records import Records
 from .settings import Settings
 from .storage import Storage
+from .sweep import Sweeper
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ class Services:
     records: Records
     storage: Storage
     attachments: Attachments
+    sweeper: Sweeper
 
     async def readiness(self) -> dict[str, str]:
         """'ok' or the reason, for MongoDB and S3."""
@@ -67,6 +69,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             records=records,
             storage=storage,
             attachments=Attachments(records=records, storage=storage, settings=settings),
+            sweeper=Sweeper(records=records, files=files, prefix=settings.attachment_prefix),
         )
 
 
@@ -81,11 +84,17 @@ def describe(services: Services, *, url: str) -> str:
         where = services.files.endpoint_url or "AWS"
         s3 = f"bucket {services.files.bucket!r} at {where}"
     events = "in process (one server instance)" if s.embedded_events else "Redis"
+    sweep = (
+        f"every {s.sweep_interval:g}s, removing orphans older than {s.sweep_grace:g}s"
+        if s.sweep_interval
+        else "off (GRAPHQL_FILES_SWEEP_INTERVAL)"
+    )
     lines = [
         "graphql-files is ready",
         f"  GraphiQL  {url}",
         f"  MongoDB   {mongodb}",
         f"  S3        {s3}",
         f"  Events    {events}",
+        f"  Sweep     {sweep}",
     ]
     return "\n".join(lines)

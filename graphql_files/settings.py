@@ -7,6 +7,8 @@ the one line the CLI prints before it exits.
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -18,6 +20,16 @@ MIB = 1024 * 1024
 SEVEN_DAYS = 7 * 24 * 3600
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """'90', '90s', '15m', '1h', '2d' -> a timedelta; ValueError otherwise."""
+    match = _DURATION.match(text.lower())
+    if match is None:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 15m, 1h, 2d)")
+    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
 
 
 class Settings(BaseSettings):
@@ -52,6 +64,7 @@ class Settings(BaseSettings):
     attachment_prefix: str = "images/"
     cors_origins: CommaList = ()
     sweep_interval: float | None = Field(None, gt=0)
+    sweep_grace: float = Field(3600, ge=0)
 
     max_query_depth: int = Field(15, ge=2, le=100)
     max_aliases: int = Field(30, ge=1)
@@ -64,6 +77,13 @@ class Settings(BaseSettings):
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("sweep_interval", "sweep_grace", mode="before")
+    @classmethod
+    def _durations(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip():
+            return parse_duration(value).total_seconds()
         return value
 
     @field_validator("attachment_prefix")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import boto3
 import httpx
@@ -22,6 +23,7 @@ from graphql_files.settings import Settings
 
 from .helpers import GraphQLClient, LiveServer, start_live_server
 
+ROOT = Path(__file__).resolve().parent.parent
 TEST_MONGODB_URI = os.environ.get("GRAPHQL_FILES_TEST_MONGODB_URI")
 
 # The tests pass every setting explicitly; none may leak in from the developer's shell.

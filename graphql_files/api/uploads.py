@@ -17,6 +17,8 @@ from starlette.requests import Request
 
 from ..settings import Settings
 
+UPLOADS_KEY = "graphql_files.uploads"
+
 
 class FileTooLarge(Exception):
     def __init__(self, limit: int) -> None:
@@ -63,10 +65,13 @@ class UploadRequestAdapter(StarletteRequestAdapter):
             form = await parser.parse()
         except MultiPartException as exc:
             raise HTTPException(400, f"invalid multipart request: {exc.message}") from exc
-        self.request.state.uploads = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
+        # In the scope, not request.state: servers may share one state dict between requests.
+        self.request.scope[UPLOADS_KEY] = [
+            v for _, v in form.multi_items() if isinstance(v, UploadFile)
+        ]
         return FormData(files=form, form=form)
 
 
 async def close_uploads(request: Request) -> None:
-    for upload in getattr(request.state, "uploads", ()):
+    for upload in request.scope.get(UPLOADS_KEY, ()):
         await upload.close()

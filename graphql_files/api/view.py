@@ -32,6 +32,7 @@ from .uploads import FileTooLarge, UploadRequestAdapter, close_uploads
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
 MULTIPART = "multipart/form-data"
+REQUEST_ERROR_KEY = "graphql_files.request_error"  # per request: in the scope, not in state
 SIMPLE_CONTENT_TYPES = (MULTIPART, "application/x-www-form-urlencoded", "text/plain")
 PREFLIGHT_HEADERS = ("apollo-require-preflight", "x-apollo-operation-name")
 PREFLIGHT_MESSAGE = (
@@ -131,7 +132,7 @@ class GraphQLView(GraphQL[Context, None]):
             return error_response(413, str(exc), "PAYLOAD_TOO_LARGE", media_type)
         if response.headers.get("content-type") == JSON:
             response.headers["content-type"] = media_type
-            if media_type == GRAPHQL_RESPONSE and getattr(request.state, "request_error", False):
+            if media_type == GRAPHQL_RESPONSE and request.scope.get(REQUEST_ERROR_KEY):
                 response.status_code = 400
         return response
 
@@ -144,8 +145,8 @@ class GraphQLView(GraphQL[Context, None]):
         if result.errors:  # again here: strawberry reports some parse errors outside extensions
             result.errors = [shape(e) for e in result.errors]
         processed = process_result(result)
-        request.state.request_error = is_request_error(result)
-        if request.state.request_error:
+        request.scope[REQUEST_ERROR_KEY] = is_request_error(result)
+        if request.scope[REQUEST_ERROR_KEY]:
             processed.pop("data", None)
         return processed
 

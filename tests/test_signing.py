@@ -1,0 +1,113 @@
+"""Local URL signing gives botocore's exact URLs, and follows rotating credentials."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from unittest import mock
+from urllib.parse import parse_qs, urlsplit
+
+import aioboto3
+import pytest
+from aiobotocore.credentials import AioRefreshableCredentials
+from botocore.config import Config
+
+from graphql_files.files import Files
+from graphql_files.signing import PROBE_KEY, Credentials, UrlSigner
+
+NOW = datetime(2026, 11, 24, 23, 5, 7, tzinfo=UTC)
+KEYS = [
+    "images/a b/ü+x.png",
+    "a/b/c",
+    "sp ace/%25/~tilde/é",
+    "images/x/(1)!*'.png",
+    "images/s1/3f2a-My+Cover.png",
+    "日本/語.jpg",
+]
+CONFIGS = [
+    ("http://127.0.0.1:9000", "us-east-1", "path", None),
+    (None, "us-east-1", "virtual", None),
+    (None, "eu-west-2", "auto", "session/token+=="),
+    ("https://minio.example:443", "us-east-1", "path", None),
+    ("http://localhost:9000", "ap-southeast-2", "path", "tok"),
+]
+
+
+@pytest.mark.parametrize(("endpoint", "region", "style", "token"), CONFIGS)
+async def test_urls_are_byte_identical_to_botocore(
+    endpoint: str | None, region: str, style: str, token: str | None
+) -> None:
+    session = aioboto3.Session(
+        aws_access_key_id="AKIDEXAMPLE",
+        aws_secret_access_key="se/cret+",
+        aws_session_token=token,
+        region_name=region,
+    )
+    config = Config(s3={"addressing_style": style}, signature_version="s3v4")
+    async with session.client("s3", endpoint_url=endpoint, config=config) as client:
+        with mock.patch(
+            "botocore.auth.get_current_datetime", return_value=NOW.replace(tzinfo=None)
+        ):
+            probe = await client.generate_presigned_url(
+                "get_object", Params={"Bucket": "my-bucket", "Key": PROBE_KEY}, ExpiresIn=60
+            )
+            signer = UrlSigner(probe, region)
+            for key in KEYS:
+                for disposition in (None, 'attachment; filename="a b.png"'):
+                    for expires in (1, 900, 604800):
+                        params = {"Bucket": "my-bucket", "Key": key}
+                        if disposition:
+                            params["ResponseContentDisposition"] = disposition
+                        expected = await client.generate_presigned_url(
+                            "get_object", Params=params, ExpiresIn=expires
+                        )
+                        actual = signer.sign(
+                            key,
+                            credentials=Credentials("AKIDEXAMPLE", "se/cret+", token),
+                            expires_in=expires,
+                            now=NOW,
+                            content_disposition=disposition,
+                        )
+                        assert actual == expected, key
+
+
+def test_a_different_clock_gives_a_different_signature() -> None:
+    signer = UrlSigner(f"https://b.s3.amazonaws.com/{PROBE_KEY}?X-Amz-Signature=x", "us-east-1")
+    creds = Credentials("AK", "SK", None)
+    first = signer.sign("k", credentials=creds, expires_in=60, now=NOW)
+    later = signer.sign("k", credentials=creds, expires_in=60, now=NOW + timedelta(seconds=1))
+    assert first != later
+    assert parse_qs(urlsplit(later).query)["X-Amz-Date"] == ["20261124T230508Z"]
+
+
+async def test_signed_urls_follow_rotating_credentials() -> None:
+    start = datetime.now(UTC)
+    rotations = iter([("KEY1", start + timedelta(hours=1)), ("KEY2", start + timedelta(hours=3))])
+
+    async def refresh() -> dict[str, Any]:
+        key, expiry = next(rotations)
+        return {
+            "access_key": key,
+            "secret_key": f"secret-{key}",
+            "token": None,
+            "expiry_time": expiry.isoformat(),
+        }
+
+    credentials = AioRefreshableCredentials.create_from_metadata(
+        await refresh(), refresh_using=refresh, method="test"
+    )
+    signer = UrlSigner(f"https://b.s3.amazonaws.com/{PROBE_KEY}", "us-east-1")
+    files = Files(
+        client=None,
+        credentials=credentials,
+        signer=signer,
+        bucket="b",
+        endpoint_url=None,
+        embedded=False,
+    )
+    first = await files.signed_url("images/x.png", expires_in=60)
+    assert "KEY1%2F" in first.url
+    # 55 minutes later, KEY1 is within botocore's refresh window: the next URL uses KEY2
+    credentials._time_fetcher = lambda: start + timedelta(minutes=55)
+    second = await files.signed_url("images/x.png", expires_in=60)
+    assert "KEY2%2F" in second.url
