@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from . import http_throughput
+import sys
+
+from . import http_throughput, listing, signing
+
+SECTIONS = {"http": http_throughput.run, "signing": signing.run, "listing": listing.run}
 
 
 def main() -> None:
-    http_throughput.run()
+    """All sections, or those named: python -m bench signing listing"""
+    for name in sys.argv[1:] or SECTIONS:
+        SECTIONS[name]()
+        print()
 
 
 if __name__ == "__main__":

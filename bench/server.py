@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from graphql_files.app import create_app
-from graphql_files.models import SONG
+from graphql_files.models import PHOTO_ALBUM, SONG
 from graphql_files.services import Services
 from graphql_files.settings import Settings
 
@@ -43,12 +43,26 @@ async def seed(request: Request) -> JSONResponse:
     return JSONResponse({"id": record.id})
 
 
+async def seed_albums(request: Request) -> JSONResponse:
+    services: Services = request.state.services
+    for n in range(100):
+        paths = [f"images/album-{n}/{i:02}-photo {i}.png" for i in range(10)]
+        await services.records.create(
+            PHOTO_ALBUM, {"name": f"Album {n}", "imagePaths": paths}, record_id=f"album-{n}"
+        )
+    return JSONResponse({"albums": 100})
+
+
 def main() -> None:
     port = int(sys.argv[1])
     settings = Settings(port=port, log_level="warning")
     app = create_app(settings)
     app.router.routes.extend(
-        [Route("/bare/song/{id}", bare_song), Route("/seed", seed, methods=["POST"])]
+        [
+            Route("/bare/song/{id}", bare_song),
+            Route("/seed", seed, methods=["POST"]),
+            Route("/seed-albums", seed_albums, methods=["POST"]),
+        ]
     )
     uvicorn.run(
         app,

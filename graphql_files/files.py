@@ -106,6 +106,7 @@ class Files:
         self._client = client
         self._credentials = credentials
         self._signer = signer
+        self._signing_credentials: Credentials | None = None
         self.bucket = bucket
         self.endpoint_url = endpoint_url
         self.embedded = embedded
@@ -309,19 +310,33 @@ class Files:
 
     # --- signing -----------------------------------------------------------------------------
 
-    async def _frozen_credentials(self) -> Credentials:
-        # Refreshable credentials (instance roles, STS) renew themselves here when near expiry.
-        frozen = await self._credentials.get_frozen_credentials()
-        return Credentials(frozen.access_key, frozen.secret_key, frozen.token)
+    def signed_url_now(
+        self, key: str, *, expires_in: int, content_disposition: str | None = None
+    ) -> SignedUrl | None:
+        """A presigned GET URL signed locally with the credentials in hand, without awaiting;
+        ``None`` when those are missing or due for refresh (then await ``signed_url``)."""
+        refresh_needed = getattr(self._credentials, "refresh_needed", None)
+        if self._signing_credentials is None or (refresh_needed and refresh_needed()):
+            return None
+        return self._sign(key, self._signing_credentials, expires_in, content_disposition)
 
     async def signed_url(
         self, key: str, *, expires_in: int, content_disposition: str | None = None
     ) -> SignedUrl:
-        """A presigned GET URL, signed locally (no network call)."""
+        """A presigned GET URL, signed locally (no network call unless credentials rotate)."""
+        # Refreshable credentials (instance roles, STS) renew themselves here when near expiry;
+        # until they expire, botocore keeps handing out the current ones.
+        frozen = await self._credentials.get_frozen_credentials()
+        self._signing_credentials = Credentials(frozen.access_key, frozen.secret_key, frozen.token)
+        return self._sign(key, self._signing_credentials, expires_in, content_disposition)
+
+    def _sign(
+        self, key: str, credentials: Credentials, expires_in: int, content_disposition: str | None
+    ) -> SignedUrl:
         now = datetime.now(UTC).replace(microsecond=0)
         url = self._signer.sign(
             key,
-            credentials=await self._frozen_credentials(),
+            credentials=credentials,
             expires_in=expires_in,
             now=now,
             content_disposition=content_disposition,

@@ -69,9 +69,30 @@ class UrlSigner:
     ) -> str:
         """The presigned GET URL for ``key``, valid ``expires_in`` seconds from ``now`` (UTC)."""
         timestamp = now.strftime("%Y%m%dT%H%M%SZ")
+        query, canonical_query, scope, signing_key = self._template(
+            credentials, timestamp, expires_in, content_disposition
+        )
+        path = self._path_prefix + quote(key.encode("utf-8"), safe="/~")
+        canonical_request = (
+            f"GET\n{path}\n{canonical_query}\nhost:{self._host}\n\nhost\nUNSIGNED-PAYLOAD"
+        )
+        digest = hashlib.sha256(canonical_request.encode("utf-8")).hexdigest()
+        string_to_sign = f"{ALGORITHM}\n{timestamp}\n{scope}\n{digest}"
+        signature = hmac.new(signing_key, string_to_sign.encode("utf-8"), hashlib.sha256)
+        return f"{self._origin}{path}?{query}&X-Amz-Signature={signature.hexdigest()}"
+
+    @lru_cache(maxsize=256)  # noqa: B019 - one signer per app; entries are per second
+    def _template(
+        self,
+        credentials: Credentials,
+        timestamp: str,
+        expires_in: int,
+        content_disposition: str | None,
+    ) -> tuple[str, str, str, bytes]:
+        """What every URL signed in the same second with the same options shares: the query
+        string (in botocore's order), its canonical (sorted) form, the scope and the key."""
         datestamp = timestamp[:8]
         scope = f"{datestamp}/{self._region}/s3/aws4_request"
-        path = self._path_prefix + quote(key.encode("utf-8"), safe="/~")
         params = []
         if content_disposition is not None:
             params.append(("response-content-disposition", content_disposition))
@@ -85,27 +106,5 @@ class UrlSigner:
         if credentials.token is not None:
             params.append(("X-Amz-Security-Token", credentials.token))
         encoded = [f"{_encode(k)}={_encode(v)}" for k, v in params]
-        canonical_request = "\n".join(
-            (
-                "GET",
-                path,
-                "&".join(sorted(encoded)),
-                f"host:{self._host}\n",
-                "host",
-                "UNSIGNED-PAYLOAD",
-            )
-        )
-        string_to_sign = "\n".join(
-            (
-                ALGORITHM,
-                timestamp,
-                scope,
-                hashlib.sha256(canonical_request.encode("utf-8")).hexdigest(),
-            )
-        )
-        signature = hmac.new(
-            signing_key(credentials.secret_key, datestamp, self._region),
-            string_to_sign.encode("utf-8"),
-            hashlib.sha256,
-        ).hexdigest()
-        return f"{self._origin}{path}?{'&'.join(encoded)}&X-Amz-Signature={signature}"
+        key = signing_key(credentials.secret_key, datestamp, self._region)
+        return "&".join(encoded), "&".join(sorted(encoded)), scope, key

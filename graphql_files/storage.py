@@ -8,6 +8,7 @@ leave a record pointing at a missing file.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -131,8 +132,7 @@ class Storage:
         content_disposition: str | None = None,
     ) -> SignedUrl:
         check_key(path)
-        if content_disposition is not None and not content_disposition.strip():
-            raise BadUserInput("contentDisposition must not be blank")
+        self._check_disposition(content_disposition)
         if validate_existence and await self.files.head(path) is None:
             raise NotFound(f"no object at {path}", path=path)
         return await self.files.signed_url(
@@ -140,6 +140,31 @@ class Storage:
             expires_in=self.url_lifetime(expires_in),
             content_disposition=content_disposition,
         )
+
+    def file_url(
+        self,
+        path: str,
+        *,
+        expires_in: int | None = None,
+        content_disposition: str | None = None,
+    ) -> SignedUrl | Awaitable[SignedUrl]:
+        """``FileRef.url``: the URL at once when the signing credentials are in hand (no
+        coroutine per URL on a page of thousands), an awaitable when they must refresh first."""
+        lifetime = self.url_lifetime(expires_in)
+        self._check_disposition(content_disposition)
+        signed = self.files.signed_url_now(
+            path, expires_in=lifetime, content_disposition=content_disposition
+        )
+        if signed is not None:
+            return signed
+        return self.files.signed_url(
+            path, expires_in=lifetime, content_disposition=content_disposition
+        )
+
+    @staticmethod
+    def _check_disposition(content_disposition: str | None) -> None:
+        if content_disposition is not None and not content_disposition.strip():
+            raise BadUserInput("contentDisposition must not be blank")
 
     async def properties(self, path: str) -> ObjectInfo:
         check_key(path)

@@ -5,6 +5,7 @@ annotation names a local variable, which strawberry must see evaluated.
 """
 
 import enum
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Self
 
@@ -79,6 +80,10 @@ class SignedUrl:
         return cls(url=signed.url, expiresAt=signed.expires_at)
 
 
+async def _later(signed: Awaitable[files.SignedUrl]) -> SignedUrl:
+    return SignedUrl.from_signed(await signed)
+
+
 @strawberry.type(description="A file a record names.")
 class FileRef:
     path: str
@@ -87,16 +92,18 @@ class FileRef:
         description="A presigned GET URL, signed locally. `expiresIn` (seconds) is capped by "
         "the server's SIGNED_URL_TTL. Null with an error when storage rules deny it."
     )
-    async def url(
+    def url(
         self,
         info: Info,
         expiresIn: int | None = None,
         contentDisposition: str | None = None,
     ) -> SignedUrl | None:
-        signed = await info.context.services.storage.get_url(
+        signed = info.context.services.storage.file_url(
             self.path, expires_in=expiresIn, content_disposition=contentDisposition
         )
-        return SignedUrl.from_signed(signed)
+        if isinstance(signed, files.SignedUrl):
+            return SignedUrl.from_signed(signed)
+        return _later(signed)  # type: ignore[return-value]  # graphql-core awaits it
 
     @strawberry.field(
         description="The object's properties; null when the object is missing. Batched: "
