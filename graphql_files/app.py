@@ -19,13 +19,10 @@ from starlette.routing import Route, WebSocketRoute
 from .api.schema import build_schema
 from .api.view import BodyLimit, GraphQLView
 from .services import Services, describe, open_services
-from .settings import Settings
+from .settings import LOCALHOST_ORIGINS, Settings
 from .sweep import sweep_periodically
 
 log = logging.getLogger("graphql_files")
-
-# Browsers on this machine may call the API from any local port (a dev server, say).
-LOCALHOST_ORIGINS = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"
 
 
 class State(TypedDict):
@@ -75,7 +72,7 @@ def create_app(settings: Settings) -> Starlette:
         Middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
-            allow_origin_regex=LOCALHOST_ORIGINS,
+            allow_origin_regex=None if settings.cors_origins else LOCALHOST_ORIGINS,
             allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["*"],
         )

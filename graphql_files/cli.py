@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from . import __version__
+from .policy import PolicyError, load_policy
 from .settings import Settings, describe_invalid
 
 DEFAULT_SCHEMA_FILE = Path("schema.graphql")
@@ -38,6 +39,10 @@ def serve(args: argparse.Namespace) -> int:
     from .app import create_app
 
     settings = _settings(host=args.host, port=args.port, log_level=args.log_level)
+    try:
+        load_policy(settings.access_file)
+    except PolicyError as exc:
+        sys.exit(f"graphql-files: {exc}")
     _configure_logging(settings.log_level)
     uvicorn.run(
         create_app(settings),

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import filters, pagination
@@ -28,9 +28,23 @@ from .mongo import Collection, Database
 log = logging.getLogger(__name__)
 
 
-def now_iso() -> str:
+def _iso(moment: datetime) -> str:
     """Amplify's AWSDateTime form: UTC, milliseconds, 'Z'. Sorts as text."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class _Clock:
+    """Wall-clock milliseconds that never repeat or go back within this process, so records
+    created one after another here sort in creation order."""
+
+    def __init__(self) -> None:
+        self._last = datetime.min.replace(tzinfo=UTC)
+
+    def now(self) -> str:
+        current = datetime.now(UTC)
+        moment = current - timedelta(microseconds=current.microsecond % 1000)
+        self._last = max(moment, self._last + timedelta(milliseconds=1))
+        return _iso(self._last)
 
 
 @dataclass(frozen=True)
@@ -46,11 +60,12 @@ class Preconditions:
     expected_version: int | None = None
     condition: filters.Node | None = None
     guard: Mapping[str, Any] | None = None  # extra MongoDB query, e.g. a workflow's old value
+    owner: str | None = None  # only this owner's record (an owner-rule caller)
 
     def query(self, record_id: str) -> dict[str, Any]:
-        # Flat where possible: the positional "$" of a workflow's update must see the guard's
-        # array match at the top level of the query.
         query: dict[str, Any] = {"_id": record_id, **(self.guard or {})}
+        if self.owner is not None:
+            query["owner"] = self.owner
         if self.expected_version is not None:
             query["version"] = self.expected_version
         if self.condition is not None:
@@ -88,6 +103,7 @@ class Records:
         }
         self._broker = broker
         self._locks = _KeyedLocks()
+        self._clock = _Clock()
 
     def collection(self, model: ModelSpec) -> Collection:
         return self._collections[model.name]
@@ -98,8 +114,10 @@ class Records:
             await collection.create_index([("createdAt", 1), ("_id", 1)])
             await collection.create_index([(model.file_field, 1)])  # which record names a path
 
-    async def get(self, model: ModelSpec, record_id: str) -> Record:
-        doc = await self.collection(model).find_one({"_id": record_id})
+    async def get(self, model: ModelSpec, record_id: str, *, owner: str | None = None) -> Record:
+        """The record; ``NotFound`` when missing, or (with ``owner``) someone else's."""
+        query = {"_id": record_id} if owner is None else {"_id": record_id, "owner": owner}
+        doc = await self.collection(model).find_one(query)
         if doc is None:
             raise NotFound(f"{model.name} {record_id!r} not found")
         return Record.from_document(model, doc)
@@ -112,10 +130,14 @@ class Records:
         limit: int | None = None,
         next_token: str | None = None,
         descending: bool = False,
+        owner: str | None = None,
     ) -> Page:
+        """A page of records matching ``where`` (and, with ``owner``, owned by them)."""
         size = pagination.check_limit(limit)
         query_key = f"{model.name}|{filters.fingerprint(where)}|{'desc' if descending else 'asc'}"
         parts = [filters.to_mongo(where)] if where is not None else []
+        if owner is not None:
+            parts.append({"owner": owner})
         if next_token is not None:
             after = pagination.decode(next_token, query_key)
             beyond = "$lt" if descending else "$gt"
@@ -149,7 +171,7 @@ class Records:
         condition: filters.Node | None = None,
     ) -> Record:
         record_id = check_record_id(record_id) if record_id is not None else str(uuid.uuid4())
-        now = now_iso()
+        now = self._clock.now()
         record = Record(
             model=model,
             id=record_id,
@@ -183,7 +205,7 @@ class Records:
     ) -> Record:
         """One atomic write: ``$set``/``$unset``/``$addToSet``/``$pull`` and the version bump."""
         update: dict[str, Any] = {
-            "$set": {**(set_values or {}), "updatedAt": now_iso()},
+            "$set": {**(set_values or {}), "updatedAt": self._clock.now()},
             "$inc": {"version": 1},
         }
         if unset:
@@ -210,7 +232,7 @@ class Records:
             doc = await self.collection(model).find_one_and_delete(preconditions.query(record_id))
             if doc is None:
                 raise await self._refusal(model, record_id, preconditions)
-            doc.update(version=doc["version"] + 1, updatedAt=now_iso())
+            doc.update(version=doc["version"] + 1, updatedAt=self._clock.now())
             record = Record.from_document(model, doc)
             await self._publish(ChangeKind.DELETED, record)
         return record
@@ -220,7 +242,9 @@ class Records:
     ) -> Exception:
         """Why a guarded write matched nothing: the record is gone, or it changed."""
         current = await self.collection(model).find_one({"_id": record_id})
-        if current is None:
+        if current is None or (
+            preconditions.owner is not None and current.get("owner") != preconditions.owner
+        ):  # someone else's record is, to this caller, no record at all
             return NotFound(f"{model.name} {record_id!r} not found")
         version = current["version"]
         expected = preconditions.expected_version

@@ -8,15 +8,19 @@ everything in reverse order on exit.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
+from .apikeys import ApiKeys
 from .attachments import Attachments
+from .auth import Authenticator, TokenVerifier
 from .errors import DomainError
 from .events import Broker
 from .files import Files, open_files
 from .mongo import Database, open_database
+from .policy import Policy, load_policy
 from .records import Records
 from .settings import Settings
 from .storage import Storage
@@ -35,6 +39,9 @@ class Services:
     storage: Storage
     attachments: Attachments
     sweeper: Sweeper
+    policy: Policy
+    authenticator: Authenticator
+    welcome: tuple[str, ...] = ()  # credentials made for the embedded defaults, shown once
 
     async def readiness(self) -> dict[str, str]:
         """'ok' or the reason, for MongoDB and S3."""
@@ -50,16 +57,20 @@ class Services:
 
 @asynccontextmanager
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
+    policy = load_policy(settings.access_file)  # a bad rule file stops us before any connection
     async with AsyncExitStack() as stack:
         database = await stack.enter_async_context(open_database(settings))
         files = await stack.enter_async_context(open_files(settings))
         broker = Broker()
         stack.push_async_callback(broker.close)
         records = Records(database=database, broker=broker)
+        api_keys = ApiKeys(database=database)
         try:
             await records.ensure_indexes()
+            await api_keys.ensure_indexes()
         except DomainError as exc:
             log.warning("could not create MongoDB indexes yet (%s); /readyz will say so", exc)
+        authenticator, welcome = await _authenticator(settings, api_keys)
         storage = Storage(files=files, records=records, settings=settings)
         yield Services(
             settings=settings,
@@ -70,7 +81,36 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             storage=storage,
             attachments=Attachments(records=records, storage=storage, settings=settings),
             sweeper=Sweeper(records=records, files=files, prefix=settings.attachment_prefix),
+            policy=policy,
+            authenticator=authenticator,
+            welcome=welcome,
         )
+
+
+DEV_USER = "dev-user"
+DEV_TOKEN_SECONDS = 12 * 3600
+
+
+async def _authenticator(
+    settings: Settings, api_keys: ApiKeys
+) -> tuple[Authenticator, tuple[str, ...]]:
+    """On the embedded defaults, with nothing configured, make an API key and a user token so
+    that a new user can get in (the seed's rules need both for the whole workflow)."""
+    welcome: list[str] = []
+    dev_secret = None
+    generate = settings.embedded_mongodb
+    if generate and settings.jwt_secret is None and settings.jwks_file is None:
+        dev_secret = secrets.token_urlsafe(32)
+    tokens = TokenVerifier(settings, secret=dev_secret)
+    static = settings.api_key.get_secret_value() if settings.api_key else None
+    if generate and static is None:
+        _, secret = await api_keys.create(description="made at start-up for the embedded defaults")
+        welcome.append(f"  API key   {secret}   (x-api-key header; valid 30 days)")
+    if dev_secret is not None:
+        token = tokens.issue(DEV_USER, ttl_seconds=DEV_TOKEN_SECONDS)
+        welcome.append(f"  User      Bearer {token}")
+        welcome.append(f"            (Authorization header; user {DEV_USER!r}, valid 12 hours)")
+    return Authenticator(api_keys=api_keys, tokens=tokens, static_key=static), tuple(welcome)
 
 
 def describe(services: Services, *, url: str) -> str:
@@ -96,5 +136,6 @@ def describe(services: Services, *, url: str) -> str:
         f"  S3        {s3}",
         f"  Events    {events}",
         f"  Sweep     {sweep}",
+        *services.welcome,
     ]
     return "\n".join(lines)

@@ -19,6 +19,10 @@ ENV_PREFIX = "GRAPHQL_FILES_"
 MIB = 1024 * 1024
 SEVEN_DAYS = 7 * 24 * 3600
 
+# Browsers on this machine may call the API from any local port (a dev server, say); this is
+# the default when CORS_ORIGINS is empty.
+LOCALHOST_ORIGINS = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"
+
 CommaList = Annotated[tuple[str, ...], NoDecode]
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -56,6 +60,7 @@ class Settings(BaseSettings):
     jwks_file: Path | None = None
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+    access_file: Path | None = None
 
     max_upload_bytes: int = Field(50 * MIB, ge=1)
     max_upload_files: int = Field(10, ge=1, le=100)

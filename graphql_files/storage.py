@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from . import media, pagination
+from .auth import Access
 from .errors import BadUserInput, Conflict, NotFound, PayloadTooLarge
 from .files import Files, ObjectInfo, PresignedPost, Readable, SignedUrl
 from .keys import check_key
@@ -66,6 +67,7 @@ class Storage:
 
     async def upload(
         self,
+        access: Access,
         path: str,
         upload: Upload,
         *,
@@ -73,6 +75,7 @@ class Storage:
         prevent_overwrite: bool = False,
     ) -> ObjectInfo:
         check_key(path)
+        access.storage(path, "write")
         stored_type = await self.accept(upload, content_type)
         return await self.files.upload(
             path,
@@ -97,9 +100,10 @@ class Storage:
         return info
 
     async def create_upload_url(
-        self, path: str, *, content_type: str, size: int | None
+        self, access: Access, path: str, *, content_type: str, size: int | None
     ) -> PresignedPost:
         check_key(path)
+        access.storage(path, "write")  # a presigned upload is a write, granted now
         stored_type = media.check_content_type(content_type, self._settings.allowed_content_types)
         if size is not None and not 1 <= size <= self.max_bytes:
             raise PayloadTooLarge(
@@ -125,6 +129,7 @@ class Storage:
 
     async def get_url(
         self,
+        access: Access,
         path: str,
         *,
         expires_in: int | None = None,
@@ -132,6 +137,7 @@ class Storage:
         content_disposition: str | None = None,
     ) -> SignedUrl:
         check_key(path)
+        access.storage(path, "get")
         self._check_disposition(content_disposition)
         if validate_existence and await self.files.head(path) is None:
             raise NotFound(f"no object at {path}", path=path)
@@ -143,6 +149,7 @@ class Storage:
 
     def file_url(
         self,
+        access: Access,
         path: str,
         *,
         expires_in: int | None = None,
@@ -150,6 +157,7 @@ class Storage:
     ) -> SignedUrl | Awaitable[SignedUrl]:
         """``FileRef.url``: the URL at once when the signing credentials are in hand (no
         coroutine per URL on a page of thousands), an awaitable when they must refresh first."""
+        access.storage(path, "get")
         lifetime = self.url_lifetime(expires_in)
         self._check_disposition(content_disposition)
         signed = self.files.signed_url_now(
@@ -166,17 +174,19 @@ class Storage:
         if content_disposition is not None and not content_disposition.strip():
             raise BadUserInput("contentDisposition must not be blank")
 
-    async def properties(self, path: str) -> ObjectInfo:
+    async def properties(self, access: Access, path: str) -> ObjectInfo:
         check_key(path)
+        access.storage(path, "get")
         info = await self.files.head(path)
         if info is None:
             raise NotFound(f"no object at {path}", path=path)
         return info
 
     async def list_files(
-        self, prefix: str, *, page_size: int | None = None, token: str | None = None
+        self, access: Access, prefix: str, *, page_size: int | None = None, token: str | None = None
     ) -> FilePage:
         check_key(prefix, folder=True)
+        access.storage(prefix, "list")
         size = DEFAULT_PAGE_SIZE if page_size is None else page_size
         if not 1 <= size <= MAX_PAGE_SIZE:
             raise BadUserInput(f"pageSize must be between 1 and {MAX_PAGE_SIZE}")
@@ -186,9 +196,13 @@ class Storage:
         next_token = pagination.seal({"s": next_s3_token}, query_key) if next_s3_token else None
         return FilePage(items, next_token)
 
-    async def copy(self, source: str, destination: str, *, prevent_overwrite: bool) -> ObjectInfo:
+    async def copy(
+        self, access: Access, source: str, destination: str, *, prevent_overwrite: bool
+    ) -> ObjectInfo:
         check_key(source, what="source")
         check_key(destination, what="destination")
+        access.storage(source, "get")
+        access.storage(destination, "write")
         if await self.files.head(source) is None:
             raise NotFound(f"no object at {source}", path=source)
         # S3 also enforces If-None-Match on the copy itself; this check answers early and
@@ -197,9 +211,10 @@ class Storage:
             raise Conflict(f"an object already exists at {destination}", path=destination)
         return await self.files.copy(source, destination, prevent_overwrite=prevent_overwrite)
 
-    async def remove(self, path: str) -> str:
+    async def remove(self, access: Access, path: str) -> str:
         """Delete an object no record names (records are detached first, then files go)."""
         check_key(path)
+        access.storage(path, "delete")
         named_by = (await self._records.named([path])).get(path)
         if named_by is not None:
             raise Conflict(

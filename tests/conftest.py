@@ -21,7 +21,14 @@ from graphql_files.embedded import moto_s3_server
 from graphql_files.mongo import open_database
 from graphql_files.settings import Settings
 
-from .helpers import GraphQLClient, LiveServer, start_live_server
+from .helpers import (
+    FULL_ACCESS,
+    TEST_API_KEY,
+    TEST_JWT_SECRET,
+    GraphQLClient,
+    LiveServer,
+    start_live_server,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_MONGODB_URI = os.environ.get("GRAPHQL_FILES_TEST_MONGODB_URI")
@@ -62,6 +69,8 @@ def make_settings(s3_endpoint: str, bucket: str, **overrides: object) -> Setting
         "s3_bucket": bucket,
         "s3_endpoint_url": s3_endpoint,
         "mongodb_database": f"gf_test_{uuid.uuid4().hex[:16]}",
+        "api_key": TEST_API_KEY,
+        "jwt_secret": TEST_JWT_SECRET,
     }
     if TEST_MONGODB_URI:
         values["mongodb_uri"] = TEST_MONGODB_URI
@@ -86,7 +95,9 @@ async def drop_test_database(settings: Settings) -> None:
 @pytest.fixture
 async def client(app: LifespanManager) -> AsyncIterator[GraphQLClient]:
     transport = httpx.ASGITransport(app=app.app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://testserver", headers=FULL_ACCESS
+    ) as http:
         yield GraphQLClient(http)
 
 

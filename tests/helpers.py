@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import jwt
 import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -17,6 +19,35 @@ from graphql_files.app import create_app
 from graphql_files.settings import Settings
 
 Json = dict[str, Any]
+
+TEST_API_KEY = "test-static-api-key-0123456789"
+TEST_JWT_SECRET = "test-jwt-secret-0123456789-0123456789"
+
+
+def token(
+    sub: str = "tester",
+    *,
+    groups: list[str] | None = None,
+    expires_in: int = 3600,
+    secret: str = TEST_JWT_SECRET,
+    **claims: Any,
+) -> str:
+    """A user token as the tests' identity provider would issue it."""
+    now = int(time.time())
+    body: dict[str, Any] = {"sub": sub, "iat": now, "exp": now + expires_in, **claims}
+    if groups is not None:
+        body["groups"] = groups
+    return jwt.encode(body, secret, algorithm="HS256")
+
+
+def user(sub: str = "tester", **options: Any) -> dict[str, str]:
+    return {"authorization": f"Bearer {token(sub, **options)}"}
+
+
+API_KEY = {"x-api-key": TEST_API_KEY}
+# Most tests are about something other than authorization: an API key (data) and a signed-in
+# user (storage) together may do everything under the seed's rules.
+FULL_ACCESS = {**API_KEY, **user("tester")}
 
 
 @dataclass
@@ -88,8 +119,9 @@ class LiveServer:
     def ws_url(self) -> str:
         return self.url.replace("http://", "ws://") + "/graphql"
 
-    def client(self, **headers: str) -> GraphQLClient:
-        return GraphQLClient(httpx.AsyncClient(base_url=self.url, timeout=10), dict(headers))
+    def client(self, headers: Mapping[str, str] | None = None) -> GraphQLClient:
+        chosen = FULL_ACCESS if headers is None else headers
+        return GraphQLClient(httpx.AsyncClient(base_url=self.url, timeout=10), dict(chosen))
 
 
 @asynccontextmanager
@@ -195,7 +227,7 @@ async def ws_client(
         additional_headers=dict(headers or {}),
     ) as ws:
         client = protocol(ws)
-        ack = await client.init(payload)
+        ack = await client.init(dict(FULL_ACCESS) if payload is None else payload)
         assert ack["type"] == "connection_ack", ack
         yield client
 

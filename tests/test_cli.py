@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -68,22 +70,40 @@ def test_serve_on_embedded_defaults_says_what_is_embedded() -> None:
         stderr=subprocess.STDOUT,
         text=True,
     )
+    lines: list[str] = []
+    assert process.stdout is not None
+    stdout = process.stdout
+    reader = threading.Thread(target=lambda: lines.extend(iter(stdout.readline, "")))
+    reader.start()
     try:
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        response = httpx.post(
+        while not any("Application startup complete" in line for line in lines):
+            assert time.monotonic() < deadline, "".join(lines)
+            time.sleep(0.1)
+        banner = "".join(lines)
+        api_key = re.search(r"API key\s+(\S+)", banner)
+        user_token = re.search(r"User\s+Bearer (\S+)", banner)
+        assert api_key, banner
+        assert user_token, banner
+        song = httpx.post(
             f"http://127.0.0.1:{port}/graphql",
+            headers={"x-api-key": api_key[1]},
             json={"query": 'mutation { createSong(input: {name: "x"}) { version } }'},
         )
-        assert response.json() == {"data": {"createSong": {"version": 1}}}
+        assert song.json() == {"data": {"createSong": {"version": 1}}}
+        listing = httpx.post(
+            f"http://127.0.0.1:{port}/graphql",
+            headers={"authorization": f"Bearer {user_token[1]}"},
+            json={"query": '{ listFiles(input: {path: "images/"}) { nextToken } }'},
+        )
+        assert listing.json() == {"data": {"listFiles": {"nextToken": None}}}
     finally:
         process.terminate()
-        output, _ = process.communicate(timeout=20)
+        process.wait(timeout=20)
+        reader.join(timeout=5)
+        stdout.close()
+    output = "".join(lines)
     assert f"GraphiQL  http://127.0.0.1:{port}/graphql" in output
     assert output.count("data is lost when the server exits") == 2  # MongoDB and S3
     assert "Events    in process" in output
+    assert output.count(api_key[1]) == 1  # printed once, never logged again

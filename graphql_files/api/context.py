@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -11,6 +12,8 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.dataloader import DataLoader
 
+from ..auth import Access
+from ..errors import DomainError
 from ..files import ObjectInfo
 from ..services import Services
 
@@ -26,11 +29,12 @@ class Context:
     request: Request | WebSocket
     response: Response | WebSocket
     services: Services
+    access: Access  # who is calling; replaced on a websocket once connection_init arrives
     properties: DataLoader[str, ObjectInfo | None]  # FileRef.properties, batched
     connection_params: dict[str, Any] | None = None
 
     @classmethod
-    def build(cls, request: Request | WebSocket, response: Response | WebSocket) -> Context:
+    async def build(cls, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         services: Services = request.state.services
         # A websocket context lives as long as the connection: do not cache across events.
         cache = not isinstance(request, WebSocket)
@@ -38,8 +42,18 @@ class Context:
             request=request,
             response=response,
             services=services,
+            access=await authenticate(services, request.headers),
             properties=DataLoader(load_fn=services.files.head_many, cache=cache),
         )
+
+
+async def authenticate(services: Services, headers: Mapping[str, str]) -> Access:
+    """The caller's access; bad credentials become an access whose every check refuses."""
+    try:
+        principal = await services.authenticator.principal(headers)
+    except DomainError as exc:  # bad credentials, or MongoDB down while looking up a key
+        return Access(services.policy, error=exc)
+    return Access(services.policy, principal)
 
 
 Info: TypeAlias = strawberry.Info[Context, None]

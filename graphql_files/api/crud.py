@@ -39,7 +39,8 @@ def _expected_version(obj: Any) -> int | None:
 
 def get_field(b: Binding) -> Any:
     async def resolve(info: Info, id: strawberry.ID) -> b.object_type | None:  # type: ignore[name-defined]
-        record = await info.context.services.records.get(b.model, id)
+        grant = info.context.access.data(b.model, "read")
+        record = await info.context.services.records.get(b.model, id, owner=grant.owner)
         return b.object_type.from_record(record)
 
     return strawberry.field(
@@ -56,12 +57,14 @@ def list_field(b: Binding) -> Any:
         nextToken: str | None = None,
         sortDirection: ModelSortDirection | None = None,
     ) -> b.connection:  # type: ignore[name-defined]
+        grant = info.context.access.data(b.model, "read")
         page = await info.context.services.records.list(
             b.model,
             where=filters.parse(b.model, filter),
             limit=limit,
             next_token=nextToken,
             descending=sortDirection is ModelSortDirection.DESC,
+            owner=grant.owner,
         )
         return b.connection(
             items=[b.object_type.from_record(r) for r in page.items], nextToken=page.next_token
@@ -80,11 +83,13 @@ def create_field(b: Binding) -> Any:
         input: b.inputs.create,  # type: ignore[name-defined]
         condition: b.inputs.condition | None = None,  # type: ignore[name-defined]
     ) -> b.object_type | None:  # type: ignore[name-defined]
+        grant = info.context.access.data(b.model, "create")
         record_id = None if input.id in (None, UNSET) else str(input.id)
         record = await info.context.services.records.create(
             b.model,
             given_values(b, input),
             record_id=record_id,
+            owner=grant.creator,
             condition=filters.parse(b.model, condition, what="condition"),
         )
         return b.object_type.from_record(record)
@@ -98,6 +103,7 @@ def update_field(b: Binding) -> Any:
         input: b.inputs.update,  # type: ignore[name-defined]
         condition: b.inputs.condition | None = None,  # type: ignore[name-defined]
     ) -> b.object_type | None:  # type: ignore[name-defined]
+        grant = info.context.access.data(b.model, "update")
         values = given_values(b, input)
         record = await info.context.services.records.update(
             b.model,
@@ -107,6 +113,7 @@ def update_field(b: Binding) -> Any:
             preconditions=Preconditions(
                 expected_version=_expected_version(input),
                 condition=filters.parse(b.model, condition, what="condition"),
+                owner=grant.owner,
             ),
         )
         return b.object_type.from_record(record)
@@ -124,13 +131,12 @@ def delete_field(b: Binding) -> Any:
         condition: b.inputs.condition | None = None,  # type: ignore[name-defined]
     ) -> b.object_type | None:  # type: ignore[name-defined]
         record = await info.context.services.attachments.delete_record(
+            info.context.access,
             b.model,
             str(input.id),
             delete_files=input.deleteFiles,
-            preconditions=Preconditions(
-                expected_version=_expected_version(input),
-                condition=filters.parse(b.model, condition, what="condition"),
-            ),
+            expected_version=_expected_version(input),
+            condition=filters.parse(b.model, condition, what="condition"),
         )
         return b.object_type.from_record(record)
 

@@ -98,6 +98,7 @@ class StorageQuery:
     @strawberry.field(description="A presigned GET URL for `path`, signed locally.")
     async def getUrl(self, info: Info, input: GetUrlInput) -> SignedUrl:
         signed = await info.context.services.storage.get_url(
+            info.context.access,
             input.path,
             expires_in=input.expiresIn,
             validate_existence=input.validateObjectExistence,
@@ -107,12 +108,14 @@ class StorageQuery:
 
     @strawberry.field(description="An object's properties; null with NOT_FOUND when missing.")
     async def getProperties(self, info: Info, path: str) -> FileProperties | None:
-        return FileProperties.from_info(await info.context.services.storage.properties(path))
+        return FileProperties.from_info(
+            await info.context.services.storage.properties(info.context.access, path)
+        )
 
     @strawberry.field(description="Objects under a prefix, in key order, a page at a time.")
     async def listFiles(self, info: Info, input: ListFilesInput) -> FileListing:
         page = await info.context.services.storage.list_files(
-            input.path, page_size=input.pageSize, token=input.nextToken
+            info.context.access, input.path, page_size=input.pageSize, token=input.nextToken
         )
         return FileListing(
             items=[FileProperties.from_info(i) for i in page.items], nextToken=page.next_token
@@ -124,6 +127,7 @@ class StorageMutation:
     @strawberry.mutation(description="Upload a file sent with this (multipart) request.")
     async def uploadFile(self, info: Info, input: UploadFileInput) -> FileProperties:
         stored = await info.context.services.storage.upload(
+            info.context.access,
             input.path,
             as_upload(input.file),
             content_type=input.contentType,
@@ -137,7 +141,7 @@ class StorageMutation:
     )
     async def createUploadUrl(self, info: Info, input: CreateUploadUrlInput) -> PresignedUpload:
         post = await info.context.services.storage.create_upload_url(
-            input.path, content_type=input.contentType, size=input.size
+            info.context.access, input.path, content_type=input.contentType, size=input.size
         )
         return PresignedUpload(
             url=post.url, fields=cast(JSON, post.fields), path=post.path, expiresAt=post.expires_at
@@ -146,7 +150,10 @@ class StorageMutation:
     @strawberry.mutation(description="Copy an object within the bucket.")
     async def copyFile(self, info: Info, input: CopyFileInput) -> FileProperties:
         copied = await info.context.services.storage.copy(
-            input.source, input.destination, prevent_overwrite=input.preventOverwrite
+            info.context.access,
+            input.source,
+            input.destination,
+            prevent_overwrite=input.preventOverwrite,
         )
         return FileProperties.from_info(copied)
 
@@ -154,4 +161,4 @@ class StorageMutation:
         description="Delete an object; refused with CONFLICT while a record names it."
     )
     async def removeFile(self, info: Info, path: str) -> str:
-        return await info.context.services.storage.remove(path)
+        return await info.context.services.storage.remove(info.context.access, path)

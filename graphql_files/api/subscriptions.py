@@ -27,13 +27,13 @@ def change_field(b: Binding, kind: ChangeKind) -> Any:
         filter: b.inputs.subscription_filter | None = None,  # type: ignore[name-defined]
     ) -> AsyncGenerator[b.object_type, None]:  # type: ignore[name-defined]
         where = filters.parse(b.model, filter, what="subscription filter")
+        owner = info.context.access.data(b.model, "read").owner  # a subscription is a read
 
         def wanted(event: ChangeEvent) -> bool:
-            return (
-                event.kind is kind
-                and event.model == b.model.enum_name
-                and filters.matches(where, Record.from_document(b.model, event.document))
-            )
+            if event.kind is not kind or event.model != b.model.enum_name:
+                return False
+            record = Record.from_document(b.model, event.document)
+            return (owner is None or record.owner == owner) and filters.matches(where, record)
 
         services = info.context.services
         subscription = await services.broker.subscribe(

@@ -99,7 +99,10 @@ class FileRef:
         contentDisposition: str | None = None,
     ) -> SignedUrl | None:
         signed = info.context.services.storage.file_url(
-            self.path, expires_in=expiresIn, content_disposition=contentDisposition
+            info.context.access,
+            self.path,
+            expires_in=expiresIn,
+            content_disposition=contentDisposition,
         )
         if isinstance(signed, files.SignedUrl):
             return SignedUrl.from_signed(signed)
@@ -110,6 +113,7 @@ class FileRef:
         "many of these in one request run concurrently, each path once."
     )
     async def properties(self, info: Info) -> FileProperties | None:
+        info.context.access.storage(self.path, "get")
         found = await info.context.properties.load(self.path)
         return None if found is None else FileProperties.from_info(found)
 

@@ -11,21 +11,26 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any
+import asyncio
+import contextlib
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketState
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse, process_result
 from strawberry.types import ExecutionResult
+from strawberry.types.unset import UNSET, UnsetType
 
 from ..errors import INTERNAL_SERVER_ERROR
-from ..settings import Settings
-from .context import Context
+from ..settings import LOCALHOST_ORIGINS, Settings
+from .context import Context, authenticate
 from .errors import BAD_USER_INPUT, shape
 from .uploads import FileTooLarge, UploadRequestAdapter, close_uploads
 
@@ -137,7 +142,37 @@ class GraphQLView(GraphQL[Context, None]):
         return response
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
-        return Context.build(request, response)
+        return await Context.build(request, response)
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        """Authenticate a websocket from its ``connection_init`` payload (``x-api-key``,
+        ``Authorization``), falling back to the handshake's headers; close it when its user
+        token expires."""
+        params = {
+            str(k).lower(): v
+            for k, v in (context.connection_params or {}).items()
+            if isinstance(v, str)
+        }
+        headers = {**{k.lower(): v for k, v in context.request.headers.items()}, **params}
+        access = await authenticate(context.services, headers)
+        if access.error is not None:
+            raise ConnectionRejectionError(
+                {"message": access.error.message, "extensions": access.error.extensions}
+            )
+        context.access = access
+        user = access.principal.user
+        if (
+            user is not None
+            and user.expires_at is not None
+            and isinstance(context.response, WebSocket)
+        ):
+            _close_at_expiry(context.response, user.expires_at)
+        return cast(UnsetType, UNSET)  # acknowledge with no payload
+
+    def is_websocket_origin_allowed(self, request: WebSocket, origin: str) -> bool:
+        if self.settings.cors_origins:
+            return super().is_websocket_origin_allowed(request, origin)
+        return re.fullmatch(LOCALHOST_ORIGINS, origin) is not None
 
     async def process_result(
         self, request: Request, result: ExecutionResult
@@ -149,6 +184,21 @@ class GraphQLView(GraphQL[Context, None]):
         if request.scope[REQUEST_ERROR_KEY]:
             processed.pop("data", None)
         return processed
+
+
+_expiry_closers: set[asyncio.Task[None]] = set()
+
+
+def _close_at_expiry(websocket: WebSocket, expires_at: datetime) -> None:
+    async def close_later() -> None:
+        await asyncio.sleep(max(0.0, (expires_at - datetime.now(UTC)).total_seconds()))
+        if websocket.application_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(RuntimeError):
+                await websocket.close(code=4401, reason="token expired")
+
+    task = asyncio.create_task(close_later())
+    _expiry_closers.add(task)  # keep a reference until it runs
+    task.add_done_callback(_expiry_closers.discard)
 
 
 class BodyLimit:

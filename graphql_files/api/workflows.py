@@ -78,6 +78,7 @@ class WorkflowMutation:
     )
     async def attachSongCoverArt(self, info: Info, input: AttachSongCoverArtInput) -> Song:
         record = await info.context.services.attachments.attach(
+            info.context.access,
             SONG,
             str(input.songId),
             one_source(optional_upload(input.file), input.uploadedPath),
@@ -89,6 +90,7 @@ class WorkflowMutation:
     @strawberry.mutation(description="Remove the association (and, if asked, then the file).")
     async def detachSongCoverArt(self, info: Info, input: DetachSongCoverArtInput) -> Song:
         record = await info.context.services.attachments.detach(
+            info.context.access,
             SONG,
             str(input.songId),
             delete_file=input.deleteFile,
@@ -102,6 +104,7 @@ class WorkflowMutation:
     )
     async def addPhotoAlbumImages(self, info: Info, input: AddPhotoAlbumImagesInput) -> PhotoAlbum:
         record = await info.context.services.attachments.add(
+            info.context.access,
             PHOTO_ALBUM,
             str(input.albumId),
             many_sources(optional_uploads(input.files), input.uploadedPaths),
@@ -114,6 +117,7 @@ class WorkflowMutation:
         self, info: Info, input: ReplacePhotoAlbumImageInput
     ) -> PhotoAlbum:
         record = await info.context.services.attachments.replace(
+            info.context.access,
             PHOTO_ALBUM,
             str(input.albumId),
             input.path,
@@ -130,6 +134,7 @@ class WorkflowMutation:
         self, info: Info, input: RemovePhotoAlbumImagesInput
     ) -> PhotoAlbum:
         record = await info.context.services.attachments.remove(
+            info.context.access,
             PHOTO_ALBUM,
             str(input.albumId),
             input.paths,

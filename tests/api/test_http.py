@@ -13,7 +13,7 @@ from graphql_files.app import create_app
 from graphql_files.records import Records
 
 from ..conftest import make_settings
-from ..helpers import GraphQLClient
+from ..helpers import FULL_ACCESS, GraphQLClient
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 CREATE = 'mutation { createSong(input: {id: "s1", name: "A"}) { id } }'
@@ -223,7 +223,9 @@ async def test_database_unreachable(s3_endpoint: str, bucket: str) -> None:
     )
     async with LifespanManager(create_app(settings)) as manager:
         transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://t", headers=FULL_ACCESS
+        ) as http:
             client = GraphQLClient(http)
             for query in ('{ getSong(id: "x") { id } }', "{ listSongs { nextToken } }", CREATE):
                 error = await client.error(query)

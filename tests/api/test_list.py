@@ -69,7 +69,8 @@ CASES: list[tuple[dict[str, Any], list[str]]] = [
     ({"version": {"between": [2, 5]}}, ["s3"]),
     ({"createdAt": {"beginsWith": "20"}}, ["s1", "s2", "s3", "s4", "s5"]),
     ({"createdAt": {"lt": "2000-01-01T00:00:00.000Z"}}, []),
-    ({"owner": {"attributeExists": False}}, ["s1", "s2", "s3", "s4", "s5"]),
+    ({"owner": {"eq": "tester"}}, ["s1", "s2", "s3", "s4", "s5"]),  # the signed-in creator
+    ({"owner": {"attributeExists": False}}, []),
     ({"and": [{"name": {"beginsWith": "al"}}, {"name": {"ne": "alpha"}}]}, ["s4"]),
     ({"or": [{"name": {"eq": "beta"}}, {"version": {"eq": 3}}]}, ["s2", "s3"]),
     ({"not": {"name": {"beginsWith": "al"}}}, ["s2", "s3", "s5"]),

@@ -17,7 +17,17 @@ from graphql_files.app import create_app
 from graphql_files.settings import Settings
 
 from ..conftest import make_settings
-from ..helpers import JPEG, MP3, PNG, PREFLIGHT, GraphQLClient, codes, multipart, upload_data
+from ..helpers import (
+    FULL_ACCESS,
+    JPEG,
+    MP3,
+    PNG,
+    PREFLIGHT,
+    GraphQLClient,
+    codes,
+    multipart,
+    upload_data,
+)
 
 UPLOAD = """mutation($input: UploadFileInput!) {
   uploadFile(input: $input) { path size contentType eTag lastModified } }"""
@@ -174,7 +184,9 @@ async def limited_client(
     settings = make_settings(s3_endpoint, bucket, **overrides)
     async with LifespanManager(create_app(settings)) as manager:
         transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://t", headers=FULL_ACCESS
+        ) as http:
             yield GraphQLClient(http)
 
 

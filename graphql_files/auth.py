@@ -1,0 +1,255 @@
+"""Who is calling, and what they may do.
+
+``Authenticator.principal(headers)`` turns ``x-api-key`` and ``Authorization: Bearer <JWT>`` into
+a ``Principal`` (either, both, or neither: a guest), refusing bad or expired credentials with
+``UNAUTHENTICATED``. ``Access`` holds one caller's principal and the policy, and answers the two
+questions every service asks, independently, as Amplify's Data and Storage do:
+
+- ``data(model, operation)``: may they, and restricted to which owner?
+- ``storage(path, action)``: may they?
+
+A refusal is ``UNAUTHENTICATED`` for a caller with no credentials and ``FORBIDDEN`` otherwise.
+Keys and tokens are never logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+from .apikeys import ApiKeys
+from .errors import DomainError, Forbidden, Unauthenticated
+from .models import ModelSpec, Record
+from .policy import Policy, Rule
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+LEEWAY_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class User:
+    sub: str
+    groups: frozenset[str]
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Principal:
+    api_key: str | None = None  # the key's id ("static" for GRAPHQL_FILES_API_KEY)
+    user: User | None = None
+
+    @property
+    def anonymous(self) -> bool:
+        return self.api_key is None and self.user is None
+
+
+GUEST = Principal()
+
+
+@dataclass(frozen=True)
+class DataGrant:
+    """What a data rule allowed: everything, or only records this owner owns."""
+
+    owner: str | None  # restrict reads and writes to this owner's records
+    creator: str | None  # the owner to give a record this caller creates
+
+
+class TokenVerifier:
+    """Signed-in users: JWTs signed with ``JWT_SECRET`` (HS256) or ``JWKS_FILE`` keys (RS256)."""
+
+    def __init__(self, settings: Settings, *, secret: str | None = None) -> None:
+        self._issuer = settings.jwt_issuer
+        self._audience = settings.jwt_audience
+        self._keys: dict[str | None, Any] = {}
+        self._algorithms: list[str] = []
+        if settings.jwks_file is not None:
+            jwks = jwt.PyJWKSet.from_dict(json.loads(Path(settings.jwks_file).read_text()))
+            self._keys = {k.key_id: k.key for k in jwks.keys}
+            self._algorithms = ["RS256"]
+        hs_secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else secret
+        if hs_secret is not None:
+            self._keys.setdefault("HS256", hs_secret)
+            self._algorithms.append("HS256")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._algorithms)
+
+    def _key_for(self, token: str) -> Any:
+        header = jwt.get_unverified_header(token)
+        if header.get("alg") == "HS256":
+            return self._keys.get("HS256")
+        kid = header.get("kid")
+        rsa = {k: v for k, v in self._keys.items() if k != "HS256"}
+        if kid in rsa:
+            return rsa[kid]
+        return next(iter(rsa.values())) if len(rsa) == 1 and kid is None else None
+
+    def verify(self, token: str) -> User:
+        if not self.enabled:
+            raise Unauthenticated("this server accepts no user tokens (no JWT_SECRET or JWKS_FILE)")
+        try:
+            key = self._key_for(token)
+            if key is None:
+                raise Unauthenticated("the token was signed with an unknown key")
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=self._algorithms,
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=LEEWAY_SECONDS,
+                options={"require": ["exp", "sub"], "verify_aud": self._audience is not None},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise Unauthenticated("the token has expired") from exc
+        except jwt.InvalidTokenError as exc:
+            raise Unauthenticated(f"invalid token: {exc}") from exc
+        groups = claims.get("groups", claims.get("cognito:groups", []))
+        if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+            raise Unauthenticated("invalid token: groups must be a list of strings")
+        return User(
+            sub=str(claims["sub"]),
+            groups=frozenset(groups),
+            expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+        )
+
+    def issue(self, sub: str, *, groups: list[str] | None = None, ttl_seconds: int) -> str:
+        """An HS256 token (for the embedded defaults' printed development user)."""
+        secret = self._keys.get("HS256")
+        if secret is None:
+            raise ValueError("no HS256 secret to sign with")
+        now = int(datetime.now(UTC).timestamp())
+        claims: dict[str, Any] = {"sub": sub, "iat": now, "exp": now + ttl_seconds}
+        if groups:
+            claims["groups"] = groups
+        if self._issuer:
+            claims["iss"] = self._issuer
+        if self._audience:
+            claims["aud"] = self._audience
+        return jwt.encode(claims, secret, algorithm="HS256")
+
+
+class Authenticator:
+    def __init__(self, *, api_keys: ApiKeys, tokens: TokenVerifier, static_key: str | None):
+        self.api_keys = api_keys
+        self.tokens = tokens
+        self._static_key = static_key
+
+    async def principal(self, headers: Mapping[str, str]) -> Principal:
+        """The caller of a request (header names in lower case); ``Unauthenticated`` for bad
+        or expired credentials."""
+        key_id = await self._api_key(headers.get("x-api-key"))
+        user = None
+        authorization = headers.get("authorization")
+        if authorization:
+            scheme, _, token = authorization.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise Unauthenticated("Authorization must be 'Bearer <token>'")
+            user = self.tokens.verify(token.strip())
+        return Principal(api_key=key_id, user=user)
+
+    async def _api_key(self, secret: str | None) -> str | None:
+        if not secret:
+            return None
+        if self._static_key and hmac.compare_digest(secret.encode(), self._static_key.encode()):
+            return "static"
+        key = await self.api_keys.find(secret)
+        if key is None:
+            raise Unauthenticated("invalid API key")
+        if key.revoked:
+            raise Unauthenticated("this API key was revoked")
+        if key.expired():
+            raise Unauthenticated("this API key has expired")
+        return key.id
+
+
+def _refusal(principal: Principal, what: str) -> DomainError:
+    if principal.anonymous:
+        return Unauthenticated(f"sign in or pass an API key to {what}")
+    return Forbidden(f"not allowed to {what}")
+
+
+class Access:
+    """What one caller may do. ``SYSTEM`` (internal work such as the sweeper) may do anything."""
+
+    def __init__(
+        self, policy: Policy | None, principal: Principal = GUEST, error: DomainError | None = None
+    ) -> None:
+        self.policy = policy
+        self.principal = principal
+        self.error = error  # bad credentials: every check answers this
+
+    @classmethod
+    def system(cls) -> Access:
+        return cls(None)
+
+    def data(self, model: ModelSpec, operation: str) -> DataGrant:
+        if self.error is not None:
+            raise self.error
+        user = self.principal.user
+        creator = user.sub if user else None
+        if self.policy is None:
+            return DataGrant(owner=None, creator=creator)
+        as_owner = False
+        for rule in self.policy.data_rules(model.name):
+            if operation not in rule.allows:
+                continue
+            if rule.kind == "owner" and user is not None:
+                as_owner = True
+            elif self._data_rule_matches(rule):
+                return DataGrant(owner=None, creator=creator)
+        if as_owner:
+            restricted = None if operation == "create" else creator
+            return DataGrant(owner=restricted, creator=creator)
+        raise _refusal(self.principal, f"{operation} {model.name} records")
+
+    def _data_rule_matches(self, rule: Rule) -> bool:
+        user = self.principal.user
+        if rule.kind == "publicApiKey":
+            return self.principal.api_key is not None
+        if rule.kind == "guest":
+            return user is None
+        if rule.kind == "authenticated":
+            return user is not None
+        if rule.kind == "groups":
+            return user is not None and rule.group in user.groups
+        return False
+
+    def sees(self, model: ModelSpec, record: Record) -> bool:
+        """May this caller read this record (a subscription's question, per event)?"""
+        try:
+            grant = self.data(model, "read")
+        except DomainError:
+            return False
+        return grant.owner is None or record.owner == grant.owner
+
+    def storage(self, path: str, action: str) -> None:
+        """Raise unless the caller may ``action`` (get, list, write, delete) at ``path``."""
+        if self.error is not None:
+            raise self.error
+        if self.policy is None:
+            return
+        rules, entity = self.policy.storage_path(path)
+        user = self.principal.user
+        for rule in rules.rules if rules else ():
+            if action not in rule.allows:
+                continue
+            if (
+                (rule.kind == "guest" and user is None)
+                or (rule.kind == "authenticated" and user is not None)
+                or (rule.kind == "groups" and user is not None and rule.group in user.groups)
+                or (rule.kind == "entity" and user is not None and entity == user.sub)
+            ):
+                return
+        raise _refusal(self.principal, f"{action} {path}")
