@@ -107,4 +107,5 @@ class ApiKeys:
         doc = await self._keys.find_one_and_update({"_id": key_id}, {"$set": {"revoked": True}})
         if doc is None:
             raise NotFound(f"no API key {key_id!r}")
+        self._cache.clear()  # this process stops accepting it at once; others within the TTL
         return _from_document(doc)

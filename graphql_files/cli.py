@@ -12,6 +12,9 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from . import __version__
+from .apikeys import ApiKeys
+from .errors import DomainError
+from .mongo import open_database
 from .policy import PolicyError, load_policy
 from .settings import Settings, describe_invalid
 
@@ -104,6 +107,51 @@ def sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+async def api_key_command(args: argparse.Namespace, keys: ApiKeys) -> list[str]:
+    """``api-key create|list|revoke`` over a key store; the lines to print."""
+    if args.action == "create":
+        key, secret = await keys.create(
+            expires_in_days=args.expires_in_days, description=args.description
+        )
+        return [
+            secret,
+            f"id {key.id}, expires {key.expires_at.isoformat()}: pass it as the x-api-key header;"
+            " it is shown only now",
+        ]
+    if args.action == "revoke":
+        key = await keys.revoke(args.id)
+        return [f"revoked {key.id} ({key.description or 'no description'})"]
+    rows = [f"{'id':<14}{'status':<9}{'expires':<27}description"]
+    for key in await keys.list_keys():
+        rows.append(f"{key.id:<14}{key.status:<9}{key.expires_at.isoformat():<27}{key.description}")
+    return rows
+
+
+def api_key(args: argparse.Namespace) -> int:
+    settings = _settings()
+    if settings.embedded_mongodb:
+        print(
+            "graphql-files api-key: the embedded MongoDB lives inside a running server; set "
+            "GRAPHQL_FILES_MONGODB_URI (and GRAPHQL_FILES_MONGODB_DATABASE) to the server's",
+            file=sys.stderr,
+        )
+        return 2
+
+    async def run() -> list[str]:
+        async with open_database(settings) as database:
+            keys = ApiKeys(database=database)
+            await keys.ensure_indexes()
+            return await api_key_command(args, keys)
+
+    try:
+        lines = asyncio.run(run())
+    except DomainError as exc:
+        sys.exit(f"graphql-files api-key: {exc.message}")
+    for line in lines:
+        print(line)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="graphql-files",
@@ -147,6 +195,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.set_defaults(run=sweep)
+
+    p = commands.add_parser("api-key", help="manage API keys (needs GRAPHQL_FILES_MONGODB_URI)")
+    key_commands = p.add_subparsers(dest="action", required=True)
+    create = key_commands.add_parser("create", help="make a key; it is printed once")
+    create.add_argument(
+        "--expires-in-days",
+        type=float,
+        default=30,
+        help="lifetime in days (default 30, as Amplify's API keys)",
+    )
+    create.add_argument("--description", default="", help="what the key is for")
+    key_commands.add_parser("list", help="every key with its status; never the secrets")
+    revoke = key_commands.add_parser("revoke", help="refuse a key from now on")
+    revoke.add_argument("id", help="the key's id, as `list` shows it")
+    p.set_defaults(run=api_key)
     return parser
 
 

@@ -56,7 +56,7 @@ def list_field(b: Binding) -> Any:
         limit: int | None = None,
         nextToken: str | None = None,
         sortDirection: ModelSortDirection | None = None,
-    ) -> b.connection:  # type: ignore[name-defined]
+    ) -> b.connection | None:  # type: ignore[name-defined]
         grant = info.context.access.data(b.model, "read")
         page = await info.context.services.records.list(
             b.model,

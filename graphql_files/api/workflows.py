@@ -76,7 +76,7 @@ class WorkflowMutation:
         description="Upload (or adopt) new cover art, point the song at it, "
         "then delete the previous file."
     )
-    async def attachSongCoverArt(self, info: Info, input: AttachSongCoverArtInput) -> Song:
+    async def attachSongCoverArt(self, info: Info, input: AttachSongCoverArtInput) -> Song | None:
         record = await info.context.services.attachments.attach(
             info.context.access,
             SONG,
@@ -88,7 +88,7 @@ class WorkflowMutation:
         return Song.from_record(record)
 
     @strawberry.mutation(description="Remove the association (and, if asked, then the file).")
-    async def detachSongCoverArt(self, info: Info, input: DetachSongCoverArtInput) -> Song:
+    async def detachSongCoverArt(self, info: Info, input: DetachSongCoverArtInput) -> Song | None:
         record = await info.context.services.attachments.detach(
             info.context.access,
             SONG,
@@ -102,7 +102,9 @@ class WorkflowMutation:
         description="Upload (or adopt) images and add them to the album in one "
         "atomic update: concurrent calls never lose each other's images."
     )
-    async def addPhotoAlbumImages(self, info: Info, input: AddPhotoAlbumImagesInput) -> PhotoAlbum:
+    async def addPhotoAlbumImages(
+        self, info: Info, input: AddPhotoAlbumImagesInput
+    ) -> PhotoAlbum | None:
         record = await info.context.services.attachments.add(
             info.context.access,
             PHOTO_ALBUM,
@@ -115,7 +117,7 @@ class WorkflowMutation:
     @strawberry.mutation(description="Swap one image for a new upload, then delete the old one.")
     async def replacePhotoAlbumImage(
         self, info: Info, input: ReplacePhotoAlbumImageInput
-    ) -> PhotoAlbum:
+    ) -> PhotoAlbum | None:
         record = await info.context.services.attachments.replace(
             info.context.access,
             PHOTO_ALBUM,
@@ -132,7 +134,7 @@ class WorkflowMutation:
     )
     async def removePhotoAlbumImages(
         self, info: Info, input: RemovePhotoAlbumImagesInput
-    ) -> PhotoAlbum:
+    ) -> PhotoAlbum | None:
         record = await info.context.services.attachments.remove(
             info.context.access,
             PHOTO_ALBUM,

@@ -1,0 +1,93 @@
+"""Token verification (HS256, RS256 from a JWKS file, issuer, audience) and the api-key command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+
+from graphql_files.apikeys import ApiKeys
+from graphql_files.auth import TokenVerifier
+from graphql_files.cli import api_key_command
+from graphql_files.errors import NotFound, Unauthenticated
+from graphql_files.mongo import open_database
+from graphql_files.settings import Settings
+
+SECRET = "s" * 40
+
+
+def claims(**extra: Any) -> dict[str, Any]:
+    return {"sub": "alice", "exp": int(time.time()) + 600, **extra}
+
+
+def test_hs256_with_issuer_and_audience() -> None:
+    verifier = TokenVerifier(
+        Settings(jwt_secret=SECRET, jwt_issuer="https://idp", jwt_audience="files")
+    )
+    good = jwt.encode(claims(iss="https://idp", aud="files", groups=["a", "b"]), SECRET)
+    user = verifier.verify(good)
+    assert (user.sub, user.groups) == ("alice", frozenset({"a", "b"}))
+    for bad in (
+        claims(iss="https://other", aud="files"),
+        claims(iss="https://idp", aud="x"),
+        claims(aud="files"),
+        {"sub": "alice", "iss": "https://idp", "aud": "files"},
+    ):
+        with pytest.raises(Unauthenticated):
+            verifier.verify(jwt.encode(bad, SECRET))
+    with pytest.raises(Unauthenticated, match="expired"):
+        verifier.verify(jwt.encode(claims(iss="https://idp", aud="files", exp=1), SECRET))
+    with pytest.raises(Unauthenticated):
+        verifier.verify(jwt.encode(claims(iss="https://idp", aud="files"), "w" * 40))
+
+
+def test_rs256_from_a_jwks_file(tmp_path: Path) -> None:
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_jwk = json.loads(RSAAlgorithm.to_jwk(private.public_key()))
+    (tmp_path / "jwks.json").write_text(
+        json.dumps({"keys": [{**public_jwk, "kid": "k1", "alg": "RS256", "use": "sig"}]})
+    )
+    verifier = TokenVerifier(Settings(jwks_file=tmp_path / "jwks.json"))
+    signed = jwt.encode(
+        claims(**{"cognito:groups": ["admins"]}), private, algorithm="RS256", headers={"kid": "k1"}
+    )
+    assert verifier.verify(signed).groups == frozenset({"admins"})
+    with pytest.raises(Unauthenticated, match="unknown key"):
+        verifier.verify(jwt.encode(claims(), private, algorithm="RS256", headers={"kid": "k9"}))
+    # an HS256 token is no good when only RS256 keys are configured
+    with pytest.raises(Unauthenticated):
+        verifier.verify(jwt.encode(claims(), SECRET))
+
+
+def test_no_user_tokens_without_keys() -> None:
+    with pytest.raises(Unauthenticated, match="accepts no user tokens"):
+        TokenVerifier(Settings()).verify(jwt.encode(claims(), SECRET))
+
+
+async def test_api_key_command_create_list_revoke() -> None:
+    async with open_database(Settings()) as database:
+        keys = ApiKeys(database=database)
+        await keys.ensure_indexes()
+        created = await api_key_command(
+            argparse.Namespace(action="create", expires_in_days=7, description="ci"), keys
+        )
+        secret = created[0]
+        assert secret.startswith("gfk_")
+        found = await keys.find(secret)
+        assert found is not None
+        assert found.status == "active"
+        listing = await api_key_command(argparse.Namespace(action="list"), keys)
+        assert secret not in "\n".join(listing)
+        assert f"{found.id:<14}active" in listing[1]
+        revoked = await api_key_command(argparse.Namespace(action="revoke", id=found.id), keys)
+        assert revoked == [f"revoked {found.id} (ci)"]
+        assert "revoked" in (await api_key_command(argparse.Namespace(action="list"), keys))[1]
+        with pytest.raises(NotFound):
+            await api_key_command(argparse.Namespace(action="revoke", id="nope"), keys)
