@@ -39,7 +39,15 @@ async def readyz(request: Request) -> JSONResponse:
     services: Services = request.state.services
     report = await services.readiness()
     ready = all(v == "ok" for v in report.values())
-    return JSONResponse({"ready": ready, **report}, status_code=200 if ready else 503)
+    # Events are reported, not required: mutations commit without them (subscribers are told).
+    events = {
+        "backend": services.broker.backend,
+        "healthy": services.broker.healthy,
+        **services.broker.stats.as_dict(),
+    }
+    return JSONResponse(
+        {"ready": ready, **report, "events": events}, status_code=200 if ready else 503
+    )
 
 
 def create_app(settings: Settings) -> Starlette:

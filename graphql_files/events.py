@@ -1,11 +1,17 @@
-"""Change events: published once per committed write, fanned out to local subscribers.
+"""Change events: published once per committed write, replayable from a cursor, fanned out to
+local subscribers.
 
-A ``Broker`` stamps each event with a cursor, keeps a bounded history for replay, and hands
-every event to each local ``Subscription`` whose predicate accepts it. Each subscription has a
-bounded queue: when a subscriber stops reading and its queue fills, it is cut off (its next read
-raises ``SlowConsumer`` naming the last cursor it was given) instead of slowing the publisher or
-growing memory. The in-process broker is the default; the Redis broker (``redis_broker``) shares
-this fan-out and subscription code.
+A ``Broker`` appends each event to an ordered log (an in-process ring here, a Redis stream in
+``redis_broker``), and every instance hands each event it reads to its local ``Subscription``s.
+A subscription registers first and then replays the log after its cursor, so nothing falls in
+the gap between history and live events, and a cursor at or before one already delivered is
+skipped, so nothing arrives twice.
+
+Each subscription has a bounded queue. A subscriber that stops reading until its queue is full is
+cut off (``SlowConsumer``, carrying the last cursor it was given, and the ``on_cut_off`` callback
+closes its websocket) instead of slowing the publisher or growing memory. When events may have
+been lost (the log was unreachable), every subscriber is ended with ``ResyncRequired``: a client
+must never believe its copy is current when it is not.
 """
 
 from __future__ import annotations
@@ -20,9 +26,11 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .errors import ResyncRequired, SlowConsumer
+from .errors import DomainError, ResyncRequired, SlowConsumer
 
 log = logging.getLogger(__name__)
+
+DEFAULT_HISTORY = 10_000
 
 
 class ChangeKind(enum.Enum):
@@ -47,106 +55,240 @@ class ChangeEvent:
         return int(self.document["version"])
 
 
+class EventsUnavailable(DomainError):
+    """The event log cannot be reached (raised by a backend, handled by ``Broker.publish``)."""
+
+
 Predicate = Callable[[ChangeEvent], bool]
+Position = tuple[int, ...]
+
+
+@dataclass
+class BrokerStats:
+    published: int = 0
+    publish_failures: int = 0
+    cut_off: int = 0
+    resyncs: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
 
 
 class Subscription:
     """One subscriber's view of the feed: replayed history first, then live events."""
 
-    def __init__(self, predicate: Predicate, buffer: int, on_close: Callable[[Subscription], None]):
+    def __init__(
+        self,
+        predicate: Predicate,
+        buffer: int,
+        position: Callable[[str], Position],
+        on_close: Callable[[Subscription], None],
+        on_cut_off: Callable[[SlowConsumer], None] | None = None,
+    ) -> None:
         self._predicate = predicate
         self._queue: asyncio.Queue[ChangeEvent | None] = asyncio.Queue(maxsize=buffer)
         self._backlog: deque[ChangeEvent] = deque()
+        self._position = position
         self._on_close = on_close
-        self._failure: Exception | None = None
+        self._on_cut_off = on_cut_off
+        self._failure: DomainError | None = None
+        self._seen: Position | None = None  # the last position handed out
         self.last_cursor: str | None = None
 
-    def offer(self, event: ChangeEvent) -> None:
-        """Called by the broker for every event; never blocks."""
+    @property
+    def failed(self) -> bool:
+        return self._failure is not None
+
+    def offer(self, event: ChangeEvent) -> bool:
+        """Queue a live event (never blocks); False when this cut the subscriber off."""
         if self._failure is not None or not self._predicate(event):
-            return
+            return True
         try:
             self._queue.put_nowait(event)
         except asyncio.QueueFull:
-            self._failure = SlowConsumer(
-                f"subscriber fell more than {self._queue.maxsize} events behind and was cut off; "
-                "resume from the last cursor received",
+            cut = SlowConsumer(
+                f"this subscriber fell {self._queue.maxsize} events behind and was cut off; "
+                "resume from the last cursor it received",
                 lastCursor=self.last_cursor,
             )
-            log.warning("cut off a slow subscriber after %d buffered events", self._queue.maxsize)
+            self._failure = cut
+            if self._on_cut_off is not None:
+                self._on_cut_off(cut)
+            return False
+        return True
 
-    def fail(self, error: Exception) -> None:
-        """End this subscription with ``error`` at its next read (e.g. events were lost)."""
+    def replay(self, events: Iterable[ChangeEvent]) -> None:
+        self._backlog.extend(e for e in events if self._predicate(e))
+
+    def fail(self, error: DomainError) -> None:
+        """End this subscription with ``error`` at its next read."""
         if self._failure is None:
             self._failure = error
             if not self._queue.full():
                 self._queue.put_nowait(None)  # wake a reader waiting on an empty queue
 
-    def replay(self, events: Iterable[ChangeEvent]) -> None:
-        self._backlog.extend(e for e in events if self._predicate(e))
-
     def __aiter__(self) -> AsyncIterator[ChangeEvent]:
         return self
 
     async def __anext__(self) -> ChangeEvent:
-        if self._backlog:
-            event = self._backlog.popleft()
-        else:
-            if self._failure is not None:
-                raise self._failure
-            queued = await self._queue.get()
-            if self._failure is not None or queued is None:
-                raise self._failure or SlowConsumer("subscription ended")
-            event = queued
-        self.last_cursor = event.cursor
-        return event
+        while True:
+            if self._backlog:
+                event = self._backlog.popleft()
+            else:
+                if self._failure is not None:
+                    raise self._failure
+                queued = await self._queue.get()
+                if self._failure is not None or queued is None:
+                    raise self._failure or ResyncRequired("the subscription ended")
+                event = queued
+            position = self._position(event.cursor)
+            if self._seen is not None and position <= self._seen:
+                continue  # replayed already: the live copy of an event from the history
+            self._seen = position
+            self.last_cursor = event.cursor
+            return event
 
     def close(self) -> None:
         self._on_close(self)
 
 
 class Broker:
-    """The in-process broker: cursors are ``<instance>-<sequence>``; history is a ring."""
+    """The broker's shared half; backends provide the log (``_append``/``_history``)."""
 
-    def __init__(self, *, history: int = 10_000) -> None:
+    delivers_on_publish = True  # the in-process log hands events out as they are appended
+
+    def __init__(self) -> None:
         self._subscribers: set[Subscription] = set()
-        self._history: deque[ChangeEvent] = deque(maxlen=history)
-        self._epoch = uuid.uuid4().hex[:12]
-        self._sequence = itertools.count(1)
+        self.stats = BrokerStats()
+        self.healthy = True
 
-    async def publish(self, event: ChangeEvent) -> ChangeEvent:
-        stamped = replace(event, cursor=f"{self._epoch}-{next(self._sequence)}")
-        self._history.append(stamped)
-        self.deliver(stamped)
-        return stamped
+    @property
+    def backend(self) -> str:
+        return "in process"
+
+    async def start(self) -> None:
+        """Begin reading the log (a no-op for the in-process log)."""
+
+    async def close(self) -> None:
+        for subscriber in tuple(self._subscribers):
+            subscriber.fail(ResyncRequired("the server is shutting down"))
+        self._subscribers.clear()
+
+    async def publish(self, event: ChangeEvent) -> None:
+        """Append a committed write's event; never raises (the write already happened)."""
+        try:
+            cursor = await self._append(event)
+        except EventsUnavailable as exc:
+            self.stats.publish_failures += 1
+            log.warning(
+                "could not publish %s %s %s v%d: %s",
+                event.kind.value,
+                event.model,
+                event.record_id,
+                event.version,
+                exc.message,
+            )
+            self.fail_all("an event could not be published")
+            return
+        if cursor is None:  # the log already holds a later version of this record
+            return
+        self.stats.published += 1
+        if self.delivers_on_publish:
+            self.deliver(replace(event, cursor=cursor))
 
     def deliver(self, event: ChangeEvent) -> None:
         for subscriber in tuple(self._subscribers):
-            subscriber.offer(event)
+            if not subscriber.offer(event):
+                self.stats.cut_off += 1
+                self._subscribers.discard(subscriber)
+                log.warning(
+                    "cut off a subscriber that fell behind (cursor %s)", subscriber.last_cursor
+                )
 
-    def _sequence_of(self, cursor: str) -> int:
-        epoch, _, number = cursor.partition("-")
-        if epoch != self._epoch or not number.isdigit():
-            raise ResyncRequired("this cursor is from another server run; re-list and resubscribe")
-        return int(number)
+    def fail_all(self, why: str) -> None:
+        """Tell every subscriber it may have missed events; they re-list and resubscribe."""
+        if self._subscribers:
+            self.stats.resyncs += len(self._subscribers)
+            log.warning(
+                "%s: ending %d subscriptions with RESYNC_REQUIRED", why, len(self._subscribers)
+            )
+        for subscriber in tuple(self._subscribers):
+            subscriber.fail(ResyncRequired(f"{why}; re-list and subscribe again"))
+        self._subscribers.clear()
 
     async def subscribe(
-        self, predicate: Predicate, *, buffer: int, after: str | None = None
+        self,
+        predicate: Predicate,
+        *,
+        buffer: int,
+        after: str | None = None,
+        on_cut_off: Callable[[SlowConsumer], None] | None = None,
     ) -> Subscription:
-        subscription = Subscription(predicate, buffer, self._subscribers.discard)
-        if after is not None:
-            start = self._sequence_of(after)
-            oldest = self._sequence_of(self._history[0].cursor) if self._history else None
-            if oldest is not None and start + 1 < oldest:
-                raise ResyncRequired("the changes after this cursor are no longer retained")
-            subscription.replay(e for e in self._history if self._sequence_of(e.cursor) > start)
-        # No await between the history snapshot and registering: nothing is missed or doubled.
-        self._subscribers.add(subscription)
+        """Live events from now on, preceded by those after ``after`` when it is given."""
+        if not self.healthy:
+            raise ResyncRequired(
+                "live events are interrupted (the event log is unreachable); "
+                "retry shortly, then re-list"
+            )
+        start = self.position(after) if after is not None else None
+        subscription = Subscription(
+            predicate, buffer, self.position, self._subscribers.discard, on_cut_off
+        )
+        self._subscribers.add(subscription)  # first, so no live event falls in the gap
+        if after is not None and start is not None:
+            try:
+                subscription.replay([e async for e in self._history(after, start)])
+            except BaseException:
+                self._subscribers.discard(subscription)
+                raise
         return subscription
 
     @property
     def subscriber_count(self) -> int:
         return len(self._subscribers)
 
-    async def close(self) -> None:
-        self._subscribers.clear()
+    # --- the log -----------------------------------------------------------------------------
+
+    def position(self, cursor: str) -> Position:
+        raise NotImplementedError
+
+    async def _append(self, event: ChangeEvent) -> str | None:
+        raise NotImplementedError
+
+    def _history(self, after: str, start: Position) -> AsyncIterator[ChangeEvent]:
+        raise NotImplementedError
+
+
+class LocalBroker(Broker):
+    """The in-process log: cursors are ``<run id>-<sequence>``; history is a bounded ring."""
+
+    def __init__(self, *, history: int = DEFAULT_HISTORY) -> None:
+        super().__init__()
+        self._history_ring: deque[ChangeEvent] = deque(maxlen=history)
+        self._run = uuid.uuid4().hex[:12]
+        self._sequence = itertools.count(1)
+
+    def position(self, cursor: str) -> Position:
+        run, _, number = cursor.partition("-")
+        if run != self._run or not number.isdigit():
+            raise ResyncRequired(
+                "this cursor is not from this server's current run; re-list and subscribe again",
+                cursor=cursor,
+            )
+        return (int(number),)
+
+    async def _append(self, event: ChangeEvent) -> str:
+        stamped = replace(event, cursor=f"{self._run}-{next(self._sequence)}")
+        self._history_ring.append(stamped)
+        return stamped.cursor
+
+    async def _history(self, after: str, start: Position) -> AsyncIterator[ChangeEvent]:
+        ring = tuple(self._history_ring)  # a snapshot: no await between it and the check
+        if ring and self.position(ring[0].cursor)[0] > start[0] + 1:
+            raise ResyncRequired(
+                "the changes after this cursor are no longer retained; re-list and subscribe again",
+                cursor=after,
+            )
+        for event in ring:
+            if self.position(event.cursor) > start:
+                yield event

@@ -12,12 +12,13 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from .apikeys import ApiKeys
 from .attachments import Attachments
 from .auth import Authenticator, TokenVerifier
 from .errors import DomainError
-from .events import Broker
+from .events import Broker, LocalBroker
 from .files import Files, open_files
 from .mongo import Database, open_database
 from .policy import Policy, load_policy
@@ -43,9 +44,9 @@ class Services:
     authenticator: Authenticator
     welcome: tuple[str, ...] = ()  # credentials made for the embedded defaults, shown once
 
-    async def readiness(self) -> dict[str, str]:
+    async def readiness(self) -> dict[str, Any]:
         """'ok' or the reason, for MongoDB and S3."""
-        report: dict[str, str] = {}
+        report: dict[str, Any] = {}
         for name, ping in (("mongodb", self.database.ping), ("s3", self.files.ping)):
             try:
                 await ping()
@@ -61,7 +62,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     async with AsyncExitStack() as stack:
         database = await stack.enter_async_context(open_database(settings))
         files = await stack.enter_async_context(open_files(settings))
-        broker = Broker()
+        broker = open_broker(settings)
+        await broker.start()
         stack.push_async_callback(broker.close)
         records = Records(database=database, broker=broker)
         api_keys = ApiKeys(database=database)
@@ -85,6 +87,19 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             authenticator=authenticator,
             welcome=welcome,
         )
+
+
+def open_broker(settings: Settings) -> Broker:
+    if settings.redis_url is None:
+        return LocalBroker(history=settings.change_history)
+    from .redis_broker import RedisBroker
+
+    return RedisBroker(
+        url=settings.redis_url.get_secret_value(),
+        stream=settings.redis_stream,
+        history_length=settings.change_history,
+        history_age_seconds=settings.change_history_age,
+    )
 
 
 DEV_USER = "dev-user"
@@ -123,7 +138,11 @@ def describe(services: Services, *, url: str) -> str:
     else:
         where = services.files.endpoint_url or "AWS"
         s3 = f"bucket {services.files.bucket!r} at {where}"
-    events = "in process (one server instance)" if s.embedded_events else "Redis"
+    events = (
+        "in process (one server instance)"
+        if s.embedded_events
+        else f"Redis stream {s.redis_stream!r} (shared by every instance)"
+    )
     sweep = (
         f"every {s.sweep_interval:g}s, removing orphans older than {s.sweep_grace:g}s"
         if s.sweep_interval

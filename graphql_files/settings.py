@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     s3_region: str = "us-east-1"
 
     redis_url: SecretStr | None = None
+    redis_stream: str = Field("graphql-files:changes", min_length=1)
+    change_history: int = Field(10_000, ge=1)
+    change_history_age: float = Field(86_400, gt=0)
 
     api_key: SecretStr | None = Field(None, min_length=16)
     jwt_secret: SecretStr | None = Field(None, min_length=32)
@@ -84,7 +87,7 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
-    @field_validator("sweep_interval", "sweep_grace", mode="before")
+    @field_validator("sweep_interval", "sweep_grace", "change_history_age", mode="before")
     @classmethod
     def _durations(cls, value: object) -> object:
         if isinstance(value, str) and value.strip():

@@ -27,6 +27,7 @@ from .helpers import (
     TEST_JWT_SECRET,
     GraphQLClient,
     LiveServer,
+    RedisProcess,
     start_live_server,
 )
 
@@ -50,6 +51,17 @@ for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
 def s3_endpoint() -> Iterator[str]:
     with moto_s3_server() as endpoint:
         yield endpoint
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real redis-server for the session; tests keep apart by their own stream keys."""
+    server = RedisProcess(str(tmp_path_factory.mktemp("redis")))
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.kill()
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from .bindings import PHOTO_ALBUM_API, SONG_API
 from .crud import create_field, delete_field, get_field, list_field, update_field
 from .errors import ErrorShaping, log_errors
 from .storage import StorageMutation, StorageQuery
-from .subscriptions import change_field
+from .subscriptions import change_field, record_changes_field
 from .types import DATETIME_SCALAR
 from .validation import depth_limit_rule
 from .workflows import WorkflowMutation
@@ -68,6 +68,7 @@ class Subscription:
     onCreatePhotoAlbum = change_field(PHOTO_ALBUM_API, ChangeKind.CREATED)
     onUpdatePhotoAlbum = change_field(PHOTO_ALBUM_API, ChangeKind.UPDATED)
     onDeletePhotoAlbum = change_field(PHOTO_ALBUM_API, ChangeKind.DELETED)
+    recordChanges = record_changes_field
 
 
 class Schema(strawberry.Schema):

@@ -1,24 +1,64 @@
-"""Amplify's subscriptions (``onCreateSong`` ...), one factory serving every model and kind.
+"""Subscriptions: Amplify's per-model ones (``onCreateSong`` ...) and the resumable change feed.
+
+A subscriber that falls ``SUBSCRIBER_BUFFER`` events behind is cut off: its websocket is closed
+with code 4008 and a reason naming the last cursor it received, so it can resume from there.
 
 No ``from __future__ import annotations``: resolver annotations name per-model types.
 """
 
-from collections.abc import AsyncGenerator
+import asyncio
+import contextlib
+import enum
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 import strawberry
+from starlette.websockets import WebSocket, WebSocketState
 
 from .. import filters
-from ..events import ChangeEvent, ChangeKind
-from ..models import Record
-from .bindings import Binding
+from ..errors import DomainError, SlowConsumer
+from ..events import ChangeEvent, ChangeKind, Subscription
+from ..models import MODELS_BY_ENUM, Record
+from .bindings import BINDINGS, Binding
 from .context import Info
+from .types import ModelName, PhotoAlbum, Song
 
+CUT_OFF_CODE = 4008
 _VERBS = {
     ChangeKind.CREATED: "created",
     ChangeKind.UPDATED: "updated",
     ChangeKind.DELETED: "deleted",
 }
+_closing: set[asyncio.Task[None]] = set()
+
+
+def _closer(info: Info) -> Callable[[SlowConsumer], None] | None:
+    """What to do when this subscriber is cut off: close its websocket, saying why."""
+    websocket = info.context.response
+    if not isinstance(websocket, WebSocket):
+        return None
+
+    async def close(reason: str) -> None:
+        if websocket.application_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(RuntimeError, OSError):
+                await websocket.close(code=CUT_OFF_CODE, reason=reason)
+
+    def cut_off(error: SlowConsumer) -> None:
+        reason = f"too slow: resume after {error.extra.get('lastCursor') or 'a re-list'}"
+        task = asyncio.create_task(close(reason[:120]))  # close reasons are short
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
+
+    return cut_off
+
+
+async def _subscribe(
+    info: Info, wanted: Callable[[ChangeEvent], bool], after: str | None = None
+) -> Subscription:
+    services = info.context.services
+    return await services.broker.subscribe(
+        wanted, buffer=services.settings.subscriber_buffer, after=after, on_cut_off=_closer(info)
+    )
 
 
 def change_field(b: Binding, kind: ChangeKind) -> Any:
@@ -35,10 +75,7 @@ def change_field(b: Binding, kind: ChangeKind) -> Any:
             record = Record.from_document(b.model, event.document)
             return (owner is None or record.owner == owner) and filters.matches(where, record)
 
-        services = info.context.services
-        subscription = await services.broker.subscribe(
-            wanted, buffer=services.settings.subscriber_buffer
-        )
+        subscription = await _subscribe(info, wanted)
         try:
             async for event in subscription:
                 yield b.object_type.from_record(Record.from_document(b.model, event.document))
@@ -53,3 +90,84 @@ def change_field(b: Binding, kind: ChangeKind) -> Any:
         resolver=resolve,
         description=f"Every {b.model.name} {what} from now on that matches `filter`{extra}.",
     )
+
+
+@strawberry.enum(name="ChangeKind", description="What a change did to its record.")
+class ChangeKindType(enum.Enum):
+    CREATED = "CREATED"
+    UPDATED = "UPDATED"
+    DELETED = "DELETED"
+
+
+@strawberry.type(description="One committed change, in the order of the change log.")
+class RecordChange:
+    cursor: str = strawberry.field(description="Pass as `after` to resume right after this change.")
+    kind: ChangeKindType
+    model: ModelName
+    id: strawberry.ID
+    version: int = strawberry.field(description="The record's version after the change.")
+    song: Song | None = strawberry.field(description="The record, when `model` is SONG.")
+    photoAlbum: PhotoAlbum | None = strawberry.field(
+        description="The record, when `model` is PHOTO_ALBUM."
+    )
+
+    @classmethod
+    def from_event(cls, event: ChangeEvent) -> "RecordChange":
+        binding = BINDINGS[event.model]
+        record = binding.object_type.from_record(
+            Record.from_document(binding.model, event.document)
+        )
+        return cls(
+            cursor=event.cursor,
+            kind=ChangeKindType(event.kind.value),
+            model=ModelName(event.model),
+            id=strawberry.ID(event.record_id),
+            version=event.version,
+            song=record if isinstance(record, Song) else None,
+            photoAlbum=record if isinstance(record, PhotoAlbum) else None,
+        )
+
+
+async def record_changes(
+    info: Info,
+    models: list[ModelName] | None = None,
+    ids: list[strawberry.ID] | None = None,
+    after: str | None = None,
+) -> AsyncGenerator[RecordChange, None]:
+    """The change feed: every committed change to the records the caller may read."""
+    access = info.context.access
+    chosen = [MODELS_BY_ENUM[m.value] for m in models] if models else None
+    owners: dict[str, str | None] = {}
+    for model in chosen or MODELS_BY_ENUM.values():
+        try:
+            owners[model.enum_name] = access.data(model, "read").owner
+        except DomainError:
+            if chosen is not None:  # asked for by name: refuse
+                raise
+    if not owners:
+        access.data(next(iter(MODELS_BY_ENUM.values())), "read")  # raises the refusal
+    wanted_ids = {str(i) for i in ids} if ids else None
+
+    def wanted(event: ChangeEvent) -> bool:
+        if event.model not in owners:
+            return False
+        if wanted_ids is not None and event.record_id not in wanted_ids:
+            return False
+        owner = owners[event.model]
+        return owner is None or event.document.get("owner") == owner
+
+    subscription = await _subscribe(info, wanted, after)
+    try:
+        async for event in subscription:
+            yield RecordChange.from_event(event)
+    finally:
+        subscription.close()
+
+
+record_changes_field = strawberry.subscription(
+    resolver=record_changes,
+    description="Every committed change, in order. Pass the last `cursor` you saw as `after` to "
+    "receive, exactly once and in order, every change you missed, then live ones; a cursor "
+    "older than the retained history answers RESYNC_REQUIRED (re-list, then subscribe without "
+    "`after`). Without `after`: live changes only. `models`/`ids` narrow the feed.",
+)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -22,9 +23,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketState
+from starlette.websockets import WebSocketDisconnected as StarletteWebSocketDisconnected
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse, process_result
+from strawberry.http.exceptions import WebSocketDisconnected
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
@@ -33,6 +39,8 @@ from ..settings import LOCALHOST_ORIGINS, Settings
 from .context import Context, authenticate
 from .errors import BAD_USER_INPUT, shape
 from .uploads import FileTooLarge, UploadRequestAdapter, close_uploads
+
+log = logging.getLogger(__name__)
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
@@ -94,8 +102,19 @@ def needs_preflight_header(request: Request) -> bool:
     return not any(request.headers.get(h, "").strip() for h in PREFLIGHT_HEADERS)
 
 
+class TransportWsHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    async def handle_task_exception(self, error: Exception) -> None:
+        # An operation still sending when its connection closed (a subscriber cut off for being
+        # too slow, a client gone) is not a server error.
+        if isinstance(error, StarletteWebSocketDisconnected | WebSocketDisconnected):
+            log.debug("an operation ended with its connection: %s", error)
+            return
+        await super().handle_task_exception(error)
+
+
 class GraphQLView(GraphQL[Context, None]):
     request_adapter_class = UploadRequestAdapter
+    graphql_transport_ws_handler_class = TransportWsHandler
 
     def __init__(self, schema: Any, settings: Settings) -> None:
         super().__init__(
