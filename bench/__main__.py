@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from . import http_throughput, listing, signing
+from . import fanout, http_throughput, listing, signing
 
-SECTIONS = {"http": http_throughput.run, "signing": signing.run, "listing": listing.run}
+SECTIONS = {
+    "http": http_throughput.run,
+    "signing": signing.run,
+    "listing": listing.run,
+    "fanout": fanout.run,
+}
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from .common import bench_server, wrk
+from .common import HEADERS, bench_server, wrk
 
 GET_SONG = {
     "query": 'query { getSong(id: "bench") { id name coverArtPath version createdAt updatedAt } }'
@@ -14,7 +14,7 @@ GET_SONG = {
 def run(seconds: int = 5, rounds: int = 3) -> None:
     with bench_server() as url:
         httpx.post(f"{url}/seed")
-        graphql = httpx.post(f"{url}/graphql", json=GET_SONG).json()
+        graphql = httpx.post(f"{url}/graphql", json=GET_SONG, headers=HEADERS).json()
         bare = httpx.get(f"{url}/bare/song/bench").json()
         assert graphql == bare, (graphql, bare)  # the same JSON, or the comparison means nothing
         wrk(f"{url}/graphql", seconds=1, body=GET_SONG)  # warm up both paths

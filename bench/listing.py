@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from .common import bench_server, wrk
+from .common import HEADERS, bench_server, wrk
 
 WITH_URLS = {
     "query": "{ listPhotoAlbums(limit: 100) { items { id name imagePaths "
@@ -18,7 +18,7 @@ WITHOUT_URLS = {
 def run(seconds: int = 5, rounds: int = 3) -> None:
     with bench_server() as url:
         httpx.post(f"{url}/seed-albums", timeout=60)
-        body = httpx.post(f"{url}/graphql", json=WITH_URLS, timeout=60).json()
+        body = httpx.post(f"{url}/graphql", json=WITH_URLS, timeout=60, headers=HEADERS).json()
         urls = [
             i["url"]["url"] for a in body["data"]["listPhotoAlbums"]["items"] for i in a["images"]
         ]

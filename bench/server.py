@@ -13,7 +13,8 @@ from typing import Any
 import uvicorn
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from graphql_files.app import create_app
 from graphql_files.models import PHOTO_ALBUM, SONG
@@ -53,6 +54,30 @@ async def seed_albums(request: Request) -> JSONResponse:
     return JSONResponse({"albums": 100})
 
 
+BARE_SOCKETS: set[WebSocket] = set()
+
+
+async def bare_ws(websocket: WebSocket) -> None:
+    """A bare Starlette websocket: accept, then just be there for broadcasts."""
+    await websocket.accept()
+    BARE_SOCKETS.add(websocket)
+    try:
+        while True:
+            await websocket.receive_text()
+    except WebSocketDisconnect:
+        pass
+    finally:
+        BARE_SOCKETS.discard(websocket)
+
+
+async def bare_broadcast(request: Request) -> JSONResponse:
+    """Send the posted text to every bare socket, as a minimal fan-out."""
+    payload = (await request.body()).decode()
+    for websocket in tuple(BARE_SOCKETS):
+        await websocket.send_text(payload)
+    return JSONResponse({"sent": len(BARE_SOCKETS)})
+
+
 def main() -> None:
     port = int(sys.argv[1])
     settings = Settings(port=port, log_level="warning")
@@ -62,6 +87,8 @@ def main() -> None:
             Route("/bare/song/{id}", bare_song),
             Route("/seed", seed, methods=["POST"]),
             Route("/seed-albums", seed_albums, methods=["POST"]),
+            Route("/bare-broadcast", bare_broadcast, methods=["POST"]),
+            WebSocketRoute("/bare-ws", bare_ws),
         ]
     )
     uvicorn.run(

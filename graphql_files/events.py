@@ -24,9 +24,11 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 from .errors import DomainError, ResyncRequired, SlowConsumer
+from .models import MODELS_BY_ENUM, Record
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,11 @@ class ChangeEvent:
     @property
     def record_id(self) -> str:
         return str(self.document["_id"])
+
+    @cached_property
+    def record(self) -> Record:
+        """The record, parsed once per event however many subscribers look at it."""
+        return Record.from_document(MODELS_BY_ENUM[self.model], self.document)
 
     @property
     def version(self) -> int:

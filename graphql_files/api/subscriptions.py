@@ -18,7 +18,7 @@ from starlette.websockets import WebSocket, WebSocketState
 from .. import filters
 from ..errors import DomainError, SlowConsumer
 from ..events import ChangeEvent, ChangeKind, Subscription
-from ..models import MODELS_BY_ENUM, Record
+from ..models import MODELS_BY_ENUM
 from .bindings import BINDINGS, Binding
 from .context import Info
 from .types import ModelName, PhotoAlbum, Song
@@ -72,13 +72,13 @@ def change_field(b: Binding, kind: ChangeKind) -> Any:
         def wanted(event: ChangeEvent) -> bool:
             if event.kind is not kind or event.model != b.model.enum_name:
                 return False
-            record = Record.from_document(b.model, event.document)
+            record = event.record
             return (owner is None or record.owner == owner) and filters.matches(where, record)
 
         subscription = await _subscribe(info, wanted)
         try:
             async for event in subscription:
-                yield b.object_type.from_record(Record.from_document(b.model, event.document))
+                yield b.object_type.from_record(event.record)
         finally:
             subscription.close()
 
@@ -113,10 +113,7 @@ class RecordChange:
 
     @classmethod
     def from_event(cls, event: ChangeEvent) -> "RecordChange":
-        binding = BINDINGS[event.model]
-        record = binding.object_type.from_record(
-            Record.from_document(binding.model, event.document)
-        )
+        record = BINDINGS[event.model].object_type.from_record(event.record)
         return cls(
             cursor=event.cursor,
             kind=ChangeKindType(event.kind.value),
