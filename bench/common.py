@@ -38,10 +38,12 @@ def bench_server(env: Mapping[str, str] | None = None) -> Iterator[str]:
     """``bench.server`` in its own process; yields its base URL once it is ready."""
     port = free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("GRAPHQL_FILES_")}
-    environment.update({"GRAPHQL_FILES_API_KEY": API_KEY, "GRAPHQL_FILES_JWT_SECRET": JWT_SECRET,
-                        **(env or {})})
-    process = subprocess.Popen([sys.executable, "-m", "bench.server", str(port)], cwd=ROOT,
-                               env=environment)
+    environment.update(
+        {"GRAPHQL_FILES_API_KEY": API_KEY, "GRAPHQL_FILES_JWT_SECRET": JWT_SECRET, **(env or {})}
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.server", str(port)], cwd=ROOT, env=environment
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -68,8 +70,21 @@ def redis_server() -> Iterator[str]:
     port = free_port()
     with tempfile.TemporaryDirectory() as directory:
         process = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-             "no", "--dir", directory], stdout=subprocess.DEVNULL)
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                directory,
+            ],
+            stdout=subprocess.DEVNULL,
+        )
         try:
             time.sleep(0.5)
             yield f"redis://127.0.0.1:{port}/0"
@@ -78,8 +93,9 @@ def redis_server() -> Iterator[str]:
             process.wait(timeout=10)
 
 
-def wrk(url: str, *, seconds: int, connections: int = 32, body: dict[str, object] | None = None
-        ) -> float:
+def wrk(
+    url: str, *, seconds: int, connections: int = 32, body: dict[str, object] | None = None
+) -> float:
     """Requests per second that wrk measured (POSTing ``body`` as JSON when given)."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing: run 'make system-deps' (Debian package wrk)")

@@ -17,14 +17,23 @@ from .common import HEADERS, bench_server, redis_server
 
 SUBSCRIBERS = 1000
 ROUNDS = 7
-SUBSCRIBE = {"type": "subscribe", "id": "1", "payload": {
-    "query": 'subscription { onUpdateSong(filter: {id: {eq: "fan"}}) { id name version } }'}}
+SUBSCRIBE = {
+    "type": "subscribe",
+    "id": "1",
+    "payload": {
+        "query": 'subscription { onUpdateSong(filter: {id: {eq: "fan"}}) { id name version } }'
+    },
+}
 UPDATE = 'mutation($n: String!) { updateSong(input: {id: "fan", name: $n}) { version } }'
 
 
 async def _graphql_socket(ws_url: str) -> ClientConnection:
-    ws = await connect(ws_url, subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
-                       max_size=None, open_timeout=30)
+    ws = await connect(
+        ws_url,
+        subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+        max_size=None,
+        open_timeout=30,
+    )
     await ws.send(json.dumps({"type": "connection_init", "payload": HEADERS}))
     assert json.loads(await ws.recv())["type"] == "connection_ack"
     await ws.send(json.dumps(SUBSCRIBE))
@@ -53,18 +62,23 @@ async def _round(sockets: list[ClientConnection], trigger: Any) -> tuple[float, 
 async def _fanout(url: str) -> tuple[float, float]:
     ws_base = url.replace("http://", "ws://")
     async with httpx.AsyncClient(base_url=url, headers=HEADERS, timeout=60) as http:
-        await http.post("/graphql", json={"query": 'mutation { createSong(input: {id: "fan", '
-                                                   'name: "start"}) { id } }'})
+        await http.post(
+            "/graphql",
+            json={"query": 'mutation { createSong(input: {id: "fan", name: "start"}) { id } }'},
+        )
         graphql = await _open(lambda: _graphql_socket(f"{ws_base}/graphql"), SUBSCRIBERS)
-        bare = await _open(lambda: connect(f"{ws_base}/bare-ws", max_size=None,
-                                           open_timeout=30), SUBSCRIBERS)
+        bare = await _open(
+            lambda: connect(f"{ws_base}/bare-ws", max_size=None, open_timeout=30), SUBSCRIBERS
+        )
         await asyncio.sleep(1)  # every subscription registered
         graphql_times: list[float] = []
         bare_times: list[float] = []
         for n in range(ROUNDS):  # alternate: drift on a shared machine hits both alike
+
             async def mutate(n: int = n) -> None:
-                response = await http.post("/graphql", json={"query": UPDATE,
-                                                              "variables": {"n": f"v{n}"}})
+                response = await http.post(
+                    "/graphql", json={"query": UPDATE, "variables": {"n": f"v{n}"}}
+                )
                 assert "errors" not in response.json(), response.text
 
             seconds, message = await _round(graphql, mutate)
@@ -84,14 +98,26 @@ async def _across_instances(a: str, b: str, seconds: float = 5.0) -> tuple[float
     """Mutations per second committed on A; events per second a subscriber on B received."""
     async with httpx.AsyncClient(base_url=a, headers=HEADERS, timeout=60) as http:
         for n in range(20):
-            await http.post("/graphql", json={"query": f'mutation {{ createSong(input: {{id: '
-                                                       f'"x{n}", name: "x"}}) {{ id }} }}'})
-        ws = await connect(b.replace("http://", "ws://") + "/graphql",
-                           subprotocols=["graphql-transport-ws"])  # type: ignore[list-item]
+            await http.post(
+                "/graphql",
+                json={
+                    "query": f'mutation {{ createSong(input: {{id: "x{n}", name: "x"}}) {{ id }} }}'
+                },
+            )
+        ws = await connect(
+            b.replace("http://", "ws://") + "/graphql", subprotocols=["graphql-transport-ws"]
+        )  # type: ignore[list-item]
         await ws.send(json.dumps({"type": "connection_init", "payload": HEADERS}))
         await ws.recv()
-        await ws.send(json.dumps({"type": "subscribe", "id": "1", "payload": {
-            "query": "subscription { recordChanges { cursor version } }"}}))
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "subscribe",
+                    "id": "1",
+                    "payload": {"query": "subscription { recordChanges { cursor version } }"},
+                }
+            )
+        )
         await asyncio.sleep(0.5)
         received = 0
         committed = 0
@@ -106,8 +132,13 @@ async def _across_instances(a: str, b: str, seconds: float = 5.0) -> tuple[float
         async def write(n: int) -> None:
             nonlocal committed
             while time.perf_counter() < stop:
-                await http.post("/graphql", json={"query": f'mutation {{ updateSong(input: {{id: '
-                                                           f'"x{n}", name: "y"}}) {{ version }} }}'})
+                await http.post(
+                    "/graphql",
+                    json={
+                        "query": f"mutation {{ updateSong(input: {{id: "
+                        f'"x{n}", name: "y"}}) {{ version }} }}'
+                    },
+                )
                 committed += 1
 
         counter = asyncio.create_task(count())
@@ -126,8 +157,10 @@ async def _across_instances(a: str, b: str, seconds: float = 5.0) -> tuple[float
 def run() -> None:
     with bench_server() as url:
         graphql, bare = asyncio.run(_fanout(url))
-    print(f"Fan-out of one change to {SUBSCRIBERS:,} websocket subscribers, one uvicorn worker "
-          f"(median of {ROUNDS}, alternating)")
+    print(
+        f"Fan-out of one change to {SUBSCRIBERS:,} websocket subscribers, one uvicorn worker "
+        f"(median of {ROUNDS}, alternating)"
+    )
     print(f"  onUpdateSong (mutation -> last subscriber)   {graphql * 1000:>8.1f} ms")
     print(f"  bare Starlette broadcast, same payload       {bare * 1000:>8.1f} ms")
     print(f"  GraphQL / bare                               {graphql / bare:>8.2f}x")
