@@ -20,6 +20,7 @@ import asyncio
 import enum
 import itertools
 import logging
+import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -100,6 +101,7 @@ class Subscription:
         self._on_cut_off = on_cut_off
         self._failure: DomainError | None = None
         self._seen: Position | None = None  # the last position handed out
+        self.created_at = time.time()
         self.last_cursor: str | None = None
 
     @property
@@ -214,14 +216,18 @@ class Broker:
 
     def fail_all(self, why: str) -> None:
         """Tell every subscriber it may have missed events; they re-list and resubscribe."""
-        if self._subscribers:
-            self.stats.resyncs += len(self._subscribers)
-            log.warning(
-                "%s: ending %d subscriptions with RESYNC_REQUIRED", why, len(self._subscribers)
-            )
-        for subscriber in tuple(self._subscribers):
+        self.fail_subscribed_before(float("inf"), why)
+
+    def fail_subscribed_before(self, moment: float, why: str) -> None:
+        """Tell every subscriber that was there at ``moment`` (seconds since the epoch) that it
+        may have missed events; they re-list and resubscribe."""
+        doomed = [s for s in self._subscribers if s.created_at <= moment]
+        if doomed:
+            self.stats.resyncs += len(doomed)
+            log.warning("%s: ending %d subscriptions with RESYNC_REQUIRED", why, len(doomed))
+        for subscriber in doomed:
             subscriber.fail(ResyncRequired(f"{why}; re-list and subscribe again"))
-        self._subscribers.clear()
+            self._subscribers.discard(subscriber)
 
     async def subscribe(
         self,

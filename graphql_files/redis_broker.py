@@ -14,7 +14,10 @@
   silently skipping what was lost.
 - When Redis is unreachable, publishing fails (the write is already committed: it is logged and
   counted), the reader marks the broker unhealthy and every local subscriber gets
-  ``RESYNC_REQUIRED``; the reader reconnects with backoff and delivery resumes.
+  ``RESYNC_REQUIRED``; the reader reconnects with backoff and delivery resumes. An instance
+  that failed to publish appends a *gap* entry once Redis answers again: readers that meet it
+  live end their subscriptions with ``RESYNC_REQUIRED``, and a replay that crosses it answers
+  ``RESYNC_REQUIRED``, so no client resumes across lost changes believing it saw them all.
 
 This is the only module that calls redis-py; its errors become ``EventsUnavailable`` here.
 """
@@ -47,6 +50,7 @@ READ_BLOCK_MS = 5000
 READ_COUNT = 500
 REPLAY_PAGE = 1000
 TRIM_EVERY_SECONDS = 30.0
+GAP_CLOCK_MARGIN = 1.0  # instances' clocks may differ: err towards telling a subscriber
 
 # KEYS: stream, the record's version mark. ARGV: version, payload, max length, mark lifetime.
 _APPEND = """
@@ -60,6 +64,15 @@ return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'e', ARGV[2])
 def _stream_position(entry_id: str) -> Position:
     milliseconds, _, sequence = entry_id.partition("-")
     return (int(milliseconds), int(sequence or 0))
+
+
+def _is_gap(fields: dict[Any, Any]) -> bool:
+    return b"g" in fields or "g" in fields
+
+
+def _gap_time(fields: dict[Any, Any]) -> float:
+    """When the marking instance first lost a change (seconds since the epoch)."""
+    return int(_text(fields.get(b"g", fields.get("g", "0")))) / 1000
 
 
 def _text(value: Any) -> str:
@@ -90,6 +103,7 @@ class RedisBroker(Broker):
         self._last_id = "$"
         self._reader: asyncio.Task[None] | None = None
         self._trimmed_at = 0.0
+        self._lost_at: float | None = None  # when this instance first failed to publish
         self.healthy = False
 
     @property
@@ -151,19 +165,22 @@ class RedisBroker(Broker):
             raise ResyncRequired("malformed cursor", cursor=cursor) from exc
 
     async def _append(self, event: ChangeEvent) -> str | None:
-        if self._epoch is None:
-            raise EventsUnavailable("the event log (Redis) has not been reached yet")
+        if self._epoch is None or not self.healthy:  # fail fast: do not hold up the mutation
+            self._lost_at = self._lost_at or time.time()
+            raise EventsUnavailable("the event log (Redis) is unreachable")
         payload = json.dumps(
             {"k": event.kind.value, "m": event.model, "d": event.document},
             separators=(",", ":"),
         )
         mark = f"{self._stream}:v:{event.model}:{event.record_id}"
         try:
+            await self._mark_gap()
             entry_id = await self._append_script(
                 keys=[self._stream, mark],
                 args=[event.version, payload, self._history_length, VERSION_MARK_SECONDS],
             )
         except RedisError as exc:
+            self._lost_at = self._lost_at or time.time()
             raise EventsUnavailable(f"Redis refused the event: {exc}") from exc
         if entry_id is None:
             log.info(
@@ -174,6 +191,21 @@ class RedisBroker(Broker):
             )
             return None
         return f"{self._epoch}.{_text(entry_id)}"
+
+    async def _mark_gap(self) -> None:
+        """Record in the log that this instance lost events (at ``_lost_at``)."""
+        if self._lost_at is not None:
+            await self._redis.xadd(
+                self._stream,
+                {"g": str(int(self._lost_at * 1000))},
+                maxlen=self._history_length,
+                approximate=True,
+            )
+            log.warning(
+                "marked the event log: changes made here were lost since %s",
+                time.strftime("%H:%M:%S", time.gmtime(self._lost_at)),
+            )
+            self._lost_at = None
 
     async def _history(self, after: str, start: Position) -> AsyncIterator[ChangeEvent]:
         try:
@@ -198,6 +230,13 @@ class RedisBroker(Broker):
             while True:
                 page: Any = await self._redis.xrange(self._stream, min=low, count=REPLAY_PAGE)
                 for entry_id, fields in page:
+                    if _is_gap(fields):
+                        raise ResyncRequired(
+                            "changes after this cursor were lost while the "
+                            "event log was unreachable; re-list and subscribe "
+                            "again",
+                            cursor=after,
+                        )
                     yield self._event(entry_id, fields)
                 if len(page) < REPLAY_PAGE:
                     return
@@ -224,6 +263,7 @@ class RedisBroker(Broker):
             try:
                 if not self.healthy:
                     await self._connect()
+                    await self._mark_gap()
                     log.info("the event log (Redis) is reachable again; delivering events")
                     backoff = 0.1
                 entries: Any = await self._redis.xread(
@@ -232,7 +272,13 @@ class RedisBroker(Broker):
                 for _, items in entries or ():
                     for entry_id, fields in items:
                         self._last_id = _text(entry_id)
-                        self.deliver(self._event(entry_id, fields))
+                        if _is_gap(fields):
+                            self.fail_subscribed_before(
+                                _gap_time(fields) + GAP_CLOCK_MARGIN,
+                                "changes were lost while the event log was unreachable",
+                            )
+                        else:
+                            self.deliver(self._event(entry_id, fields))
                 await self._trim()
             except RedisError as exc:
                 if self.healthy:

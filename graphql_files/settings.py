@@ -7,11 +7,13 @@ the one line the CLI prints before it exits.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
+import jwt
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -92,6 +94,24 @@ class Settings(BaseSettings):
     def _durations(cls, value: object) -> object:
         if isinstance(value, str) and value.strip():
             return parse_duration(value).total_seconds()
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
+        return value
+
+    @field_validator("jwks_file")
+    @classmethod
+    def _jwks(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            try:
+                jwt.PyJWKSet.from_dict(json.loads(value.read_text()))
+            except (OSError, ValueError, jwt.PyJWTError) as exc:
+                raise ValueError(f"cannot use {value} as a JWKS file: {exc}") from exc
         return value
 
     @field_validator("attachment_prefix")

@@ -180,6 +180,18 @@ class TransportWsClient:
         message: Json = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
         return message
 
+    async def error_code(self, timeout: float = 5) -> str:
+        """The code of the error that ends an operation (an ``error`` message, or a ``next``
+        whose payload carries errors)."""
+        message = await self.receive(timeout)
+        if message["type"] == "error":
+            errors = message["payload"]
+        else:
+            assert message["type"] in ("next", "data"), message
+            errors = message["payload"]["errors"]
+        code: str = errors[0]["extensions"]["code"]
+        return code
+
     async def next_payload(self, timeout: float = 5) -> Json:
         """The next ``next`` payload, skipping pings/keep-alives."""
         while True:

@@ -48,8 +48,16 @@ def test_a_bad_setting_stops_start_up_with_one_line() -> None:
     assert len(lines) == 1, result.stderr
     assert "GRAPHQL_FILES_PORT" in lines[0]
 
-    result = run_cli("serve", env={"GRAPHQL_FILES_SIGNED_URL_TTL": "999999999"})
-    assert "GRAPHQL_FILES_SIGNED_URL_TTL" in result.stderr
+    for name, value in [
+        ("GRAPHQL_FILES_SIGNED_URL_TTL", "999999999"),
+        ("GRAPHQL_FILES_JWKS_FILE", "/nonexistent/jwks.json"),
+        ("GRAPHQL_FILES_CORS_ORIGINS", "not an origin"),
+        ("GRAPHQL_FILES_ATTACHMENT_PREFIX", "/abs"),
+    ]:
+        result = run_cli("serve", env={name: value})
+        assert result.returncode != 0
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert name in result.stderr, result.stderr
 
 
 def free_port() -> int:

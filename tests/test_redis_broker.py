@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from graphql_files.errors import ResyncRequired
 from graphql_files.events import ChangeEvent, ChangeKind
-from graphql_files.redis_broker import RedisBroker
+from graphql_files.redis_broker import GAP_CLOCK_MARGIN, RedisBroker
 from graphql_files.settings import Settings
 
 from .conftest import make_settings
@@ -167,11 +168,7 @@ async def test_retention_answers_resync_required(
             recent = (await payloads(ws, 30, "recordChanges"))[-2]["cursor"]
         async with ws_client(a) as ws:
             await ws.subscribe(FEED, {"after": old})
-            message = await ws.receive()
-            errors = (
-                message["payload"] if message["type"] == "error" else message["payload"]["errors"]
-            )
-            assert errors[0]["extensions"]["code"] == "RESYNC_REQUIRED"
+            assert await ws.error_code() == "RESYNC_REQUIRED"
         async with ws_client(a) as ws:
             await ws.subscribe(FEED, {"after": recent})
             assert (await payloads(ws, 1, "recordChanges"))[0]["version"] == 32
@@ -197,13 +194,7 @@ async def test_redis_outage_mutations_commit_subscribers_are_told_delivery_resum
                 server.kill()
                 during = await rename(http_a, "s", "during the outage")
                 assert during == {"data": {"updateSong": {"version": 3}}}  # committed anyway
-                message = await ws.receive(timeout=10)
-                errors = (
-                    message["payload"]
-                    if message["type"] == "error"
-                    else message["payload"]["errors"]
-                )
-                assert errors[0]["extensions"]["code"] == "RESYNC_REQUIRED"
+                assert await ws.error_code(timeout=10) == "RESYNC_REQUIRED"
             ready = (await http_a.http.get("/readyz")).json()
             assert ready["events"]["publish_failures"] >= 1
             assert ready["ready"] is True  # MongoDB and S3 still answer
@@ -249,13 +240,7 @@ async def test_subscribing_during_an_outage_is_refused_until_it_ends(
                 await asyncio.sleep(0.1)
             async with ws_client(a) as ws:
                 await ws.subscribe(ON_UPDATE)
-                message = await ws.receive()
-                errors = (
-                    message["payload"]
-                    if message["type"] == "error"
-                    else message["payload"]["errors"]
-                )
-                assert errors[0]["extensions"]["code"] == "RESYNC_REQUIRED"
+                assert await ws.error_code() == "RESYNC_REQUIRED"
             await http.http.aclose()
     finally:
         server.kill()
@@ -340,3 +325,81 @@ async def stalled_client(live: LiveServer) -> AsyncIterator[TransportWsClient]:
 
         client.subscribe = subscribe_then_stop_reading  # type: ignore[method-assign]
         yield client
+
+
+async def test_lost_events_leave_a_gap_no_resume_can_cross(tmp_path: Path) -> None:
+    """An instance that could not publish marks the log once Redis is back: subscribers that
+    were there before the loss are told, a cursor from before it answers RESYNC_REQUIRED, and
+    a cursor from after it resumes."""
+    server = RedisProcess(str(tmp_path))
+    server.start()
+    broker = RedisBroker(
+        url=server.url, stream="gap-test", history_length=1000, history_age_seconds=3600
+    )
+    await broker.start()
+
+    def change(n: int) -> ChangeEvent:
+        doc = {"_id": "r", "name": "x", "version": n, "createdAt": "", "updatedAt": ""}
+        return ChangeEvent(ChangeKind.UPDATED, "SONG", doc)
+
+    try:
+        watcher = await broker.subscribe(lambda e: True, buffer=100)
+        await broker.publish(change(1))
+        before = (await asyncio.wait_for(anext(watcher), 5)).cursor
+        server.kill()
+        await broker.publish(change(2))  # lost: logged, counted, and the subscriber is told
+        assert broker.stats.publish_failures == 1
+        with pytest.raises(ResyncRequired):
+            await asyncio.wait_for(anext(watcher), 5)
+
+        # (a server restart empties Redis and so changes the epoch; to keep the old history
+        # readable here, put the stream back the way a Redis that kept its data would have it)
+        server.start()
+        deadline = time.monotonic() + 10
+        while not broker.healthy:
+            assert time.monotonic() < deadline, "the broker did not reconnect"
+            await asyncio.sleep(0.05)
+        with pytest.raises(ResyncRequired):
+            await broker.subscribe(lambda e: True, buffer=10, after=before)  # another epoch
+        fresh = await broker.subscribe(lambda e: True, buffer=10)
+        await broker.publish(change(3))
+        after = (await asyncio.wait_for(anext(fresh), 5)).cursor
+        await broker.publish(change(4))
+        resumed = await broker.subscribe(lambda e: True, buffer=10, after=after)
+        assert (await asyncio.wait_for(anext(resumed), 5)).version == 4
+    finally:
+        await broker.close()
+        server.kill()
+
+
+async def test_a_gap_mark_tells_old_subscribers_and_stops_resumes(redis_url: str) -> None:
+    """The gap mark itself, as another instance appends it into a log that kept its data."""
+    broker = RedisBroker(
+        url=redis_url,
+        stream=f"test:{uuid.uuid4().hex[:8]}",
+        history_length=1000,
+        history_age_seconds=3600,
+    )
+    await broker.start()
+
+    def change(n: int) -> ChangeEvent:
+        doc = {"_id": "r", "name": "x", "version": n, "createdAt": "", "updatedAt": ""}
+        return ChangeEvent(ChangeKind.UPDATED, "SONG", doc)
+
+    try:
+        old = await broker.subscribe(lambda e: True, buffer=100)
+        await broker.publish(change(1))
+        before = (await asyncio.wait_for(anext(old), 5)).cursor
+        lost_at = time.time()
+        old.created_at = lost_at - 60  # it was there long before the loss
+        await asyncio.sleep(GAP_CLOCK_MARGIN + 0.1)
+        new = await broker.subscribe(lambda e: True, buffer=100)  # came after the loss
+        broker._lost_at = lost_at  # as another instance that failed to publish would hold it
+        await broker.publish(change(2))  # appends the gap mark first
+        with pytest.raises(ResyncRequired, match="lost"):
+            await asyncio.wait_for(anext(old), 5)
+        assert (await asyncio.wait_for(anext(new), 5)).version == 2
+        with pytest.raises(ResyncRequired, match="lost"):
+            await broker.subscribe(lambda e: True, buffer=10, after=before)
+    finally:
+        await broker.close()

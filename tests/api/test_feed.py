@@ -113,11 +113,5 @@ async def test_cursors_too_old_or_foreign_need_a_resync(s3_endpoint: str, bucket
         for cursor in (first, "not-a-cursor", "0123456789ab-1"):
             async with ws_client(live) as ws:
                 await ws.subscribe(FEED, {"after": cursor})
-                message = await ws.receive()
-                errors = (
-                    message["payload"]
-                    if message["type"] == "error"
-                    else message["payload"]["errors"]
-                )
-                assert errors[0]["extensions"]["code"] == "RESYNC_REQUIRED", cursor
+                assert await ws.error_code() == "RESYNC_REQUIRED", cursor
         await http.http.aclose()

@@ -222,9 +222,7 @@ async def test_websocket_authentication(live: LiveServer) -> None:
     # a subscription is a read: a user alone may not read Songs under the seed's rules
     async with ws_client(live, payload=user("alice")) as ws:
         await ws.subscribe("subscription { onCreateSong { id } }")
-        message = await ws.receive()
-        errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
-        assert errors[0]["extensions"]["code"] == "FORBIDDEN"
+        assert await ws.error_code() == "FORBIDDEN"
     # bad credentials: the connection is refused
     async with connect(live.ws_url, subprotocols=["graphql-transport-ws"]) as raw:  # type: ignore[list-item]
         await raw.send(
