@@ -19,7 +19,7 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,11 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 LEEWAY_SECONDS = 30
+VERIFIED_CACHE_SIZE = 10_000
+
+
+def _leeway_ago() -> datetime:
+    return datetime.now(UTC) - timedelta(seconds=LEEWAY_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,7 @@ class TokenVerifier:
         self._audience = settings.jwt_audience
         self._keys: dict[str | None, Any] = {}
         self._algorithms: list[str] = []
+        self._verified: dict[str, User] = {}
         if settings.jwks_file is not None:
             jwks = jwt.PyJWKSet.from_dict(json.loads(Path(settings.jwks_file).read_text()))
             self._keys = {k.key_id: k.key for k in jwks.keys}
@@ -96,6 +102,20 @@ class TokenVerifier:
         return next(iter(rsa.values())) if len(rsa) == 1 and kid is None else None
 
     def verify(self, token: str) -> User:
+        """The token's user; a token already verified is only checked for expiry again
+        (clients send the same token with every request; its signature cannot change)."""
+        cached = self._verified.get(token)
+        if cached is not None:
+            if cached.expires_at is None or cached.expires_at > _leeway_ago():
+                return cached
+            del self._verified[token]
+        user = self._verify(token)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.pop(next(iter(self._verified)))  # the oldest
+        self._verified[token] = user
+        return user
+
+    def _verify(self, token: str) -> User:
         if not self.enabled:
             raise Unauthenticated("this server accepts no user tokens (no JWT_SECRET or JWKS_FILE)")
         try:

@@ -12,7 +12,6 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from .apikeys import ApiKeys
 from .attachments import Attachments
@@ -44,9 +43,9 @@ class Services:
     authenticator: Authenticator
     welcome: tuple[str, ...] = ()  # credentials made for the embedded defaults, shown once
 
-    async def readiness(self) -> dict[str, Any]:
+    async def readiness(self) -> dict[str, str]:
         """'ok' or the reason, for MongoDB and S3."""
-        report: dict[str, Any] = {}
+        report: dict[str, str] = {}
         for name, ping in (("mongodb", self.database.ping), ("s3", self.files.ping)):
             try:
                 await ping()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as real
 import json
 import time
 from pathlib import Path
@@ -11,8 +12,10 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt import api_jwt
 from jwt.algorithms import RSAAlgorithm
 
+import graphql_files.auth as auth_module
 from graphql_files.apikeys import ApiKeys
 from graphql_files.auth import TokenVerifier
 from graphql_files.cli import api_key_command
@@ -91,3 +94,21 @@ async def test_api_key_command_create_list_revoke() -> None:
         assert "revoked" in (await api_key_command(argparse.Namespace(action="list"), keys))[1]
         with pytest.raises(NotFound):
             await api_key_command(argparse.Namespace(action="revoke", id="nope"), keys)
+
+
+def test_a_verified_token_is_rechecked_for_expiry(monkeypatch: pytest.MonkeyPatch) -> None:
+    verifier = TokenVerifier(Settings(jwt_secret=SECRET))
+    token = jwt.encode(claims(exp=int(time.time()) + 60), SECRET)
+    assert verifier.verify(token).sub == "alice"
+    assert verifier.verify(token).sub == "alice"  # from the cache
+
+    # 91 s later, for this module and for PyJWT: past expiry and the 30 s leeway
+    class Later(real.datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Any:
+            return real.datetime.fromtimestamp(time.time() + 91, tz)
+
+    monkeypatch.setattr(auth_module, "datetime", Later)
+    monkeypatch.setattr(api_jwt, "datetime", Later)
+    with pytest.raises(Unauthenticated, match="expired"):
+        verifier.verify(token)
