@@ -205,8 +205,9 @@ class Attachments:
     ) -> Record:
         """Delete the record, then (when asked) the files in its folder."""
         grant = access.data(model, "delete")
-        if delete_files:
-            self._may_delete(access, model, record_id, [self._folder(record_id) + "x"])
+        if delete_files:  # refuse before deleting anything when storage rules protect its files
+            current = await self._records.get(model, record_id, owner=grant.owner)
+            self._may_delete(access, model, record_id, current.file_paths)
         record = await self._records.delete(
             model,
             record_id,
