@@ -62,6 +62,12 @@ async def rename(http: GraphQLClient, record_id: str, name: str) -> dict[str, An
     )
 
 
+def change(n: int) -> ChangeEvent:
+    """Version ``n`` of one record's update event."""
+    doc = {"_id": "r", "name": "x", "version": n, "createdAt": "", "updatedAt": ""}
+    return ChangeEvent(ChangeKind.UPDATED, "SONG", doc)
+
+
 async def payloads(ws: TransportWsClient, count: int, field: str) -> list[dict[str, Any]]:
     return [(await ws.next_payload())["data"][field] for _ in range(count)]
 
@@ -116,12 +122,8 @@ async def test_a_late_lower_version_is_dropped_at_the_log(redis_url: str) -> Non
     try:
         seen = await broker.subscribe(lambda e: True, buffer=10)
 
-        def version(n: int) -> ChangeEvent:
-            doc = {"_id": "r", "name": "x", "version": n, "createdAt": "", "updatedAt": ""}
-            return ChangeEvent(ChangeKind.UPDATED, "SONG", doc)
-
         for n in (2, 4, 3, 5):  # 3 was committed before 4 but published after it
-            await broker.publish(version(n))
+            await broker.publish(change(n))
         got = [(await asyncio.wait_for(anext(seen), 5)).version for _ in range(3)]
         assert got == [2, 4, 5]
     finally:
@@ -338,10 +340,6 @@ async def test_lost_events_leave_a_gap_no_resume_can_cross(tmp_path: Path) -> No
     )
     await broker.start()
 
-    def change(n: int) -> ChangeEvent:
-        doc = {"_id": "r", "name": "x", "version": n, "createdAt": "", "updatedAt": ""}
-        return ChangeEvent(ChangeKind.UPDATED, "SONG", doc)
-
     try:
         watcher = await broker.subscribe(lambda e: True, buffer=100)
         await broker.publish(change(1))
@@ -381,10 +379,6 @@ async def test_a_gap_mark_tells_old_subscribers_and_stops_resumes(redis_url: str
         history_age_seconds=3600,
     )
     await broker.start()
-
-    def change(n: int) -> ChangeEvent:
-        doc = {"_id": "r", "name": "x", "version": n, "createdAt": "", "updatedAt": ""}
-        return ChangeEvent(ChangeKind.UPDATED, "SONG", doc)
 
     try:
         old = await broker.subscribe(lambda e: True, buffer=100)
