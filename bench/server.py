@@ -16,16 +16,16 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from graphql_files.api.context import services_of
 from graphql_files.app import create_app
 from graphql_files.models import PHOTO_ALBUM, SONG
-from graphql_files.services import Services
 from graphql_files.settings import Settings
 
 SONG_FIELDS = ("id", "name", "coverArtPath", "version", "createdAt", "updatedAt")
 
 
 async def bare_song(request: Request) -> JSONResponse:
-    services: Services = request.state.services
+    services = services_of(request)
     doc: dict[str, Any] | None = await services.records.collection(SONG).find_one(
         {"_id": request.path_params["id"]}
     )
@@ -37,7 +37,7 @@ async def bare_song(request: Request) -> JSONResponse:
 
 
 async def seed(request: Request) -> JSONResponse:
-    services: Services = request.state.services
+    services = services_of(request)
     record = await services.records.create(
         SONG, {"name": "Benchmark", "coverArtPath": "images/bench/cover.png"}, record_id="bench"
     )
@@ -45,7 +45,7 @@ async def seed(request: Request) -> JSONResponse:
 
 
 async def seed_albums(request: Request) -> JSONResponse:
-    services: Services = request.state.services
+    services = services_of(request)
     for n in range(100):
         paths = [f"images/album-{n}/{i:02}-photo {i}.png" for i in range(10)]
         await services.records.create(

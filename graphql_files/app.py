@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
+from .api.context import services_of
 from .api.schema import build_schema
 from .api.view import BodyLimit, GraphQLView
 from .services import Services, describe, open_services
@@ -36,7 +37,7 @@ async def healthz(request: Request) -> JSONResponse:
 
 async def readyz(request: Request) -> JSONResponse:
     """200 only when MongoDB and S3 both answer."""
-    services: Services = request.state.services
+    services = services_of(request)
     report = await services.readiness()
     ready = all(v == "ok" for v in report.values())
     # Events are reported, not required: mutations commit without them (subscribers are told).
@@ -68,7 +69,11 @@ def create_app(settings: Settings) -> Starlette:
                 tasks.callback(sweeping.cancel)
             url = f"http://{settings.host}:{settings.port}/graphql"
             log.info("%s", describe(services, url=url))
-            yield {"services": services}
+            app.state.services = services
+            try:
+                yield {"services": services}
+            finally:
+                del app.state.services
 
     routes = [
         Route("/graphql", BodyLimit(view, settings)),

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import strawberry
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.dataloader import DataLoader
@@ -35,7 +35,7 @@ class Context:
 
     @classmethod
     async def build(cls, request: Request | WebSocket, response: Response | WebSocket) -> Context:
-        services: Services = request.state.services
+        services = services_of(request)
         # A websocket context lives as long as the connection: do not cache across events.
         cache = not isinstance(request, WebSocket)
         return cls(
@@ -45,6 +45,16 @@ class Context:
             access=await authenticate(services, request.headers),
             properties=DataLoader(load_fn=services.files.head_many, cache=cache),
         )
+
+
+def services_of(connection: HTTPConnection) -> Services:
+    """The services the app's lifespan opened.
+
+    From the app's state rather than the request's lifespan state: a test or a server that runs
+    the lifespan without passing its state into each request's scope still works.
+    """
+    services: Services = connection.app.state.services
+    return services
 
 
 async def authenticate(services: Services, headers: Mapping[str, str]) -> Access:

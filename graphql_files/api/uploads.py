@@ -16,6 +16,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
 from ..settings import Settings
+from .context import services_of
 
 UPLOADS_KEY = "graphql_files.uploads"
 
@@ -52,7 +53,7 @@ class UploadRequestAdapter(StarletteRequestAdapter):
         self.request = request
 
     async def get_form_data(self) -> FormData:
-        settings: Settings = self.request.state.services.settings
+        settings: Settings = services_of(self.request).settings
         parser = LimitedMultiPartParser(
             self.request.headers,
             self.request.stream(),
