@@ -16,9 +16,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
+from .api.body_limit import BodyLimit
 from .api.context import services_of
 from .api.schema import build_schema
-from .api.view import BodyLimit, GraphQLView
+from .api.view import GraphQLView
 from .services import Services, describe, open_services
 from .settings import LOCALHOST_ORIGINS, Settings
 from .sweep import sweep_periodically

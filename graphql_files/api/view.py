@@ -5,8 +5,10 @@
   ``application/json`` otherwise (always 200, as legacy clients expect); neither acceptable: 406.
 - Errors strawberry raises as plain-text HTTP exceptions (bad JSON, unsupported content type)
   are answered as GraphQL errors with ``BAD_USER_INPUT``.
-- The request body is limited while it streams in (``BodyLimit``), answered with a GraphQL error
-  coded ``PAYLOAD_TOO_LARGE``.
+- Multipart (upload) requests must carry a preflight-forcing header; websockets authenticate
+  from ``connection_init`` and close when their user token expires.
+
+(The request body limit wraps this view: ``body_limit.BodyLimit``.)
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from typing import Any, cast
 
 from cross_web import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.types import Message, Receive, Scope, Send
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketState
 from starlette.websockets import WebSocketDisconnected as StarletteWebSocketDisconnected
 from strawberry.asgi import GraphQL
@@ -36,6 +38,7 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from ..errors import INTERNAL_SERVER_ERROR
 from ..settings import LOCALHOST_ORIGINS, Settings
+from .body_limit import JSON, MULTIPART, error_response
 from .context import Context, authenticate
 from .errors import BAD_USER_INPUT, shape
 from .uploads import FileTooLarge, UploadRequestAdapter, close_uploads
@@ -43,8 +46,6 @@ from .uploads import FileTooLarge, UploadRequestAdapter, close_uploads
 log = logging.getLogger(__name__)
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
-JSON = "application/json"
-MULTIPART = "multipart/form-data"
 REQUEST_ERROR_KEY = "graphql_files.request_error"  # per request: in the scope, not in state
 SIMPLE_CONTENT_TYPES = (MULTIPART, "application/x-www-form-urlencoded", "text/plain")
 PREFLIGHT_HEADERS = ("apollo-require-preflight", "x-apollo-operation-name")
@@ -53,11 +54,6 @@ PREFLIGHT_MESSAGE = (
     "'x-apollo-operation-name'), which makes browsers send a CORS preflight so other sites "
     "cannot submit it"
 )
-
-
-def error_response(status: int, message: str, code: str, media_type: str = JSON) -> Response:
-    body = {"errors": [{"message": message, "extensions": {"code": code}}]}
-    return JSONResponse(body, status_code=status, media_type=media_type)
 
 
 def negotiate(accept: str | None) -> str | None:
@@ -218,63 +214,3 @@ def _close_at_expiry(websocket: WebSocket, expires_at: datetime) -> None:
     task = asyncio.create_task(close_later())
     _expiry_closers.add(task)  # keep a reference until it runs
     task.add_done_callback(_expiry_closers.discard)
-
-
-class BodyLimit:
-    """Refuse HTTP request bodies over a limit, counted as they stream in: ``max_request_bytes``
-    for JSON, room for ``max_upload_files`` files of ``max_upload_bytes`` for multipart.
-
-    Starlette's ``max_body_size`` answers in plain text; GraphQL clients expect a GraphQL error.
-    """
-
-    def __init__(self, app: Any, settings: Settings) -> None:
-        self.app = app
-        self.json_limit = settings.max_request_bytes
-        self.multipart_limit = (
-            settings.max_upload_files * settings.max_upload_bytes + settings.max_request_bytes
-        )
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope["headers"])
-        multipart = headers.get(b"content-type", b"").lower().startswith(MULTIPART.encode())
-        limit = self.multipart_limit if multipart else self.json_limit
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await self._refuse(limit, scope, receive, send)
-            return
-        received = 0
-        started = False
-
-        async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > limit:
-                raise _TooLarge
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except _TooLarge:
-            if started:
-                raise
-            await self._refuse(limit, scope, receive, send)
-
-    @staticmethod
-    async def _refuse(limit: int, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(
-            413, f"request body is larger than {limit} bytes", "PAYLOAD_TOO_LARGE"
-        )
-        await response(scope, receive, send)
-
-
-class _TooLarge(Exception):
-    pass
