@@ -276,17 +276,13 @@ class Attachments:
                 expected_version=expected_version, guard=guard, owner=owner
             )
             try:
-                if value is None:
-                    record = await self._records.update(
-                        model, current.id, unset=[model.file_field], preconditions=preconditions
-                    )
-                else:
-                    record = await self._records.update(
-                        model,
-                        current.id,
-                        set_values={model.file_field: value},
-                        preconditions=preconditions,
-                    )
+                record = await self._records.update(
+                    model,
+                    current.id,
+                    set_values=None if value is None else {model.file_field: value},
+                    unset=[model.file_field] if value is None else (),
+                    preconditions=preconditions,
+                )
                 return record, previous
             except Conflict:
                 if expected_version is not None:
@@ -332,12 +328,18 @@ class Attachments:
         """Delete unlinked files that lie in the record's folder, that the caller may delete,
         and that no record names."""
         folder = self._folder(record_id)
-        owned = [p for p in dict.fromkeys(paths) if in_folder(p, folder)]
-        owned = [p for p in owned if _may(access, p, "delete")]
-        for path in set(paths) - set(owned):
-            log.info(
-                "kept %s: it lies outside %s, which %s %s owns", path, folder, model.name, record_id
-            )
+        owned = []
+        for path in dict.fromkeys(paths):
+            if not in_folder(path, folder):
+                log.info(
+                    "kept %s: it lies outside %s, which %s %s owns",
+                    path,
+                    folder,
+                    model.name,
+                    record_id,
+                )
+            elif _may(access, path, "delete"):
+                owned.append(path)
         try:
             still_named = await self._records.named(owned)
         except DomainError as exc:

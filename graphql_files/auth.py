@@ -27,7 +27,7 @@ import jwt
 
 from .apikeys import ApiKeys
 from .errors import DomainError, Forbidden, Unauthenticated
-from .models import ModelSpec, Record
+from .models import ModelSpec
 from .policy import Policy, Rule
 from .settings import Settings
 
@@ -245,14 +245,6 @@ class Access:
         if rule.kind == "groups":
             return user is not None and rule.group in user.groups
         return False
-
-    def sees(self, model: ModelSpec, record: Record) -> bool:
-        """May this caller read this record (a subscription's question, per event)?"""
-        try:
-            grant = self.data(model, "read")
-        except DomainError:
-            return False
-        return grant.owner is None or record.owner == grant.owner
 
     def storage(self, path: str, action: str) -> None:
         """Raise unless the caller may ``action`` (get, list, write, delete) at ``path``."""

@@ -104,10 +104,6 @@ class Subscription:
         self.created_at = time.time()
         self.last_cursor: str | None = None
 
-    @property
-    def failed(self) -> bool:
-        return self._failure is not None
-
     def offer(self, event: ChangeEvent) -> bool:
         """Queue a live event (never blocks); False when this cut the subscriber off."""
         if self._failure is not None or not self._predicate(event):

@@ -43,10 +43,6 @@ class ModelSpec:
     file_field: str  # the field naming this record's objects
     """Field naming this record's S3 objects: a string (one file) or a list (many)."""
 
-    @property
-    def many_files(self) -> bool:
-        return self.field(self.file_field).kind is Kind.STRING_LIST
-
     def field(self, name: str) -> FieldSpec:
         for spec in (*self.fields, *SYSTEM_FIELDS):
             if spec.name == name:

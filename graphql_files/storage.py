@@ -86,8 +86,8 @@ class Storage:
         )
 
     async def verify_uploaded(self, path: str) -> ObjectInfo:
-        """A presigned upload, checked as an upload through the API would be."""
-        check_key(path, what="uploadedPath")
+        """A presigned upload at ``path`` (a checked key), checked as an upload through the API
+        would be."""
         info = await self.files.head(path)
         if info is None:
             raise NotFound(f"nothing was uploaded to {path}", path=path)
@@ -137,15 +137,14 @@ class Storage:
         content_disposition: str | None = None,
     ) -> SignedUrl:
         check_key(path)
-        access.storage(path, "get")
-        self._check_disposition(content_disposition)
+        signed = self.file_url(  # checks access and the options first
+            access, path, expires_in=expires_in, content_disposition=content_disposition
+        )
+        if not isinstance(signed, SignedUrl):
+            signed = await signed
         if validate_existence and await self.files.head(path) is None:
             raise NotFound(f"no object at {path}", path=path)
-        return await self.files.signed_url(
-            path,
-            expires_in=self.url_lifetime(expires_in),
-            content_disposition=content_disposition,
-        )
+        return signed
 
     def file_url(
         self,

@@ -17,8 +17,11 @@ async def test_served_through_asgi_with_the_bare_lifespan(settings: Settings) ->
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
-            created = await http.post("/graphql", headers=API_KEY, json={
-                "query": 'mutation { createSong(input: {name: "x"}) { version } }'})
+            created = await http.post(
+                "/graphql",
+                headers=API_KEY,
+                json={"query": 'mutation { createSong(input: {name: "x"}) { version } }'},
+            )
             assert created.json() == {"data": {"createSong": {"version": 1}}}
             assert (await http.get("/readyz")).status_code == 200
     assert not hasattr(app.state, "services")  # closed and forgotten

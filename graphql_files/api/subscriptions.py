@@ -9,7 +9,8 @@ No ``from __future__ import annotations``: resolver annotations name per-model t
 import asyncio
 import contextlib
 import enum
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import strawberry
@@ -52,13 +53,19 @@ def _closer(info: Info) -> Callable[[SlowConsumer], None] | None:
     return cut_off
 
 
-async def _subscribe(
+@asynccontextmanager
+async def _subscribed(
     info: Info, wanted: Callable[[ChangeEvent], bool], after: str | None = None
-) -> Subscription:
+) -> AsyncIterator[Subscription]:
+    """The events ``wanted`` picks, until the subscriber leaves (the block ends)."""
     services = info.context.services
-    return await services.broker.subscribe(
+    subscription = await services.broker.subscribe(
         wanted, buffer=services.settings.subscriber_buffer, after=after, on_cut_off=_closer(info)
     )
+    try:
+        yield subscription
+    finally:
+        subscription.close()
 
 
 def change_field(b: Binding, kind: ChangeKind) -> Any:
@@ -75,12 +82,9 @@ def change_field(b: Binding, kind: ChangeKind) -> Any:
             record = event.record
             return (owner is None or record.owner == owner) and filters.matches(where, record)
 
-        subscription = await _subscribe(info, wanted)
-        try:
-            async for event in subscription:
+        async with _subscribed(info, wanted) as events:
+            async for event in events:
                 yield b.object_type.from_record(event.record)
-        finally:
-            subscription.close()
 
     what = _VERBS[kind]
     extra = (
@@ -153,12 +157,9 @@ async def record_changes(
         owner = owners[event.model]
         return owner is None or event.document.get("owner") == owner
 
-    subscription = await _subscribe(info, wanted, after)
-    try:
-        async for event in subscription:
+    async with _subscribed(info, wanted, after) as events:
+        async for event in events:
             yield RecordChange.from_event(event)
-    finally:
-        subscription.close()
 
 
 record_changes_field = strawberry.subscription(

@@ -174,9 +174,6 @@ class PhotoAlbum(RecordType):
         return [FileRef(path=path) for path in self.imagePaths or ()]
 
 
-RECORD_TYPES: dict[str, type[RecordType]] = {t.model.name: t for t in (Song, PhotoAlbum)}
-
-
 def connection_type(item: type[RecordType]) -> type:
     """``ModelSongConnection { items nextToken }``: one page of a ``list*`` query."""
 

@@ -52,8 +52,15 @@ async def test_create_update_delete_events_with_versions(
         event = await ws.next_payload()
         assert event["data"]["onDeleteSong"] == {"id": "s1", "name": "Two", "version": 3}
 
+        broker = live.app.state.services.broker
+        assert broker.subscriber_count == 3
         for op_id in (created_sub, updated_sub, deleted_sub):
             await ws.stop(op_id)
+        for _ in range(50):  # stopped subscriptions leave the fan-out
+            if broker.subscriber_count == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert broker.subscriber_count == 0
     await http.http.aclose()
 
 
