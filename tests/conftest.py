@@ -19,6 +19,7 @@ from asgi_lifespan import LifespanManager
 from graphql_files.app import create_app
 from graphql_files.embedded import moto_s3_server
 from graphql_files.mongo import open_database
+from graphql_files.services import Services
 from graphql_files.settings import Settings
 
 from .helpers import (
@@ -102,6 +103,18 @@ async def drop_test_database(settings: Settings) -> None:
     if settings.mongodb_uri is not None:
         async with open_database(settings) as database:
             await database.drop()
+
+
+def services_in(manager: LifespanManager) -> Services:
+    """The services a running app opened (what its lifespan yielded)."""
+    found: Services = manager._state["services"]
+    return found
+
+
+@pytest.fixture
+def services(app: LifespanManager) -> Services:
+    """The very services the ``app`` fixture's requests use, for seeding and inspecting."""
+    return services_in(app)
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 
 from graphql_files.app import create_app
+from graphql_files.services import Services
 from graphql_files.settings import Settings
 
 Json = dict[str, Any]
@@ -255,6 +256,22 @@ JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 4
 MP3 = b"ID3\x04\x00\x00\x00\x00\x00\x00" + bytes(range(256)) * 4
 
 PREFLIGHT = {"apollo-require-preflight": "true"}
+
+
+class BytesReader:
+    """An async reader over bytes, as Files.upload reads uploads."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    async def read(self, size: int = -1) -> bytes:
+        chunk, self.data = (self.data, b"") if size < 0 else (self.data[:size], self.data[size:])
+        return chunk
+
+
+async def put_object(services: Services, path: str, data: bytes = PNG) -> None:
+    """Plant an object straight in the bucket, past every API check."""
+    await services.files.upload(path, BytesReader(data), content_type="image/png", max_bytes=10**6)
 
 
 async def multipart(

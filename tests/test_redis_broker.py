@@ -62,6 +62,22 @@ async def rename(http: GraphQLClient, record_id: str, name: str) -> dict[str, An
     )
 
 
+@asynccontextmanager
+async def running_broker(url: str) -> AsyncIterator[RedisBroker]:
+    """A Redis broker on a stream of its own, started and, at the end, closed."""
+    broker = RedisBroker(
+        url=url,
+        stream=f"test:{uuid.uuid4().hex[:8]}",
+        history_length=1000,
+        history_age_seconds=3600,
+    )
+    await broker.start()
+    try:
+        yield broker
+    finally:
+        await broker.close()
+
+
 def change(n: int) -> ChangeEvent:
     """Version ``n`` of one record's update event."""
     doc = {"_id": "r", "name": "x", "version": n, "createdAt": "", "updatedAt": ""}
@@ -112,22 +128,12 @@ async def test_changes_made_on_one_instance_reach_subscribers_of_another(
 
 
 async def test_a_late_lower_version_is_dropped_at_the_log(redis_url: str) -> None:
-    broker = RedisBroker(
-        url=redis_url,
-        stream=f"test:{uuid.uuid4().hex[:8]}",
-        history_length=1000,
-        history_age_seconds=3600,
-    )
-    await broker.start()
-    try:
+    async with running_broker(redis_url) as broker:
         seen = await broker.subscribe(lambda e: True, buffer=10)
-
         for n in (2, 4, 3, 5):  # 3 was committed before 4 but published after it
             await broker.publish(change(n))
         got = [(await asyncio.wait_for(anext(seen), 5)).version for _ in range(3)]
         assert got == [2, 4, 5]
-    finally:
-        await broker.close()
 
 
 async def test_resume_on_another_instance_and_after_a_restart(
@@ -335,52 +341,38 @@ async def test_lost_events_leave_a_gap_no_resume_can_cross(tmp_path: Path) -> No
     a cursor from after it resumes."""
     server = RedisProcess(str(tmp_path))
     server.start()
-    broker = RedisBroker(
-        url=server.url, stream="gap-test", history_length=1000, history_age_seconds=3600
-    )
-    await broker.start()
-
     try:
-        watcher = await broker.subscribe(lambda e: True, buffer=100)
-        await broker.publish(change(1))
-        before = (await asyncio.wait_for(anext(watcher), 5)).cursor
-        server.kill()
-        await broker.publish(change(2))  # lost: logged, counted, and the subscriber is told
-        assert broker.stats.publish_failures == 1
-        with pytest.raises(ResyncRequired):
-            await asyncio.wait_for(anext(watcher), 5)
+        async with running_broker(server.url) as broker:
+            watcher = await broker.subscribe(lambda e: True, buffer=100)
+            await broker.publish(change(1))
+            before = (await asyncio.wait_for(anext(watcher), 5)).cursor
+            server.kill()
+            await broker.publish(change(2))  # lost: logged, counted, and the subscriber is told
+            assert broker.stats.publish_failures == 1
+            with pytest.raises(ResyncRequired):
+                await asyncio.wait_for(anext(watcher), 5)
 
-        # (a server restart empties Redis and so changes the epoch; to keep the old history
-        # readable here, put the stream back the way a Redis that kept its data would have it)
-        server.start()
-        deadline = time.monotonic() + 10
-        while not broker.healthy:
-            assert time.monotonic() < deadline, "the broker did not reconnect"
-            await asyncio.sleep(0.05)
-        with pytest.raises(ResyncRequired):
-            await broker.subscribe(lambda e: True, buffer=10, after=before)  # another epoch
-        fresh = await broker.subscribe(lambda e: True, buffer=10)
-        await broker.publish(change(3))
-        after = (await asyncio.wait_for(anext(fresh), 5)).cursor
-        await broker.publish(change(4))
-        resumed = await broker.subscribe(lambda e: True, buffer=10, after=after)
-        assert (await asyncio.wait_for(anext(resumed), 5)).version == 4
+            # the restarted Redis lost its data: a new epoch, so the old cursor cannot resume
+            server.start()
+            deadline = time.monotonic() + 10
+            while not broker.healthy:
+                assert time.monotonic() < deadline, "the broker did not reconnect"
+                await asyncio.sleep(0.05)
+            with pytest.raises(ResyncRequired):
+                await broker.subscribe(lambda e: True, buffer=10, after=before)  # another epoch
+            fresh = await broker.subscribe(lambda e: True, buffer=10)
+            await broker.publish(change(3))
+            after = (await asyncio.wait_for(anext(fresh), 5)).cursor
+            await broker.publish(change(4))
+            resumed = await broker.subscribe(lambda e: True, buffer=10, after=after)
+            assert (await asyncio.wait_for(anext(resumed), 5)).version == 4
     finally:
-        await broker.close()
         server.kill()
 
 
 async def test_a_gap_mark_tells_old_subscribers_and_stops_resumes(redis_url: str) -> None:
     """The gap mark itself, as another instance appends it into a log that kept its data."""
-    broker = RedisBroker(
-        url=redis_url,
-        stream=f"test:{uuid.uuid4().hex[:8]}",
-        history_length=1000,
-        history_age_seconds=3600,
-    )
-    await broker.start()
-
-    try:
+    async with running_broker(redis_url) as broker:
         old = await broker.subscribe(lambda e: True, buffer=100)
         await broker.publish(change(1))
         before = (await asyncio.wait_for(anext(old), 5)).cursor
@@ -395,5 +387,3 @@ async def test_a_gap_mark_tells_old_subscribers_and_stops_resumes(redis_url: str
         assert (await asyncio.wait_for(anext(new), 5)).version == 2
         with pytest.raises(ResyncRequired, match="lost"):
             await broker.subscribe(lambda e: True, buffer=10, after=before)
-    finally:
-        await broker.close()

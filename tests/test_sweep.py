@@ -15,38 +15,19 @@ from graphql_files.models import PHOTO_ALBUM, SONG
 from graphql_files.services import Services
 from graphql_files.settings import Settings, parse_duration
 
-from .conftest import ROOT, make_settings
-from .helpers import PNG
-
-
-class Bytes:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    async def read(self, size: int = -1) -> bytes:
-        chunk, self.data = (self.data, b"") if size < 0 else (self.data[:size], self.data[size:])
-        return chunk
-
-
-async def put(services: Services, path: str) -> None:
-    await services.files.upload(path, Bytes(PNG), content_type="image/png", max_bytes=10**6)
+from .conftest import ROOT, make_settings, services_in
+from .helpers import put_object
 
 
 async def keys(services: Services) -> set[str]:
     return {o.path async for o in services.files.iterate("")}
 
 
-def services_of(app: LifespanManager) -> Services:
-    found: Services = app._state["services"]
-    return found
-
-
-async def test_sweep_removes_old_orphans_keeps_fresh_and_named(app: LifespanManager) -> None:
-    services = services_of(app)
-    await put(services, "images/s1/named.png")
-    await put(services, "images/a1/in-album.png")
-    await put(services, "images/gone/old-orphan.png")
-    await put(services, "outside/prefix.png")
+async def test_sweep_removes_old_orphans_keeps_fresh_and_named(services: Services) -> None:
+    await put_object(services, "images/s1/named.png")
+    await put_object(services, "images/a1/in-album.png")
+    await put_object(services, "images/gone/old-orphan.png")
+    await put_object(services, "outside/prefix.png")
     await services.records.create(
         SONG, {"name": "A", "coverArtPath": "images/s1/named.png"}, record_id="s1"
     )
@@ -56,7 +37,9 @@ async def test_sweep_removes_old_orphans_keeps_fresh_and_named(app: LifespanMana
         record_id="a1",
     )
     await asyncio.sleep(1.5)
-    await put(services, "images/gone/fresh-orphan.png")  # a presigned upload not attached yet
+    await put_object(
+        services, "images/gone/fresh-orphan.png"
+    )  # a presigned upload not attached yet
 
     dry = await services.sweeper.run(grace=timedelta(seconds=1), dry_run=True)
     assert [o.path for o in dry.orphans_kept] == ["images/gone/old-orphan.png"]
@@ -80,15 +63,14 @@ async def test_sweep_removes_old_orphans_keeps_fresh_and_named(app: LifespanMana
 
 
 async def test_sweep_pages_through_many_objects(
-    app: LifespanManager, monkeypatch: pytest.MonkeyPatch
+    services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from graphql_files import sweep
 
     monkeypatch.setattr(sweep, "PAGE", 7)  # many pages from a few objects
     monkeypatch.setattr(sweep, "HEAD_BATCH", 3)
-    services = services_of(app)
     for n in range(20):
-        await put(services, f"images/o/{n:02}.png")
+        await put_object(services, f"images/o/{n:02}.png")
     await services.records.create(
         PHOTO_ALBUM,
         {
@@ -108,8 +90,8 @@ async def test_sweep_pages_through_many_objects(
 async def test_the_server_sweeps_when_asked(s3_endpoint: str, bucket: str) -> None:
     settings = make_settings(s3_endpoint, bucket, sweep_interval=0.2, sweep_grace=0)
     async with LifespanManager(create_app(settings)) as manager:
-        services = services_of(manager)
-        await put(services, "images/x/orphan.png")
+        services = services_in(manager)
+        await put_object(services, "images/x/orphan.png")
         for _ in range(50):
             await asyncio.sleep(0.1)
             if not await keys(services):

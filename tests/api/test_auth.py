@@ -20,6 +20,7 @@ from ..helpers import (
     GraphQLClient,
     codes,
     multipart,
+    put_object,
     token,
     user,
 )
@@ -40,12 +41,6 @@ CALLERS = [
     "bad_token",
     "api_key_and_user",
 ]
-
-
-@pytest.fixture
-async def services(app: LifespanManager) -> Services:
-    found: Services = app._state["services"]
-    return found
 
 
 @pytest.fixture
@@ -99,18 +94,6 @@ async def seeded(services: Services) -> str:
     record_id = f"s-{uuid.uuid4().hex[:8]}"
     await services.records.create(SONG, {"name": "seed"}, record_id=record_id)
     return record_id
-
-
-async def put_object(services: Services, path: str) -> None:
-    class Source:
-        def __init__(self) -> None:
-            self.left = PNG
-
-        async def read(self, size: int = -1) -> bytes:
-            chunk, self.left = self.left[:size], self.left[size:]
-            return chunk
-
-    await services.files.upload(path, Source(), content_type="image/png", max_bytes=10**6)
 
 
 async def song_version(services: Services, record_id: str) -> int | None:

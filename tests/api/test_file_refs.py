@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from asgi_lifespan import LifespanManager
 
 from graphql_files.files import Files, ObjectInfo
+from graphql_files.services import Services
 
 from ..helpers import PNG, GraphQLClient, upload_data
 
@@ -16,9 +16,9 @@ LIST_WITH_PROPERTIES = """{ listPhotoAlbums(limit: 100) {
   items { images { path properties { size contentType } } } } }"""
 
 
-def s3_calls(app: LifespanManager) -> list[str]:
+def s3_calls(services: Services) -> list[str]:
     """Every S3 operation the app's client makes from now on, counted by botocore's own events."""
-    files: Files = app._state["services"].files
+    files = services.files
     calls: list[str] = []
 
     def count(model: Any, **_: Any) -> None:
@@ -38,10 +38,10 @@ async def seed_albums(client: GraphQLClient, albums: int, images: int) -> None:
 
 
 async def test_a_thousand_urls_without_a_network_call(
-    client: GraphQLClient, app: LifespanManager
+    client: GraphQLClient, services: Services
 ) -> None:
     await seed_albums(client, 100, 10)
-    calls = s3_calls(app)
+    calls = s3_calls(services)
     data = await client.data(LIST_WITH_URLS)
     urls = [
         image["url"]["url"]
@@ -53,7 +53,7 @@ async def test_a_thousand_urls_without_a_network_call(
 
 
 async def test_properties_are_one_batch_per_request(
-    client: GraphQLClient, app: LifespanManager, monkeypatch: Any
+    client: GraphQLClient, services: Services, monkeypatch: Any
 ) -> None:
     await seed_albums(client, 3, 4)
     for name in ("0", "1"):  # two objects exist; the other ten paths name nothing
@@ -71,7 +71,7 @@ async def test_properties_are_one_batch_per_request(
         return await real(self, keys)
 
     monkeypatch.setattr(Files, "head_many", spy)
-    calls = s3_calls(app)
+    calls = s3_calls(services)
     data = await client.data(LIST_WITH_PROPERTIES)
     properties = {
         image["path"]: image["properties"]

@@ -7,7 +7,6 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from graphql_files.errors import DatabaseUnavailable, StorageUnavailable
 from graphql_files.files import Files
@@ -37,9 +36,8 @@ CREATE_UPLOAD_URL = """mutation($input: CreateUploadUrlInput!) {
 
 
 @pytest.fixture
-def s3(app: LifespanManager) -> Files:
-    state: Services = app._state["services"]  # the lifespan's state: the very services in use
-    return state.files
+def s3(services: Services) -> Files:
+    return services.files
 
 
 async def keys(files: Files, prefix: str = "images/") -> list[str]:
@@ -64,6 +62,26 @@ async def create_album(client: GraphQLClient, album_id: str = "a1") -> None:
     )
 
 
+async def attach_body(
+    client: GraphQLClient,
+    song_id: str = "s1",
+    data: bytes = PNG,
+    name: str = "x.png",
+    kind: str = "image/png",
+    **extra: Any,
+) -> dict[str, Any]:
+    """The response body of attachSongCoverArt with a file sent in the request."""
+    response = await multipart(
+        client,
+        ATTACH,
+        {"input": {"songId": song_id, "file": None, **extra}},
+        {"variables.input.file": (name, data, kind)},
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
 async def attach(
     client: GraphQLClient,
     data: bytes = PNG,
@@ -71,13 +89,10 @@ async def attach(
     kind: str = "image/png",
     **extra: Any,
 ) -> dict[str, Any]:
-    result = await upload_data(
-        client,
-        ATTACH,
-        {"input": {"songId": "s1", "file": None, **extra}},
-        {"variables.input.file": (name, data, kind)},
-    )
-    song: dict[str, Any] = result["attachSongCoverArt"]
+    """The song after attaching a cover art file, which must succeed."""
+    body = await attach_body(client, "s1", data, name, kind, **extra)
+    assert "errors" not in body, body["errors"]
+    song: dict[str, Any] = body["data"]["attachSongCoverArt"]
     return song
 
 
@@ -346,25 +361,15 @@ async def test_concurrent_adds_lose_nothing(client: GraphQLClient, s3: Files) ->
 async def test_stale_version_uploads_nothing(client: GraphQLClient, s3: Files) -> None:
     await create_song(client)
     await attach(client)
-    response = await multipart(
-        client,
-        ATTACH,
-        {"input": {"songId": "s1", "file": None, "expectedVersion": 1}},
-        {"variables.input.file": ("x.png", PNG, "image/png")},
-    )
-    error = response.json()["errors"][0]
+    body = await attach_body(client, "s1", expectedVersion=1)
+    error = body["errors"][0]
     assert error["extensions"] == {"code": "CONFLICT", "currentVersion": 2}
     assert len(await keys(s3)) == 1
 
 
 async def test_missing_record_uploads_nothing(client: GraphQLClient, s3: Files) -> None:
-    response = await multipart(
-        client,
-        ATTACH,
-        {"input": {"songId": "nope", "file": None}},
-        {"variables.input.file": ("x.png", PNG, "image/png")},
-    )
-    assert codes(response.json()) == ["NOT_FOUND"]
+    body = await attach_body(client, "nope")
+    assert codes(body) == ["NOT_FOUND"]
     album = await multipart(
         client,
         ADD,
@@ -388,13 +393,8 @@ async def test_record_write_failing_removes_the_upload(
         raise DatabaseUnavailable("The database did not answer; try again shortly.")
 
     monkeypatch.setattr(Records, "update", database_down)
-    response = await multipart(
-        client,
-        ATTACH,
-        {"input": {"songId": "s1", "file": None}},
-        {"variables.input.file": ("x.png", PNG, "image/png")},
-    )
-    assert codes(response.json()) == ["DATABASE_UNAVAILABLE"]
+    body = await attach_body(client, "s1")
+    assert codes(body) == ["DATABASE_UNAVAILABLE"]
     album = await upload_data_many(client, 3)
     assert codes(album) == ["DATABASE_UNAVAILABLE"]
     monkeypatch.undo()
@@ -415,11 +415,11 @@ async def upload_data_many(client: GraphQLClient, count: int) -> dict[str, Any]:
 
 
 async def test_conflict_at_the_write_removes_the_upload(
-    client: GraphQLClient, s3: Files, app: LifespanManager, monkeypatch: pytest.MonkeyPatch
+    client: GraphQLClient, s3: Files, services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await create_song(client)
     real_upload = Storage.upload
-    records: Records = app._state["services"].records
+    records = services.records
 
     async def upload_then_someone_writes(self: Storage, *args: Any, **kwargs: Any) -> Any:
         stored = await real_upload(self, *args, **kwargs)
@@ -429,13 +429,8 @@ async def test_conflict_at_the_write_removes_the_upload(
         return stored
 
     monkeypatch.setattr(Storage, "upload", upload_then_someone_writes)
-    response = await multipart(
-        client,
-        ATTACH,
-        {"input": {"songId": "s1", "file": None, "expectedVersion": 1}},
-        {"variables.input.file": ("x.png", PNG, "image/png")},
-    )
-    error = response.json()["errors"][0]
+    body = await attach_body(client, "s1", expectedVersion=1)
+    error = body["errors"][0]
     assert error["extensions"]["code"] == "CONFLICT"
     assert error["extensions"]["currentVersion"] == 2
     assert await keys(s3) == []
@@ -462,13 +457,8 @@ async def test_storage_down_before_upload_changes_nothing(
         raise StorageUnavailable("storage did not answer; try again shortly")
 
     monkeypatch.setattr(Files, "upload", storage_down)
-    response = await multipart(
-        client,
-        ATTACH,
-        {"input": {"songId": "s1", "file": None}},
-        {"variables.input.file": ("x.png", PNG, "image/png")},
-    )
-    assert codes(response.json()) == ["STORAGE_UNAVAILABLE"]
+    body = await attach_body(client, "s1")
+    assert codes(body) == ["STORAGE_UNAVAILABLE"]
     monkeypatch.undo()
     song = (await client.data('{ getSong(id: "s1") { coverArtPath version } }'))["getSong"]
     assert song == {"coverArtPath": None, "version": 1}
