@@ -36,14 +36,19 @@ class Context:
     @classmethod
     async def build(cls, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         services = services_of(request)
-        # A websocket context lives as long as the connection: do not cache across events.
-        cache = not isinstance(request, WebSocket)
+        websocket = isinstance(request, WebSocket)
+        # A websocket authenticates once, at connection_init (``GraphQLView.on_ws_connect``),
+        # which both protocols require before any operation: until then it is a guest.
+        access = (
+            Access(services.policy) if websocket else await authenticate(services, request.headers)
+        )
         return cls(
             request=request,
             response=response,
             services=services,
-            access=await authenticate(services, request.headers),
-            properties=DataLoader(load_fn=services.files.head_many, cache=cache),
+            access=access,
+            # a websocket context lives as long as the connection: no cache across events
+            properties=DataLoader(load_fn=services.files.head_many, cache=not websocket),
         )
 
 

@@ -6,21 +6,20 @@ with code 4008 and a reason naming the last cursor it received, so it can resume
 No ``from __future__ import annotations``: resolver annotations name per-model types.
 """
 
-import asyncio
-import contextlib
 import enum
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import strawberry
-from starlette.websockets import WebSocket, WebSocketState
+from starlette.websockets import WebSocket
 
 from .. import filters
 from ..errors import DomainError, SlowConsumer
 from ..events import ChangeEvent, ChangeKind, Subscription
 from ..models import MODELS_BY_ENUM
 from .bindings import BINDINGS, Binding
+from .closing import close_later
 from .context import Info
 from .types import ModelName, PhotoAlbum, Song
 
@@ -30,7 +29,6 @@ _VERBS = {
     ChangeKind.UPDATED: "updated",
     ChangeKind.DELETED: "deleted",
 }
-_closing: set[asyncio.Task[None]] = set()
 
 
 def _closer(info: Info) -> Callable[[SlowConsumer], None] | None:
@@ -39,16 +37,9 @@ def _closer(info: Info) -> Callable[[SlowConsumer], None] | None:
     if not isinstance(websocket, WebSocket):
         return None
 
-    async def close(reason: str) -> None:
-        if websocket.application_state == WebSocketState.CONNECTED:
-            with contextlib.suppress(RuntimeError, OSError):
-                await websocket.close(code=CUT_OFF_CODE, reason=reason)
-
     def cut_off(error: SlowConsumer) -> None:
-        reason = f"too slow: resume after {error.extra.get('lastCursor') or 'a re-list'}"
-        task = asyncio.create_task(close(reason[:120]))  # close reasons are short
-        _closing.add(task)
-        task.add_done_callback(_closing.discard)
+        cursor = error.extra.get("lastCursor") or "a re-list"
+        close_later(websocket, CUT_OFF_CODE, f"too slow: resume after {cursor}")
 
     return cut_off
 

@@ -13,8 +13,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import re
 from datetime import UTC, datetime, timedelta
@@ -24,7 +22,7 @@ from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket, WebSocketState
+from starlette.websockets import WebSocket
 from starlette.websockets import WebSocketDisconnected as StarletteWebSocketDisconnected
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -39,6 +37,7 @@ from strawberry.types.unset import UNSET, UnsetType
 from ..errors import INTERNAL_SERVER_ERROR
 from ..settings import LOCALHOST_ORIGINS, Settings
 from .body_limit import JSON, MULTIPART, error_response
+from .closing import close_later
 from .context import Context, authenticate
 from .errors import BAD_USER_INPUT, shape
 from .uploads import FileTooLarge, UploadRequestAdapter, close_uploads
@@ -46,6 +45,7 @@ from .uploads import FileTooLarge, UploadRequestAdapter, close_uploads
 log = logging.getLogger(__name__)
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
+EXPIRY_KEY = "graphql_files.token_expiry"  # the task that closes a websocket at token expiry
 REQUEST_ERROR_KEY = "graphql_files.request_error"  # per request: in the scope, not in state
 SIMPLE_CONTENT_TYPES = (MULTIPART, "application/x-www-form-urlencoded", "text/plain")
 PREFLIGHT_HEADERS = ("apollo-require-preflight", "x-apollo-operation-name")
@@ -126,7 +126,12 @@ class GraphQLView(GraphQL[Context, None]):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await super().__call__(scope, receive, send)
+            try:
+                await super().__call__(scope, receive, send)
+            finally:  # the connection is over: its expiry closer has nothing left to close
+                expiry = scope.get(EXPIRY_KEY)
+                if expiry is not None:
+                    expiry.cancel()
             return
         request = Request(scope, receive)
         try:
@@ -181,7 +186,10 @@ class GraphQLView(GraphQL[Context, None]):
             and user.expires_at is not None
             and isinstance(context.response, WebSocket)
         ):
-            _close_at_expiry(context.response, user.expires_at)
+            delay = max(0.0, (user.expires_at - datetime.now(UTC)).total_seconds())
+            context.response.scope[EXPIRY_KEY] = close_later(
+                context.response, 4401, "token expired", delay=delay
+            )
         return cast(UnsetType, UNSET)  # acknowledge with no payload
 
     def is_websocket_origin_allowed(self, request: WebSocket, origin: str) -> bool:
@@ -199,18 +207,3 @@ class GraphQLView(GraphQL[Context, None]):
         if request.scope[REQUEST_ERROR_KEY]:
             processed.pop("data", None)
         return processed
-
-
-_expiry_closers: set[asyncio.Task[None]] = set()
-
-
-def _close_at_expiry(websocket: WebSocket, expires_at: datetime) -> None:
-    async def close_later() -> None:
-        await asyncio.sleep(max(0.0, (expires_at - datetime.now(UTC)).total_seconds()))
-        if websocket.application_state == WebSocketState.CONNECTED:
-            with contextlib.suppress(RuntimeError):
-                await websocket.close(code=4401, reason="token expired")
-
-    task = asyncio.create_task(close_later())
-    _expiry_closers.add(task)  # keep a reference until it runs
-    task.add_done_callback(_expiry_closers.discard)

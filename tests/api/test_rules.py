@@ -312,3 +312,18 @@ def test_a_malformed_rule_file_stops_start_up(tmp_path: Path) -> None:
         f"graphql-files: {rules}, line 5: authenticated: unknown action 'scribble' (expected "
         "read, get, list, write, delete)"
     ]
+
+
+async def test_a_closed_connection_leaves_no_expiry_closer(live: LiveServer) -> None:
+    from graphql_files.api import closing
+
+    before = set(closing._pending)
+    async with ws_client(live, payload=user("alice", expires_in=3600)):
+        closers = set(closing._pending) - before
+        assert len(closers) == 1  # it would close the socket in an hour
+    for _ in range(100):
+        if all(task.done() for task in closers):
+            break
+        await asyncio.sleep(0.02)
+    assert all(task.cancelled() for task in closers)
+    assert not closers & closing._pending
