@@ -154,20 +154,25 @@ class TransportWsClient:
     """A client of the ``graphql-transport-ws`` protocol."""
 
     protocol = "graphql-transport-ws"
+    start_type, stop_type = "subscribe", "complete"
 
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
         self._ids = 0
 
     async def init(self, payload: Json | None = None) -> Json:
+        """Send ``connection_init``; the server's answer, keep-alives skipped."""
         await self.ws.send(json.dumps({"type": "connection_init", "payload": payload or {}}))
-        return await self.receive()
+        while True:
+            message = await self.receive()
+            if message["type"] != "ka":
+                return message
 
     async def subscribe(self, query: str, variables: Json | None = None) -> str:
         self._ids += 1
         op_id = str(self._ids)
         message = {
-            "type": "subscribe",
+            "type": self.start_type,
             "id": op_id,
             "payload": {"query": query, "variables": variables or {}},
         }
@@ -175,7 +180,7 @@ class TransportWsClient:
         return op_id
 
     async def stop(self, op_id: str) -> None:
-        await self.ws.send(json.dumps({"type": "complete", "id": op_id}))
+        await self.ws.send(json.dumps({"type": self.stop_type, "id": op_id}))
 
     async def receive(self, timeout: float = 5) -> Json:
         message: Json = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
@@ -209,27 +214,7 @@ class LegacyWsClient(TransportWsClient):
     """A client of the legacy ``graphql-ws`` (subscriptions-transport-ws) protocol."""
 
     protocol = "graphql-ws"
-
-    async def init(self, payload: Json | None = None) -> Json:
-        await self.ws.send(json.dumps({"type": "connection_init", "payload": payload or {}}))
-        while True:
-            message = await self.receive()
-            if message["type"] != "ka":
-                return message
-
-    async def subscribe(self, query: str, variables: Json | None = None) -> str:
-        self._ids += 1
-        op_id = str(self._ids)
-        message = {
-            "type": "start",
-            "id": op_id,
-            "payload": {"query": query, "variables": variables or {}},
-        }
-        await self.ws.send(json.dumps(message))
-        return op_id
-
-    async def stop(self, op_id: str) -> None:
-        await self.ws.send(json.dumps({"type": "stop", "id": op_id}))
+    start_type, stop_type = "start", "stop"
 
 
 @asynccontextmanager
