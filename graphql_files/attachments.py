@@ -1,19 +1,25 @@
 """The record-file workflows, each one call, in the order that never leaves a dangling record.
 
-1. Stage the new files: upload them to fresh keys in the record's folder, or verify presigned
-   uploads there (HEAD, size, sniffed type). Nothing names them yet.
-2. Write the record in one guarded MongoDB update. If that fails (conflict, missing record,
-   database down), delete what step 1 uploaded and answer the error.
-3. Only then delete what the write unlinked (when asked, and only inside the record's folder,
-   and only objects no record names any more). A failure here leaves an orphan for the sweeper,
-   never a record pointing at nothing.
+1. Claim and stage the new files: take the claims on their keys (see ``claims``), then upload
+   them to fresh keys in the record's folder, or verify presigned uploads there (HEAD, size,
+   sniffed type). Nothing names them yet, and nothing can delete them while they are claimed.
+2. Write the record in one guarded MongoDB update, still holding the claims. If it is refused
+   (conflict, missing record), delete what step 1 uploaded and answer the error. If its outcome
+   is unknown (the database timed out), keep the claims until they expire: the write may yet
+   land, and nothing may delete those files before it has.
+3. Only then delete what the write unlinked (when asked, only inside the record's folder, and
+   only objects no record names any more), through ``Storage.delete_unnamed``, which takes each
+   object's claim before asking. A failure here leaves an orphan for the sweeper, never a
+   record pointing at nothing.
 
 The same machinery serves one file per record (Song.coverArtPath) and many (PhotoAlbum.imagePaths).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -21,9 +27,10 @@ from typing import Any
 
 from . import filters
 from .auth import Access
+from .claims import Claim
 from .errors import BadUserInput, Conflict, DomainError, NotFound
 from .keys import check_key, in_folder, new_attachment_key, record_folder
-from .models import MAX_LIST_LENGTH, ModelSpec, Record
+from .models import ModelSpec, Record
 from .records import Preconditions, Records
 from .settings import Settings
 from .storage import Storage, Upload
@@ -31,7 +38,8 @@ from .storage import Storage, Upload
 log = logging.getLogger(__name__)
 
 MAX_FILES_PER_CALL = 100
-RETRIES = 5  # re-reads when another client changed the file field between our read and write
+_FIRST_RETRY_DELAY = 0.002
+_MAX_RETRY_DELAY = 0.05
 
 
 @dataclass(frozen=True)
@@ -59,11 +67,20 @@ def many_sources(uploads: Sequence[Upload] | None, paths: Sequence[str] | None) 
     return sources
 
 
+@dataclass(frozen=True)
+class Staged:
+    """New files, in place and claimed: ``claim.committing()`` guards the write naming them."""
+
+    paths: list[str]
+    claim: Claim
+
+
 class Attachments:
     def __init__(self, *, records: Records, storage: Storage, settings: Settings) -> None:
         self._records = records
         self._storage = storage
         self._prefix = settings.attachment_prefix
+        self._retry_seconds = settings.request_timeout
 
     # --- the workflows -------------------------------------------------------------------------
 
@@ -81,9 +98,10 @@ class Attachments:
         current = await self._current(access, model, record_id, expected_version)
         if delete_previous:
             self._may_delete(access, model, record_id, current.file_paths)
-        async with self._staged(access, model, record_id, [source]) as (new_path,):
+        async with self._staged(access, model, record_id, [source]) as staged:
+            (new_path,) = staged.paths
             record, previous = await self._swap(
-                current, lambda _: new_path, expected_version, access
+                current, lambda _: new_path, expected_version, access, staged.claim
             )
         if delete_previous and previous not in (None, new_path):
             await self._discard(access, model, record_id, [previous])
@@ -120,16 +138,19 @@ class Attachments:
     ) -> Record:
         """Add files to a many-file record in one atomic update (addPhotoAlbumImages)."""
         current = await self._current(access, model, record_id, expected_version)
-        if len(current.file_paths) + len(sources) > MAX_LIST_LENGTH:
-            raise BadUserInput(f"a {model.name} names at most {MAX_LIST_LENGTH} files")
-        async with self._staged(access, model, record_id, sources) as new_paths:
-            room = {f"{model.file_field}.{MAX_LIST_LENGTH - len(new_paths)}": {"$exists": False}}
+        self._records.check_file_count(model, len(current.file_paths) + len(sources))
+        async with (
+            self._staged(access, model, record_id, sources) as staged,
+            staged.claim.committing(),
+        ):
             return await self._records.update(
                 model,
                 record_id,
-                add={model.file_field: new_paths},
+                add={model.file_field: staged.paths},
                 preconditions=Preconditions(
-                    expected_version=expected_version, guard=room, owner=self._owner(access, model)
+                    expected_version=expected_version,
+                    room={model.file_field: len(staged.paths)},
+                    owner=self._owner(access, model),
                 ),
             )
 
@@ -149,15 +170,16 @@ class Attachments:
         self._require_named(current, old_path)  # refuse before uploading anything
         if delete_previous:
             self._may_delete(access, model, record_id, [old_path])
-        async with self._staged(access, model, record_id, [source]) as (new_path,):
+        async with self._staged(access, model, record_id, [source]) as staged:
+            (new_path,) = staged.paths
 
             def swapped(paths: list[str] | None) -> list[str]:
                 # re-checked on every try: another client may have removed it meanwhile
                 self._require_named(current, old_path, paths or [])
                 return [new_path if p == old_path else p for p in paths or ()]
 
-            record, _ = await self._swap(current, swapped, expected_version, access)
-        if delete_previous:
+            record, _ = await self._swap(current, swapped, expected_version, access, staged.claim)
+        if delete_previous and old_path != new_path:
             await self._discard(access, model, record_id, [old_path])
         return record
 
@@ -185,7 +207,7 @@ class Attachments:
             pull={model.file_field: list(paths)},
             preconditions=Preconditions(
                 expected_version=expected_version,
-                guard={model.file_field: {"$all": list(paths)}},
+                naming={model.file_field: list(paths)},
                 owner=self._owner(access, model),
             ),
         )
@@ -221,8 +243,9 @@ class Attachments:
 
     # --- the machinery -----------------------------------------------------------------------
 
-    def _folder(self, record_id: str) -> str:
-        return record_folder(self._prefix, record_id)
+    def folder(self, model: ModelSpec, record_id: str) -> str:
+        """The folder a record owns: what its workflows may adopt from and delete in."""
+        return record_folder(self._prefix, model.name, record_id)
 
     @staticmethod
     def _owner(access: Access, model: ModelSpec) -> str | None:
@@ -246,7 +269,7 @@ class Attachments:
         self, access: Access, model: ModelSpec, record_id: str, paths: Sequence[str]
     ) -> None:
         """Refuse before changing anything when asked to delete what storage rules protect."""
-        folder = self._folder(record_id)
+        folder = self.folder(model, record_id)
         for path in paths:
             if in_folder(path, folder):
                 access.storage(path, "delete")
@@ -262,105 +285,113 @@ class Attachments:
         change: Callable[[Any], Any],
         expected_version: int | None,
         access: Access,
+        claim: Claim | None = None,
     ) -> tuple[Record, Any]:
         """Set the file field to ``change(previous)`` in one write guarded by ``previous``, so we
         know exactly what we unlinked. When another client changed the field first, re-read and
-        try again, unless the caller pinned ``expected_version``. Returns (record, previous)."""
+        try again (with jittered backoff, until the request's deadline) unless the caller pinned
+        ``expected_version``: without it, the caller asked the server to serialize. Returns
+        (record, previous)."""
         model = current.model
         owner = self._owner(access, model)
-        for _ in range(RETRIES):
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self._retry_seconds
+        delay = _FIRST_RETRY_DELAY
+        while True:
             previous = current.values.get(model.file_field)
             value = change(previous)
-            guard = {model.file_field: {"$exists": False} if previous is None else previous}
             preconditions = Preconditions(
-                expected_version=expected_version, guard=guard, owner=owner
+                expected_version=expected_version,
+                unchanged={model.file_field: previous},
+                owner=owner,
+            )
+            write = self._records.update(
+                model,
+                current.id,
+                set_values=None if value is None else {model.file_field: value},
+                unset=[model.file_field] if value is None else (),
+                preconditions=preconditions,
             )
             try:
-                record = await self._records.update(
-                    model,
-                    current.id,
-                    set_values=None if value is None else {model.file_field: value},
-                    unset=[model.file_field] if value is None else (),
-                    preconditions=preconditions,
-                )
-                return record, previous
+                if claim is None:
+                    return await write, previous
+                async with claim.committing():
+                    return await write, previous
             except Conflict:
-                if expected_version is not None:
+                if expected_version is not None or loop.time() + delay > give_up:
                     raise
-                current = await self._records.get(model, current.id, owner=owner)
-        raise Conflict(f"{model.name} {current.id!r} kept changing; try again")
+            await asyncio.sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311 - jitter
+            delay = min(delay * 2, _MAX_RETRY_DELAY)
+            current = await self._records.get(model, current.id, owner=owner)
 
     @asynccontextmanager
     async def _staged(
         self, access: Access, model: ModelSpec, record_id: str, sources: Sequence[Source]
-    ) -> AsyncIterator[list[str]]:
-        """New files in the record's folder; what this request uploaded is deleted if the block
-        (the record write) fails."""
-        folder = self._folder(record_id)
-        uploaded: list[str] = []
-        paths: list[str] = []
+    ) -> AsyncIterator[Staged]:
+        """New files in the record's folder, claimed until the block (the record write) ends;
+        what this request uploaded is deleted if the write is refused."""
+        folder = self.folder(model, record_id)
+        planned: list[tuple[str, Source]] = []
+        for source in sources:  # every check before any claim or upload
+            if source.upload is not None:
+                key = new_attachment_key(folder, source.upload.filename)
+            else:
+                assert source.uploaded_path is not None
+                key = check_key(source.uploaded_path, what="uploadedPath")
+                if not in_folder(key, folder):
+                    raise BadUserInput(
+                        f"uploadedPath must lie in the record's folder {folder}", path=key
+                    )
+            access.storage(key, "write")  # uploading and adopting a file are both writing it
+            planned.append((key, source))
+        purpose = f"adopt into {model.name} {record_id}"
+        async with self._storage.claims.hold([k for k, _ in planned], purpose=purpose) as claim:
+            uploaded: list[str] = []
+            try:
+                for key, source in planned:
+                    if source.upload is not None:
+                        uploaded.append(key)  # before the PUT: a failed one may still land
+                        await self._storage.upload(access, key, source.upload)
+                    else:
+                        await self._storage.verify_uploaded(key)
+                yield Staged([k for k, _ in planned], claim)
+            except BaseException as failure:
+                if uploaded and not claim.keep:
+                    await self._compensate(claim, uploaded, failure)
+                raise
+
+    async def _compensate(self, claim: Claim, uploaded: list[str], failure: BaseException) -> None:
+        """Delete what a failed request uploaded, still under its claim (best effort: what is
+        left is an orphan the sweeper removes)."""
+        if not claim.in_time:
+            log.warning("left %s for the sweeper: the request ran out of time", uploaded)
+            return
         try:
-            for source in sources:
-                if source.upload is not None:
-                    key = new_attachment_key(self._prefix, record_id, source.upload.filename)
-                    await self._storage.upload(access, key, source.upload)
-                    uploaded.append(key)
-                    paths.append(key)
-                else:
-                    assert source.uploaded_path is not None
-                    path = check_key(source.uploaded_path, what="uploadedPath")
-                    if not in_folder(path, folder):
-                        raise BadUserInput(
-                            f"uploadedPath must lie in the record's folder {folder}", path=path
-                        )
-                    access.storage(path, "write")  # adopting a file is writing it
-                    await self._storage.verify_uploaded(path)
-                    paths.append(path)
-            yield paths
-        except BaseException as failure:
-            if uploaded:
-                await self._delete_quietly(uploaded, reason=f"{type(failure).__name__}")
-            raise
+            await self._storage.delete_if_unnamed(
+                claim, uploaded, reason=f"the request failed: {type(failure).__name__}"
+            )
+        except DomainError as exc:
+            log.warning("could not delete %s (%s); the sweeper will", uploaded, exc)
 
     async def _discard(
         self, access: Access, model: ModelSpec, record_id: str, paths: Sequence[str]
     ) -> None:
         """Delete unlinked files that lie in the record's folder, that the caller may delete,
         and that no record names."""
-        folder = self._folder(record_id)
+        folder = self.folder(model, record_id)
         owned = []
         for path in dict.fromkeys(paths):
             if not in_folder(path, folder):
-                log.info(
-                    "kept %s: it lies outside %s, which %s %s owns",
-                    path,
-                    folder,
-                    model.name,
-                    record_id,
-                )
+                log.info("kept %s: it lies outside %s, the folder %s owns", path, folder, record_id)
             elif _may(access, path, "delete"):
                 owned.append(path)
         try:
-            still_named = await self._records.named(owned)
+            outcome = await self._storage.delete_unnamed(owned, reason="unlinked")
         except DomainError as exc:
             log.warning("kept %d file(s) of %s %s: %s", len(owned), model.name, record_id, exc)
             return
-        for path, by in still_named.items():
-            log.info("kept %s: %s still names it", path, by)
-        await self._delete_quietly([p for p in owned if p not in still_named], reason="unlinked")
-
-    async def _delete_quietly(self, paths: Sequence[str], *, reason: str) -> None:
-        """Best effort: what cannot be deleted now is an orphan the sweeper will find."""
-        if not paths:
-            return
-        try:
-            failed = await self._storage.files.delete_many(paths)
-        except DomainError as exc:
-            log.warning("could not delete %s (%s): %s; the sweeper will", list(paths), reason, exc)
-            return
-        deleted = [p for p in paths if p not in failed]
-        if deleted:
-            log.info("deleted %s (%s)", deleted, reason)
+        for path in outcome.busy:
+            log.info("kept %s: another request holds it; the sweeper will decide", path)
 
 
 def _may(access: Access, path: str, action: str) -> bool:

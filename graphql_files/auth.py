@@ -69,37 +69,46 @@ class DataGrant:
     creator: str | None  # the owner to give a record this caller creates
 
 
+def _expiry(claims: Mapping[str, Any]) -> datetime:
+    """``exp`` as a datetime. PyJWT has checked it is not past, after ``int()``, which also
+    lets through strings of digits and values no datetime can hold."""
+    exp = claims["exp"]
+    if not isinstance(exp, int | float) or isinstance(exp, bool):
+        raise Unauthenticated("invalid token: exp must be a number")
+    try:
+        return datetime.fromtimestamp(exp, UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise Unauthenticated("invalid token: exp out of range") from exc
+
+
 class TokenVerifier:
     """Signed-in users: JWTs signed with ``JWT_SECRET`` (HS256) or ``JWKS_FILE`` keys (RS256)."""
 
     def __init__(self, settings: Settings, *, secret: str | None = None) -> None:
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
-        self._keys: dict[str | None, Any] = {}
-        self._algorithms: list[str] = []
+        # Apart: a JWKS key may have any kid, "HS256" included.
+        self._rsa_keys: dict[str | None, Any] = {}
+        self._hs_secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else secret
         self._verified: dict[str, User] = {}
         if settings.jwks_file is not None:
             jwks = jwt.PyJWKSet.from_dict(json.loads(Path(settings.jwks_file).read_text()))
-            self._keys = {k.key_id: k.key for k in jwks.keys}
-            self._algorithms = ["RS256"]
-        hs_secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else secret
-        if hs_secret is not None:
-            self._keys.setdefault("HS256", hs_secret)
-            self._algorithms.append("HS256")
+            self._rsa_keys = {k.key_id: k.key for k in jwks.keys}
 
     @property
     def enabled(self) -> bool:
-        return bool(self._algorithms)
+        return bool(self._rsa_keys) or self._hs_secret is not None
 
-    def _key_for(self, token: str) -> Any:
+    def _key_for(self, token: str) -> tuple[Any, str]:
+        """The key to check this token's signature with, and the one algorithm it is for."""
         header = jwt.get_unverified_header(token)
         if header.get("alg") == "HS256":
-            return self._keys.get("HS256")
+            return self._hs_secret, "HS256"
         kid = header.get("kid")
-        rsa = {k: v for k, v in self._keys.items() if k != "HS256"}
-        if kid in rsa:
-            return rsa[kid]
-        return next(iter(rsa.values())) if len(rsa) == 1 and kid is None else None
+        rsa = self._rsa_keys
+        if isinstance(kid, str) and kid in rsa:
+            return rsa[kid], "RS256"
+        return (next(iter(rsa.values())) if len(rsa) == 1 and kid is None else None), "RS256"
 
     def verify(self, token: str) -> User:
         """The token's user; a token already verified is only checked for expiry again
@@ -119,13 +128,13 @@ class TokenVerifier:
         if not self.enabled:
             raise Unauthenticated("this server accepts no user tokens (no JWT_SECRET or JWKS_FILE)")
         try:
-            key = self._key_for(token)
+            key, algorithm = self._key_for(token)
             if key is None:
                 raise Unauthenticated("the token was signed with an unknown key")
             claims = jwt.decode(
                 token,
                 key,
-                algorithms=self._algorithms,
+                algorithms=[algorithm],
                 audience=self._audience,
                 issuer=self._issuer,
                 leeway=LEEWAY_SECONDS,
@@ -138,15 +147,11 @@ class TokenVerifier:
         groups = claims.get("groups", claims.get("cognito:groups", []))
         if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
             raise Unauthenticated("invalid token: groups must be a list of strings")
-        return User(
-            sub=str(claims["sub"]),
-            groups=frozenset(groups),
-            expires_at=datetime.fromtimestamp(claims["exp"], UTC),
-        )
+        return User(sub=str(claims["sub"]), groups=frozenset(groups), expires_at=_expiry(claims))
 
     def issue(self, sub: str, *, groups: list[str] | None = None, ttl_seconds: int) -> str:
         """An HS256 token (for the embedded defaults' printed development user)."""
-        secret = self._keys.get("HS256")
+        secret = self._hs_secret
         if secret is None:
             raise ValueError("no HS256 secret to sign with")
         now = int(datetime.now(UTC).timestamp())
@@ -250,8 +255,16 @@ class Access:
         """Raise unless the caller may ``action`` (get, list, write, delete) at ``path``."""
         if self.error is not None:
             raise self.error
+        if not self.may_storage(path, action):
+            raise _refusal(self.principal, f"{action} {path}")
+
+    def may_storage(self, path: str, action: str) -> bool:
+        """``storage`` as a question, for filtering (a listing's keys, say): the rules of the
+        most specific path ``path`` lies under decide. False for bad credentials."""
+        if self.error is not None:
+            return False
         if self.policy is None:
-            return
+            return True
         rules, entity = self.policy.storage_path(path)
         user = self.principal.user
         for rule in rules.rules if rules else ():
@@ -263,5 +276,5 @@ class Access:
                 or (rule.kind == "groups" and user is not None and rule.group in user.groups)
                 or (rule.kind == "entity" and user is not None and entity == user.sub)
             ):
-                return
-        raise _refusal(self.principal, f"{action} {path}")
+                return True
+        return False

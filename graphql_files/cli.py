@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from . import __version__
+from . import __version__, logs
 from .apikeys import ApiKeys
 from .errors import DomainError
 from .mongo import open_database
@@ -30,10 +30,13 @@ def _settings(**overrides: object) -> Settings:
 
 
 def _configure_logging(level: str) -> None:
+    """Log lines to stderr, with credentials redacted from every record of every logger (at
+    debug level, uvicorn logs each websocket handshake's headers)."""
     logging.basicConfig(
         level=level.upper(),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
+    logs.install()
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -81,7 +84,9 @@ def sweep(args: argparse.Namespace) -> int:
     from .settings import parse_duration
 
     settings = _settings(log_level=args.log_level)
-    _configure_logging(settings.log_level)
+    # Its report is its output: the services' log lines only when a level is asked for, so
+    # that a failure reads as the one line below.
+    _configure_logging(settings.log_level if "log_level" in settings.model_fields_set else "error")
     if settings.embedded_mongodb or settings.embedded_s3:
         print(
             "graphql-files sweep: the embedded MongoDB and S3 live only inside a running server; "
@@ -96,13 +101,19 @@ def sweep(args: argparse.Namespace) -> int:
         sys.exit(f"graphql-files sweep: --grace: {exc}")
 
     async def run() -> list[str]:
+        async with open_database(settings) as database:
+            await database.ping()  # fail fast: opening the services waits on every index
         async with open_services(settings) as services:
             report = await services.sweeper.run(
                 grace=grace or timedelta(seconds=settings.sweep_grace), dry_run=args.dry_run
             )
             return report.lines(dry_run=args.dry_run)
 
-    for line in asyncio.run(run()):
+    try:
+        lines = asyncio.run(run())
+    except (DomainError, PolicyError) as exc:
+        sys.exit(f"graphql-files sweep: {exc}")
+    for line in lines:
         print(line)
     return 0
 

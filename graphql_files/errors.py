@@ -11,6 +11,7 @@
     ├── UnsupportedMediaType          UNSUPPORTED_MEDIA_TYPE
     ├── StorageUnavailable            STORAGE_UNAVAILABLE
     ├── DatabaseUnavailable           DATABASE_UNAVAILABLE
+    ├── DeadlineExceeded              DEADLINE_EXCEEDED
     └── SlowConsumer                  SLOW_CONSUMER
 
 Services raise these; the GraphQL layer turns them into errors whose ``extensions.code`` is the
@@ -82,7 +83,21 @@ class DatabaseUnavailable(DomainError):
     code = "DATABASE_UNAVAILABLE"
 
 
+class DeadlineExceeded(DomainError):
+    """The request ran past its server-side deadline (``REQUEST_TIMEOUT``) and was stopped."""
+
+    code = "DEADLINE_EXCEEDED"
+
+
 class SlowConsumer(DomainError):
     """A subscriber fell so far behind that its buffer filled; it must resume or re-list."""
 
     code = "SLOW_CONSUMER"
+
+
+def excerpt(value: str, limit: int = 80) -> str:
+    """``value`` quoted for an error message, cut to ``limit`` characters (the cut marked with
+    an ellipsis and the original length): a message never echoes unbounded user input."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit] + '…'!r} ({len(value)} characters)"

@@ -20,6 +20,7 @@ import asyncio
 import enum
 import itertools
 import logging
+import re
 import time
 import uuid
 from collections import deque
@@ -28,12 +29,30 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
-from .errors import DomainError, ResyncRequired, SlowConsumer
+from .errors import BadUserInput, DomainError, ResyncRequired, SlowConsumer, excerpt
 from .models import MODELS_BY_ENUM, Record
 
 log = logging.getLogger(__name__)
 
 DEFAULT_HISTORY = 10_000
+
+# The cursors of both logs, so that each broker can tell another log's cursor (after a switch
+# between the in-process ring and Redis) from no cursor at all. Run ids and epochs are hex
+# digits today; any word passes, so that only what is no cursor at all is a client's mistake.
+LOCAL_CURSOR = re.compile(r"([0-9A-Za-z]{1,64})-([0-9]{1,20})")  # <run id>-<sequence>
+REDIS_CURSOR = re.compile(r"([0-9A-Za-z]{1,64})\.([0-9]{1,20})-([0-9]{1,20})")  # <epoch>.<entry>
+
+
+def unusable_cursor(cursor: str, why: str) -> BadUserInput:
+    """The error for a cursor a log cannot replay from: ``ResyncRequired`` when it is a
+    well-formed cursor (too old, another run's or another log's), ``BadUserInput`` when it is no
+    cursor at all (a client's mistake that no re-list will fix)."""
+    if LOCAL_CURSOR.fullmatch(cursor) or REDIS_CURSOR.fullmatch(cursor):
+        return ResyncRequired(f"{why}; re-list and subscribe again", cursor=cursor)
+    return BadUserInput(
+        f"malformed cursor {excerpt(cursor, 40)}: pass `after` a `cursor` this feed gave",
+        argument="after",
+    )
 
 
 class ChangeKind(enum.Enum):
@@ -278,13 +297,10 @@ class LocalBroker(Broker):
         self._sequence = itertools.count(1)
 
     def position(self, cursor: str) -> Position:
-        run, _, number = cursor.partition("-")
-        if run != self._run or not number.isdigit():
-            raise ResyncRequired(
-                "this cursor is not from this server's current run; re-list and subscribe again",
-                cursor=cursor,
-            )
-        return (int(number),)
+        matched = LOCAL_CURSOR.fullmatch(cursor)
+        if matched is None or matched[1] != self._run:
+            raise unusable_cursor(cursor, "this cursor is not from this server's current run")
+        return (int(matched[2]),)
 
     async def _append(self, event: ChangeEvent) -> str:
         stamped = replace(event, cursor=f"{self._run}-{next(self._sequence)}")

@@ -14,15 +14,16 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 import aioboto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.handlers import add_expect_header
 
 from .embedded import EMBEDDED_ACCESS_KEY, EMBEDDED_BUCKET, EMBEDDED_SECRET_KEY, moto_s3_server
-from .errors import Conflict, PayloadTooLarge, StorageUnavailable
-from .settings import Settings
+from .errors import Conflict, NotFound, PayloadTooLarge, StorageUnavailable
+from .settings import S3_ATTEMPTS, Settings
 from .signing import PROBE_KEY, Credentials, UrlSigner
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 PART_SIZE = 8 * 1024 * 1024  # S3's multipart minimum is 5 MiB
 DELETE_BATCH = 1000  # DeleteObjects' limit
 HEAD_CONCURRENCY = 16
+READ_CHUNK = 256 * 1024
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 
 
@@ -161,6 +163,24 @@ class Files:
                 data: bytes = await body.read()
                 return data
 
+    async def read_into(self, key: str, sink: IO[bytes], *, max_bytes: int) -> None:
+        """Stream the object into ``sink``, a chunk at a time; ``PayloadTooLarge`` past
+        ``max_bytes`` (the object may have grown since it was HEADed)."""
+        received = 0
+        with translated("get_object"):
+            try:
+                response = await self._client.get_object(Bucket=self.bucket, Key=key)
+            except ClientError as exc:
+                if _code(exc) in _MISSING:
+                    raise NotFound(f"no object at {key}", path=key) from exc
+                raise
+            body = response["Body"]  # botocore's StreamingBody: read(n) reads at most n
+            async with body:
+                while chunk := await body.read(READ_CHUNK):
+                    received += len(chunk)
+                    _check_size(received, max_bytes)
+                    sink.write(chunk)
+
     async def list_page(
         self, prefix: str, *, page_size: int, token: str | None = None
     ) -> tuple[list[ObjectInfo], str | None]:
@@ -202,20 +222,25 @@ class Files:
         content_type: str,
         max_bytes: int,
         prevent_overwrite: bool = False,
+        content_disposition: str | None = None,
     ) -> ObjectInfo:
-        """Stream ``source`` to ``key``; ``Conflict`` if ``prevent_overwrite`` and it exists."""
+        """Stream ``source`` to ``key``; ``Conflict`` if ``prevent_overwrite`` and it exists.
+        ``content_disposition`` is stored with the object (``attachment`` for scriptable types)."""
         guard = {"IfNoneMatch": "*"} if prevent_overwrite else {}
+        headers = {"ContentType": content_type}
+        if content_disposition is not None:
+            headers["ContentDisposition"] = content_disposition
         first = await _read_up_to(source, PART_SIZE)
         second = await _read_up_to(source, PART_SIZE) if len(first) == PART_SIZE else b""
         with translated("upload"), self._precondition(key):
             if not second:
                 _check_size(len(first), max_bytes)
                 await self._client.put_object(
-                    Bucket=self.bucket, Key=key, Body=first, ContentType=content_type, **guard
+                    Bucket=self.bucket, Key=key, Body=first, **headers, **guard
                 )
             else:
                 await self._multipart_upload(
-                    key, source, [first, second], content_type, max_bytes, guard
+                    key, source, [first, second], headers, max_bytes, guard
                 )
         info = await self.head(key)
         if info is None:  # pragma: no cover - S3 is read-after-write consistent
@@ -227,13 +252,11 @@ class Files:
         key: str,
         source: Readable,
         head: list[bytes],
-        content_type: str,
+        headers: dict[str, str],
         max_bytes: int,
         guard: dict[str, str],
     ) -> None:
-        created = await self._client.create_multipart_upload(
-            Bucket=self.bucket, Key=key, ContentType=content_type
-        )
+        created = await self._client.create_multipart_upload(Bucket=self.bucket, Key=key, **headers)
         upload_id = created["UploadId"]
         parts: list[dict[str, Any]] = []
         sent = 0
@@ -344,19 +367,28 @@ class Files:
         return SignedUrl(url=url, expires_at=now + timedelta(seconds=expires_in))
 
     async def presigned_post(
-        self, key: str, *, content_type: str, min_size: int, max_size: int, expires_in: int
+        self,
+        key: str,
+        *,
+        content_type: str,
+        min_size: int,
+        max_size: int,
+        expires_in: int,
+        content_disposition: str | None = None,
     ) -> PresignedPost:
-        """A browser upload form whose policy pins the key, content type and size range."""
+        """A browser upload form whose policy pins the key, content type and size range (and
+        the ``Content-Disposition`` to store, when given)."""
         now = datetime.now(UTC).replace(microsecond=0)
+        fields = {"Content-Type": content_type}
+        if content_disposition is not None:
+            fields["Content-Disposition"] = content_disposition
+        conditions: list[Any] = [{name: value} for name, value in fields.items()]
         with translated("generate_presigned_post"):
             post = await self._client.generate_presigned_post(
                 Bucket=self.bucket,
                 Key=key,
-                Fields={"Content-Type": content_type},
-                Conditions=[
-                    {"Content-Type": content_type},
-                    ["content-length-range", min_size, max_size],
-                ],
+                Fields=fields,
+                Conditions=[*conditions, ["content-length-range", min_size, max_size]],
                 ExpiresIn=expires_in,
             )
         return PresignedPost(
@@ -395,14 +427,20 @@ async def open_files(settings: Settings) -> AsyncIterator[Files]:
             )
         config = Config(
             s3={"addressing_style": "path"} if endpoint else {},
-            retries={"max_attempts": 3, "mode": "standard"},
-            connect_timeout=5,
-            read_timeout=30,
+            # A hung S3 answers STORAGE_UNAVAILABLE in seconds, not minutes: every call waits at
+            # most S3_TIMEOUT per attempt, and is tried S3_ATTEMPTS times in all.
+            retries={"total_max_attempts": S3_ATTEMPTS, "mode": "standard"},
+            connect_timeout=settings.s3_timeout,
+            read_timeout=settings.s3_timeout,
             signature_version="s3v4",
         )
         client = await stack.enter_async_context(
             session.client("s3", endpoint_url=endpoint, config=config)
         )
+        # botocore asks S3 for a "100 Continue" before sending a body, and aiohttp waits for
+        # it with no timeout at all: a hung S3 held every upload for good. Send bodies at once;
+        # then the read timeout covers the wait for S3's answer.
+        client.meta.events.unregister("before-call.s3", add_expect_header)
         probe = await client.generate_presigned_url(
             "get_object", Params={"Bucket": bucket, "Key": PROBE_KEY}, ExpiresIn=60
         )

@@ -93,7 +93,11 @@ class _Parser:
     def fail(self, message: str) -> BadUserInput:
         return BadUserInput(f"invalid {self.what}: {message}")
 
-    def node(self, obj: Any, depth: int) -> Node:
+    def node(self, obj: Any, depth: int, within: str | None = None) -> Node:
+        """The tree of one filter object; ``within`` names the ``and``/``or``/``not`` it is
+        in. There it must set a condition: an empty one would mean "match all" under ``and``
+        and ``or`` but "match none" under ``not``, which is a client's mistake, not a wish
+        (and MongoDB refuses an empty ``$and``). At the top, ``{}`` is no filter."""
         if depth > MAX_FILTER_DEPTH:
             raise self.fail(f"nested deeper than {MAX_FILTER_DEPTH} levels")
         parts: list[Node] = []
@@ -106,12 +110,17 @@ class _Parser:
             children = getattr(obj, attr, UNSET)
             if children is None or not _given(children):
                 continue
+            name = attr.rstrip("_")
             if not children:
-                raise self.fail(f"'{attr.rstrip('_')}' needs at least one filter")
-            parts.append(combine(tuple(self.node(child, depth + 1) for child in children)))
+                raise self.fail(f"'{name}' needs at least one filter")
+            parts.append(combine(tuple(self.node(child, depth + 1, name) for child in children)))
         negated = getattr(obj, "not_", UNSET)
         if negated is not None and _given(negated):
-            parts.append(Not(self.node(negated, depth + 1)))
+            parts.append(Not(self.node(negated, depth + 1, "not")))
+        if not parts and within is not None:
+            raise self.fail(
+                f"a filter inside '{within}' sets no condition: give it one, or leave it out"
+            )
         return parts[0] if len(parts) == 1 else And(tuple(parts))
 
     def conditions(self, field: str, kind: Kind, field_input: Any) -> list[Cond]:

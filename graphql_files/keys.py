@@ -1,7 +1,8 @@
 """S3 object keys: what a valid key is, where a record's files live, and safe file names.
 
 Every key that reaches S3 passed ``check_key``. A record's folder is
-``<ATTACHMENT_PREFIX><record id>/``; files uploaded by a workflow get
+``<ATTACHMENT_PREFIX><TypeName>/<record id>/`` (two models may share an id, never a folder);
+files uploaded by a workflow get
 ``<folder><32 hex digits>-<safe file name>``, a new key for every upload, so a replacement never
 overwrites an object another client may still be reading.
 """
@@ -58,15 +59,14 @@ def safe_file_name(name: str | None) -> str:
     return cleaned
 
 
-def record_folder(prefix: str, record_id: str) -> str:
-    """The folder a record owns: ``images/<record id>/``."""
-    return check_key(f"{prefix}{record_id}/", what="record folder", folder=True)
+def record_folder(prefix: str, type_name: str, record_id: str) -> str:
+    """The folder a record owns: ``images/Song/<record id>/``."""
+    return check_key(f"{prefix}{type_name}/{record_id}/", what="record folder", folder=True)
 
 
-def new_attachment_key(prefix: str, record_id: str, file_name: str | None) -> str:
-    """A fresh key inside the record's folder for one upload."""
-    key = f"{record_folder(prefix, record_id)}{uuid.uuid4().hex}-{safe_file_name(file_name)}"
-    return check_key(key)
+def new_attachment_key(folder: str, file_name: str | None) -> str:
+    """A fresh key inside a record's folder for one upload."""
+    return check_key(f"{folder}{uuid.uuid4().hex}-{safe_file_name(file_name)}")
 
 
 def in_folder(key: str, folder: str) -> bool:

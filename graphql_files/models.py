@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import BadUserInput
+from .errors import BadUserInput, excerpt
 from .keys import check_key
 
 
@@ -102,7 +102,7 @@ def check_record_id(record_id: str) -> str:
     bad = _BAD_ID_CHARS.search(record_id) or record_id in (".", "..")
     if not 1 <= len(record_id) <= MAX_ID_LENGTH or bad:
         raise BadUserInput(
-            f"invalid id {record_id[:40]!r}: ids are 1-{MAX_ID_LENGTH} characters "
+            f"invalid id {excerpt(record_id, 40)}: ids are 1-{MAX_ID_LENGTH} characters "
             "with no '/' and no control characters, and not '.' or '..'"
         )
     return record_id
@@ -177,7 +177,7 @@ def check_values(model: ModelSpec, values: Mapping[str, Any]) -> None:
                 raise BadUserInput(f"{model.name}.{name} is required and cannot be null")
             continue
         items = value if spec.kind is Kind.STRING_LIST else [value]
-        if len(items) > MAX_LIST_LENGTH:
+        if name != model.file_field and len(items) > MAX_LIST_LENGTH:  # files: Records' limit
             raise BadUserInput(f"{model.name}.{name} holds at most {MAX_LIST_LENGTH} entries")
         for item in items:
             if isinstance(item, str) and len(item) > MAX_STRING_LENGTH:

@@ -55,7 +55,8 @@ def unseal(token: str, query_key: str, fields: tuple[str, ...]) -> dict[str, str
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         payload: Any = json.loads(raw)
         values = {name: payload[name] for name in (*fields, "q")}
-    except (binascii.Error, ValueError, KeyError, TypeError) as exc:
+    # RecursionError: JSON nested past the interpreter's limit ("[" x 100,000) is no token.
+    except (binascii.Error, ValueError, KeyError, TypeError, RecursionError) as exc:
         raise malformed from exc
     if not all(isinstance(v, str) for v in values.values()):
         raise malformed

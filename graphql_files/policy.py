@@ -96,6 +96,16 @@ class Policy:
     def data_rules(self, model_name: str) -> tuple[Rule, ...]:
         return self.data.get(model_name, ())
 
+    def grants_guests(self, action: str) -> bool:
+        """Whether any storage path lets a caller with no credentials ``action`` (get, list,
+        write, delete) there: if none lets guests write, an anonymous upload can be refused
+        before its body is read."""
+        return any(
+            rule.kind == "guest" and action in rule.allows
+            for path in self.storage
+            for rule in path.rules
+        )
+
     def storage_path(self, key: str) -> tuple[StoragePath | None, str | None]:
         """The most specific path that ``key`` lies under, and its entity segment."""
         for path in self.storage:

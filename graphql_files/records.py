@@ -20,9 +20,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import filters, pagination
-from .errors import Conflict, NotFound
+from .errors import BadUserInput, Conflict, NotFound
 from .events import Broker, ChangeEvent, ChangeKind
-from .models import MODELS, ModelSpec, Record, check_record_id, paths_in
+from .models import MAX_LIST_LENGTH, MODELS, ModelSpec, Record, check_record_id, paths_in
 from .mongo import Collection, Database
 
 log = logging.getLogger(__name__)
@@ -55,15 +55,28 @@ class Page:
 
 @dataclass(frozen=True)
 class Preconditions:
-    """What must hold for a write to happen: all optional, all checked atomically."""
+    """What must hold for a write to happen: all optional, all checked atomically with it.
+
+    Workflows state their conditions by intent (``unchanged``, ``naming``, ``room``); only this
+    module knows how MongoDB expresses them.
+    """
 
     expected_version: int | None = None
     condition: filters.Node | None = None
-    guard: Mapping[str, Any] | None = None  # extra MongoDB query, e.g. a workflow's old value
     owner: str | None = None  # only this owner's record (an owner-rule caller)
+    unchanged: Mapping[str, Any] | None = None  # field -> the value it still holds (None: unset)
+    naming: Mapping[str, Sequence[str]] | None = None  # list field -> values it still holds
+    room: Mapping[str, int] | None = None  # list field -> how many more entries must fit
 
-    def query(self, record_id: str) -> dict[str, Any]:
-        query: dict[str, Any] = {"_id": record_id, **(self.guard or {})}
+    def query(self, record_id: str, *, max_entries: int) -> dict[str, Any]:
+        query: dict[str, Any] = {"_id": record_id}
+        for field, value in (self.unchanged or {}).items():
+            query[field] = {"$exists": False} if value is None else value
+        for field, values in (self.naming or {}).items():
+            query[field] = {"$all": list(values)}
+        for field, more in (self.room or {}).items():
+            # no entry at index max-more: at most max-more entries now
+            query[f"{field}.{max_entries - more}"] = {"$exists": False}
         if self.owner is not None:
             query["owner"] = self.owner
         if self.expected_version is not None:
@@ -71,6 +84,18 @@ class Preconditions:
         if self.condition is not None:
             query["$and"] = [filters.to_mongo(self.condition)]
         return query
+
+
+@dataclass(frozen=True)
+class RecordRef:
+    """Which record names an object: enough to decide whether a caller may be told."""
+
+    model: ModelSpec
+    id: str
+    owner: str | None
+
+    def __str__(self) -> str:
+        return f"{self.model.name} {self.id}"
 
 
 class _KeyedLocks:
@@ -97,7 +122,10 @@ class _KeyedLocks:
 class Records:
     """CRUD over every model in ``models.MODELS``."""
 
-    def __init__(self, *, database: Database, broker: Broker) -> None:
+    def __init__(
+        self, *, database: Database, broker: Broker, max_files: int = MAX_LIST_LENGTH
+    ) -> None:
+        self.max_files = max_files  # file paths one record may name
         self._collections: dict[str, Collection] = {
             m.name: database.collection(m.collection) for m in MODELS
         }
@@ -171,6 +199,7 @@ class Records:
         condition: filters.Node | None = None,
     ) -> Record:
         record_id = check_record_id(record_id) if record_id is not None else str(uuid.uuid4())
+        self.check_file_count(model, len(paths_in(model, values)))
         now = self._clock.now()
         record = Record(
             model=model,
@@ -204,6 +233,7 @@ class Records:
         preconditions: Preconditions = Preconditions(),
     ) -> Record:
         """One atomic write: ``$set``/``$unset``/``$addToSet``/``$pull`` and the version bump."""
+        self.check_file_count(model, len(paths_in(model, set_values or {})))
         update: dict[str, Any] = {
             "$set": {**(set_values or {}), "updatedAt": self._clock.now()},
             "$inc": {"version": 1},
@@ -216,7 +246,7 @@ class Records:
             update["$pull"] = {field: {"$in": list(v)} for field, v in pull.items()}
         async with self._locks.hold((model.name, record_id)):
             doc = await self.collection(model).find_one_and_update(
-                preconditions.query(record_id), update
+                preconditions.query(record_id, max_entries=self.max_files), update
             )
             if doc is None:
                 raise await self._refusal(model, record_id, preconditions)
@@ -229,7 +259,9 @@ class Records:
     ) -> Record:
         """Delete; returns the record as it was, with the version the delete gave it."""
         async with self._locks.hold((model.name, record_id)):
-            doc = await self.collection(model).find_one_and_delete(preconditions.query(record_id))
+            doc = await self.collection(model).find_one_and_delete(
+                preconditions.query(record_id, max_entries=self.max_files)
+            )
             if doc is None:
                 raise await self._refusal(model, record_id, preconditions)
             doc.update(version=doc["version"] + 1, updatedAt=self._clock.now())
@@ -262,18 +294,28 @@ class Records:
     async def _publish(self, kind: ChangeKind, record: Record) -> None:
         await self._broker.publish(ChangeEvent(kind, record.model.enum_name, record.to_document()))
 
-    async def named(self, paths: Sequence[str]) -> dict[str, str]:
-        """Of ``paths``, those some record names, each with one record naming it ("Song 1")."""
-        found: dict[str, str] = {}
+    async def named(self, paths: Sequence[str]) -> dict[str, RecordRef]:
+        """Of ``paths``, those some record names, each with one record naming it."""
+        found: dict[str, RecordRef] = {}
         if not paths:
             return found
+        wanted = set(paths)
         for model in MODELS:
-            query = {model.file_field: {"$in": list(paths)}}
-            projection = {model.file_field: 1}
+            query = {model.file_field: {"$in": list(wanted)}}
+            projection = {model.file_field: 1, "owner": 1}
             async for doc in self.collection(model).iterate(query, projection=projection):
-                for path in set(paths_in(model, doc)) & set(paths):
-                    found.setdefault(path, f"{model.name} {doc['_id']}")
+                for path in set(paths_in(model, doc)) & wanted:
+                    found.setdefault(path, RecordRef(model, doc["_id"], doc.get("owner")))
         return found
+
+    def check_file_count(self, model: ModelSpec, count: int) -> None:
+        """Refuse a write that would make one record name more than ``max_files`` files."""
+        if count > self.max_files:
+            raise BadUserInput(
+                f"a {model.name} names at most {self.max_files} files "
+                "(GRAPHQL_FILES_MAX_FILES_PER_RECORD)",
+                maxFiles=self.max_files,
+            )
 
     async def iterate_paths(self, model: ModelSpec) -> AsyncIterator[tuple[str, tuple[str, ...]]]:
         """Every record id of ``model`` with the file paths it names, streamed."""

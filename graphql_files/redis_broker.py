@@ -41,12 +41,21 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .errors import ResyncRequired
-from .events import Broker, ChangeEvent, ChangeKind, EventsUnavailable, Position
+from .events import (
+    REDIS_CURSOR,
+    Broker,
+    ChangeEvent,
+    ChangeKind,
+    EventsUnavailable,
+    Position,
+    unusable_cursor,
+)
 
 log = logging.getLogger(__name__)
 
 VERSION_MARK_SECONDS = 600
 READ_BLOCK_MS = 5000
+PUBLISH_TIMEOUT = 1.0  # seconds a mutation waits for Redis before counting its event lost
 READ_COUNT = 500
 REPLAY_PAGE = 1000
 TRIM_EVERY_SECONDS = 30.0
@@ -153,16 +162,10 @@ class RedisBroker(Broker):
     # --- the log -------------------------------------------------------------------------------
 
     def position(self, cursor: str) -> Position:
-        epoch, _, entry_id = cursor.partition(".")
-        if self._epoch is None or epoch != self._epoch:
-            raise ResyncRequired(
-                "this cursor is from an earlier event log; re-list and subscribe again",
-                cursor=cursor,
-            )
-        try:
-            return _stream_position(entry_id)
-        except ValueError as exc:
-            raise ResyncRequired("malformed cursor", cursor=cursor) from exc
+        matched = REDIS_CURSOR.fullmatch(cursor)
+        if matched is None or matched[1] != self._epoch:
+            raise unusable_cursor(cursor, "this cursor is from an earlier event log")
+        return (int(matched[2]), int(matched[3]))
 
     async def _append(self, event: ChangeEvent) -> str | None:
         if self._epoch is None or not self.healthy:  # fail fast: do not hold up the mutation
@@ -174,11 +177,18 @@ class RedisBroker(Broker):
         )
         mark = f"{self._stream}:v:{event.model}:{event.record_id}"
         try:
-            await self._mark_gap()
-            entry_id = await self._append_script(
-                keys=[self._stream, mark],
-                args=[event.version, payload, self._history_length, VERSION_MARK_SECONDS],
-            )
+            # A Redis that stopped answering (a paused process, a full network buffer) must not
+            # hold the mutation: past the deadline the event counts as lost, like an outage.
+            async with asyncio.timeout(PUBLISH_TIMEOUT):
+                await self._mark_gap()
+                entry_id = await self._append_script(
+                    keys=[self._stream, mark],
+                    args=[event.version, payload, self._history_length, VERSION_MARK_SECONDS],
+                )
+        except TimeoutError as exc:
+            self._lost_at = self._lost_at or time.time()
+            self.healthy = False  # fail fast until the reader reaches Redis again
+            raise EventsUnavailable(f"Redis did not answer within {PUBLISH_TIMEOUT:g}s") from exc
         except RedisError as exc:
             self._lost_at = self._lost_at or time.time()
             raise EventsUnavailable(f"Redis refused the event: {exc}") from exc

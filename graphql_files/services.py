@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from .apikeys import ApiKeys
 from .attachments import Attachments
 from .auth import Authenticator, TokenVerifier
+from .claims import Claims
 from .errors import DomainError
 from .events import Broker, LocalBroker
 from .files import Files, open_files
+from .logs import Disclosed, redact_uri
 from .mongo import Database, open_database
 from .policy import Policy, load_policy
 from .records import Records
@@ -64,15 +66,22 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         broker = open_broker(settings)
         await broker.start()
         stack.push_async_callback(broker.close)
-        records = Records(database=database, broker=broker)
+        records = Records(database=database, broker=broker, max_files=settings.max_files_per_record)
+        claims = Claims(
+            collection=database.collection("claims"),
+            hold_seconds=settings.request_timeout,
+            lease_seconds=settings.claim_lease_seconds,
+            wait_seconds=settings.claim_wait,
+        )
         api_keys = ApiKeys(database=database)
         try:
             await records.ensure_indexes()
+            await claims.ensure_indexes()
             await api_keys.ensure_indexes()
         except DomainError as exc:
             log.warning("could not create MongoDB indexes yet (%s); /readyz will say so", exc)
         authenticator, welcome = await _authenticator(settings, api_keys)
-        storage = Storage(files=files, records=records, settings=settings)
+        storage = Storage(files=files, records=records, claims=claims, settings=settings)
         yield Services(
             settings=settings,
             database=database,
@@ -81,7 +90,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             records=records,
             storage=storage,
             attachments=Attachments(records=records, storage=storage, settings=settings),
-            sweeper=Sweeper(records=records, files=files, prefix=settings.attachment_prefix),
+            sweeper=Sweeper(records=records, storage=storage, prefix=settings.attachment_prefix),
             policy=policy,
             authenticator=authenticator,
             welcome=welcome,
@@ -128,14 +137,16 @@ async def _authenticator(
 
 
 def describe(services: Services, *, url: str) -> str:
-    """The start-up block: where to go, and which parts are embedded."""
+    """The start-up block: where to go, and which parts are embedded. ``Disclosed``: the log
+    shows it as it is, since a key made for the embedded defaults is how a new user gets in;
+    so nothing configured may be in it unredacted (an endpoint's password, say)."""
     s = services.settings
     lost = "embedded, in memory: its data is lost when the server exits"
     mongodb = lost if s.embedded_mongodb else f"database {s.mongodb_database!r} (MongoDB server)"
     if services.files.embedded:
         s3 = f"{lost} (moto at {services.files.endpoint_url}, bucket {services.files.bucket!r})"
     else:
-        where = services.files.endpoint_url or "AWS"
+        where = redact_uri(services.files.endpoint_url or "AWS")
         s3 = f"bucket {services.files.bucket!r} at {where}"
     events = (
         "in process (one server instance)"
@@ -156,4 +167,4 @@ def describe(services: Services, *, url: str) -> str:
         f"  Sweep     {sweep}",
         *services.welcome,
     ]
-    return "\n".join(lines)
+    return Disclosed("\n".join(lines))

@@ -1,27 +1,47 @@
 """The storage operations after Amplify Storage: validation and limits over ``Files``.
 
 Every path is checked with ``keys.check_key``; every upload is checked for size and content type
-(declared and sniffed) before a byte reaches S3; a presigned upload is checked the same way when
-a workflow adopts it. ``remove`` refuses an object a record still names, so no storage call can
-leave a record pointing at a missing file.
+(declared and sniffed, and an image must decode: see ``media``) before a byte reaches S3; a
+presigned upload is checked the same way when a workflow adopts it. A listing leaves out the keys
+the caller may not list. Every deletion goes through ``delete_unnamed``, which deletes only objects
+no record names, under the claim protocol of ``claims``, so no storage call can leave a record
+pointing at a missing file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from dataclasses import dataclass
-from typing import Protocol
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field
+from tempfile import SpooledTemporaryFile
+from typing import BinaryIO, Protocol
 
 from . import media, pagination
 from .auth import Access
-from .errors import BadUserInput, Conflict, NotFound, PayloadTooLarge
+from .claims import Busy, Claim, Claims
+from .errors import (
+    BadUserInput,
+    Conflict,
+    DomainError,
+    NotFound,
+    PayloadTooLarge,
+    StorageUnavailable,
+    excerpt,
+)
 from .files import Files, ObjectInfo, PresignedPost, Readable, SignedUrl
 from .keys import check_key
-from .records import Records
+from .records import RecordRef, Records
 from .settings import SEVEN_DAYS, Settings
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
+SPOOL_BYTES = 1024 * 1024  # a presigned image being verified stays in memory up to this
+MAX_DISPOSITION = 1024
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class Upload(Readable, Protocol):
@@ -30,8 +50,14 @@ class Upload(Readable, Protocol):
     filename: str | None
     content_type: str | None
     size: int | None
+    file: BinaryIO  # the spooled body, for checks that run in a thread
 
     async def seek(self, offset: int) -> None: ...
+
+
+def _name(upload: Upload) -> str:
+    """An upload's file name, quoted and cut short, for an error message."""
+    return excerpt(upload.filename) if upload.filename else "the file"
 
 
 @dataclass(frozen=True)
@@ -40,9 +66,22 @@ class FilePage:
     next_token: str | None
 
 
+@dataclass
+class Deletion:
+    """What ``Storage.delete_unnamed`` did with each path it was given."""
+
+    deleted: list[str] = field(default_factory=list)
+    named: dict[str, RecordRef] = field(default_factory=dict)  # kept: a record names it
+    busy: list[str] = field(default_factory=list)  # kept: another request holds its claim
+    failed: list[str] = field(default_factory=list)  # kept: S3 did not delete it
+
+
 class Storage:
-    def __init__(self, *, files: Files, records: Records, settings: Settings) -> None:
+    def __init__(
+        self, *, files: Files, records: Records, claims: Claims, settings: Settings
+    ) -> None:
         self.files = files
+        self.claims = claims
         self._records = records
         self._settings = settings
 
@@ -54,16 +93,19 @@ class Storage:
         """The content type to store ``upload`` under; refuses oversize and mistyped files."""
         if upload.size is not None and upload.size > self.max_bytes:
             raise PayloadTooLarge(
-                f"{upload.filename or 'the file'} is larger than {self.max_bytes} bytes",
+                f"{_name(upload)} is larger than {self.max_bytes} bytes",
                 maxBytes=self.max_bytes,
             )
         head = await upload.read(media.SNIFF_BYTES)
         await upload.seek(0)
         if not head:
-            raise BadUserInput(f"{upload.filename or 'the file'} is empty")
-        return media.check_upload(
+            raise BadUserInput(f"{_name(upload)} is empty")
+        content_type = media.check_upload(
             declared or upload.content_type, head, self._settings.allowed_content_types
         )
+        if media.decodable(content_type):
+            await asyncio.to_thread(media.verify_image, upload.file, content_type)
+        return content_type
 
     async def upload(
         self,
@@ -83,6 +125,7 @@ class Storage:
             content_type=stored_type,
             max_bytes=self.max_bytes,
             prevent_overwrite=prevent_overwrite,
+            content_disposition=media.disposition(stored_type),
         )
 
     async def verify_uploaded(self, path: str) -> ObjectInfo:
@@ -96,8 +139,19 @@ class Storage:
         if info.size == 0:
             raise BadUserInput(f"{path} is empty", path=path)
         head = await self.files.read_start(path, media.SNIFF_BYTES)
-        media.check_upload(info.content_type, head, self._settings.allowed_content_types)
+        content_type = media.check_upload(
+            info.content_type, head, self._settings.allowed_content_types
+        )
+        if media.decodable(content_type):
+            await self._verify_stored_image(path, content_type)
         return info
+
+    async def _verify_stored_image(self, path: str, content_type: str) -> None:
+        """Decode the object as an upload's image is decoded: whole, off the event loop, from
+        a spooled copy (in memory while small, then on disk)."""
+        with SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
+            await self.files.read_into(path, spool, max_bytes=self.max_bytes)
+            await asyncio.to_thread(media.verify_image, spool, content_type)
 
     async def create_upload_url(
         self, access: Access, path: str, *, content_type: str, size: int | None
@@ -105,9 +159,11 @@ class Storage:
         check_key(path)
         access.storage(path, "write")  # a presigned upload is a write, granted now
         stored_type = media.check_content_type(content_type, self._settings.allowed_content_types)
-        if size is not None and not 1 <= size <= self.max_bytes:
+        if size is not None and size < 1:
+            raise BadUserInput("size must be at least 1 byte", argument="size")
+        if size is not None and size > self.max_bytes:
             raise PayloadTooLarge(
-                f"size must be between 1 and {self.max_bytes} bytes", maxBytes=self.max_bytes
+                f"size must be at most {self.max_bytes} bytes", maxBytes=self.max_bytes
             )
         low, high = (size, size) if size is not None else (1, self.max_bytes)
         return await self.files.presigned_post(
@@ -116,6 +172,7 @@ class Storage:
             min_size=low,
             max_size=high,
             expires_in=self._settings.signed_url_ttl,
+            content_disposition=media.disposition(stored_type),
         )
 
     def url_lifetime(self, expires_in: int | None) -> int:
@@ -170,8 +227,20 @@ class Storage:
 
     @staticmethod
     def _check_disposition(content_disposition: str | None) -> None:
-        if content_disposition is not None and not content_disposition.strip():
-            raise BadUserInput("contentDisposition must not be blank")
+        """S3 echoes the value as a response header: a line break would split it, and a
+        control character or a huge value makes a URL that S3 refuses."""
+        if content_disposition is None:
+            return
+        if not content_disposition.strip():
+            raise BadUserInput(
+                "contentDisposition must not be blank", argument="contentDisposition"
+            )
+        if len(content_disposition) > MAX_DISPOSITION or _CONTROL.search(content_disposition):
+            raise BadUserInput(
+                f"contentDisposition must be at most {MAX_DISPOSITION} characters, with no "
+                "line breaks or control characters",
+                argument="contentDisposition",
+            )
 
     async def properties(self, access: Access, path: str) -> ObjectInfo:
         check_key(path)
@@ -192,8 +261,11 @@ class Storage:
         query_key = f"files|{prefix}"
         s3_token = pagination.unseal(token, query_key, ("s",))["s"] if token else None
         items, next_s3_token = await self.files.list_page(prefix, page_size=size, token=s3_token)
+        # The prefix's rule is not each key's: a deeper, more specific rule (an entity path,
+        # say) may deny this caller keys under a prefix it may list.
+        visible = [i for i in items if access.may_storage(i.path, "list")]
         next_token = pagination.seal({"s": next_s3_token}, query_key) if next_s3_token else None
-        return FilePage(items, next_token)
+        return FilePage(visible, next_token)
 
     async def copy(
         self, access: Access, source: str, destination: str, *, prevent_overwrite: bool
@@ -214,12 +286,60 @@ class Storage:
         """Delete an object no record names (records are detached first, then files go)."""
         check_key(path)
         access.storage(path, "delete")
-        named_by = (await self._records.named([path])).get(path)
-        if named_by is not None:
+        outcome = await self.delete_unnamed([path], reason="removeFile")
+        if outcome.busy:
+            raise Busy(path)
+        if path in outcome.named:
             raise Conflict(
-                f"{named_by} still names {path}: detach it first (or delete through the "
-                "record's workflow with deleteFile/deleteFiles)",
+                f"{_describe(access, outcome.named[path])} still names {path}: detach it first "
+                "(or delete through the record's workflow with deleteFile/deleteFiles)",
                 path=path,
             )
-        await self.files.delete(path)
+        if outcome.failed:
+            raise StorageUnavailable(f"storage did not delete {path}; try again", path=path)
         return path
+
+    async def delete_unnamed(
+        self, paths: Sequence[str], *, reason: str, wait: bool = True
+    ) -> Deletion:
+        """The one way an object is deleted (removeFile, deletePrevious/deleteFile/deleteFiles,
+        deleteX(deleteFiles), the sweeper): under each path's claim, ask MongoDB whether any
+        record names it, and delete only those none names. Adoption takes the same claim, so
+        no record can start naming a path between that question and the delete.
+
+        Paths whose claim another request holds are skipped (``busy``) once ``wait`` runs out;
+        raises only when MongoDB cannot be asked or S3 did not answer."""
+        if not paths:
+            return Deletion()
+        async with self.claims.hold_some(paths, purpose=f"delete ({reason})", wait=wait) as claim:
+            outcome = await self.delete_if_unnamed(claim, claim.keys, reason=reason)
+        outcome.busy = list(claim.busy)
+        return outcome
+
+    async def delete_if_unnamed(
+        self, claim: Claim, paths: Sequence[str], *, reason: str
+    ) -> Deletion:
+        """Under ``claim``, which holds ``paths``: delete those no record names."""
+        outcome = Deletion(named=await self._records.named(paths))
+        for path, by in outcome.named.items():
+            log.info("kept %s: %s still names it", path, by)
+        doomed = [p for p in paths if p not in outcome.named]
+        if doomed:
+            async with claim.committing():
+                outcome.failed = await self.files.delete_many(doomed)
+            outcome.deleted = [p for p in doomed if p not in outcome.failed]
+        if outcome.deleted:
+            log.info("deleted %s (%s)", outcome.deleted, reason)
+        return outcome
+
+
+def _describe(access: Access, ref: RecordRef) -> str:
+    """The record, if the caller may read it; "a record" otherwise (never tell a caller about
+    a record it may not see)."""
+    try:
+        grant = access.data(ref.model, "read")
+    except DomainError:
+        return "a record"
+    if grant.owner is not None and grant.owner != ref.owner:
+        return "a record"
+    return str(ref)

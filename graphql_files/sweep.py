@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from .errors import DomainError
-from .files import Files, ObjectInfo
+from .files import ObjectInfo
 from .models import MODELS
 from .records import Records
+from .storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ class SweepReport:
     removed: list[ObjectInfo] = field(default_factory=list)
     orphans_kept: list[ObjectInfo] = field(default_factory=list)  # dry run, or delete failed
     too_young: int = 0
+    busy: int = 0  # unnamed, but another request held its claim: left for the next sweep
     dangling: list[tuple[str, str]] = field(default_factory=list)  # ("Song 1", path)
 
     def lines(self, *, dry_run: bool) -> list[str]:
@@ -53,15 +55,17 @@ class SweepReport:
         out.append(
             f"scanned {self.scanned} objects: {len(self.removed)} orphans removed, "
             f"{len(self.orphans_kept)} orphans kept, {self.too_young} unnamed but within the "
-            f"grace period; {len(self.dangling)} records name a missing object"
+            f"grace period, {self.busy} in use by a request; {len(self.dangling)} records name a "
+            "missing object"
         )
         return out
 
 
 class Sweeper:
-    def __init__(self, *, records: Records, files: Files, prefix: str) -> None:
+    def __init__(self, *, records: Records, storage: Storage, prefix: str) -> None:
         self._records = records
-        self._files = files
+        self._storage = storage
+        self._files = storage.files
         self._prefix = prefix
 
     async def run(
@@ -77,6 +81,8 @@ class Sweeper:
                 page = []
         await self._sweep_page(page, cutoff, dry_run, report)
         await self._find_dangling(report)
+        if not dry_run:
+            await self._storage.claims.purge_expired()
         return report
 
     async def _sweep_page(
@@ -92,12 +98,15 @@ class Sweeper:
         if dry_run or not old:
             report.orphans_kept += old
             return
-        # Ask again just before deleting: a workflow may have adopted one meanwhile.
-        adopted = await self._records.named([o.path for o in old])
-        doomed = [o for o in old if o.path not in adopted]
-        failed = set(await self._files.delete_many([o.path for o in doomed]))
-        for orphan in doomed:
-            (report.orphans_kept if orphan.path in failed else report.removed).append(orphan)
+        # Deleted only under each object's claim, after asking again whether a record names
+        # it: a workflow may be adopting one right now (and then holds its claim).
+        outcome = await self._storage.delete_unnamed(
+            [o.path for o in old], reason="sweep", wait=False
+        )
+        deleted, failed = set(outcome.deleted), set(outcome.failed)
+        report.busy += len(outcome.busy)
+        report.removed += [o for o in old if o.path in deleted]
+        report.orphans_kept += [o for o in old if o.path in failed]
 
     async def _find_dangling(self, report: SweepReport) -> None:
         batch: list[tuple[str, str]] = []

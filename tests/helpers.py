@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -18,6 +20,7 @@ import httpx
 import jwt
 import pytest
 import uvicorn
+from PIL import Image
 from websockets.asyncio.client import ClientConnection, connect
 
 from graphql_files.app import create_app
@@ -60,6 +63,12 @@ FULL_ACCESS = {**API_KEY, **user("tester")}
 class GraphQLClient:
     http: httpx.AsyncClient
     headers: dict[str, str] = field(default_factory=dict)
+
+    async def __aenter__(self) -> GraphQLClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.http.aclose()
 
     async def post(
         self,
@@ -114,6 +123,28 @@ class GraphQLClient:
 
 def codes(body: Json) -> list[str]:
     return [e["extensions"]["code"] for e in body.get("errors", [])]
+
+
+@asynccontextmanager
+async def hung_server() -> AsyncIterator[str]:
+    """A loopback TCP server that accepts connections and never answers (a hung service);
+    yields its ``http://host:port`` address."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def accept(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # keep the connection open, say nothing
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+        for writer in held:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+        await server.wait_closed()
 
 
 @dataclass
@@ -235,9 +266,16 @@ async def ws_client(
         yield client
 
 
-# Minimal files whose first bytes are what their content type says.
-PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4
-JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 4
+def _image(image_format: str) -> bytes:
+    """A real 4x4 image: the server decodes images before it stores them."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4), (200, 40, 40)).save(buffer, image_format)
+    return buffer.getvalue()
+
+
+PNG = _image("PNG")
+JPEG = _image("JPEG")
+# Audio is checked by its magic number only: a tag header and filler is enough.
 MP3 = b"ID3\x04\x00\x00\x00\x00\x00\x00" + bytes(range(256)) * 4
 
 PREFLIGHT = {"apollo-require-preflight": "true"}
@@ -345,6 +383,15 @@ class RedisProcess:
             time.sleep(0.05)
         self.kill()
         pytest.fail(f"redis-server did not start on port {self.port}")
+
+    def pause(self) -> None:
+        """Stop the process without ending it: it accepts connections and answers nothing."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
 
     def kill(self) -> None:
         if self.process is not None:

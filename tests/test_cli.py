@@ -12,6 +12,10 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
+from pydantic import ValidationError
+
+from graphql_files.settings import Settings, describe_invalid
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -115,3 +119,70 @@ def test_serve_on_embedded_defaults_says_what_is_embedded() -> None:
     assert output.count("data is lost when the server exits") == 2  # MongoDB and S3
     assert "Events    in process" in output
     assert output.count(api_key[1]) == 1  # printed once, never logged again
+
+
+def test_sweep_with_mongodb_unreachable_says_so_in_one_line(s3_endpoint: str, bucket: str) -> None:
+    result = run_cli(
+        "sweep",
+        env={
+            "GRAPHQL_FILES_MONGODB_URI": "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=300",
+            "GRAPHQL_FILES_MONGODB_TIMEOUT_MS": "300",
+            "GRAPHQL_FILES_S3_BUCKET": bucket,
+            "GRAPHQL_FILES_S3_ENDPOINT_URL": s3_endpoint,
+        },
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("graphql-files sweep: "), lines[0]
+    assert "database" in lines[0].lower()
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "mongodb://user:s3cr3tpass@host:notaport",
+        "mongodb://user:s3cr3tpass@host:99999",
+        "mongodb://user:s3cr3t@pass@host",  # an unescaped '@'
+        "mongodb://user:s3cr3tpass@host/?tls=maybe",
+        "http://user:s3cr3tpass@x",
+        "mongodb://",
+        "mongodb+srv://user:s3cr3tpass@host.example.com:27017",
+        "mongodb+srv://user:s3cr3tpass@a.example.com,b.example.com",
+        "mongodb+srv://user:s3cr3tpass@",
+    ],
+)
+def test_a_malformed_mongodb_uri_stops_start_up_with_one_line(uri: str) -> None:
+    result = run_cli("serve", env={"GRAPHQL_FILES_MONGODB_URI": uri})
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "GRAPHQL_FILES_MONGODB_URI" in lines[0]
+    assert "s3cr3t" not in result.stderr + result.stdout
+
+
+def test_describe_invalid_never_prints_a_secret_input() -> None:
+    with pytest.raises(ValidationError) as invalid:
+        Settings(mongodb_uri="mongodb://user:s3cr3tpass@host:notaport")
+    line = describe_invalid(invalid.value)
+    assert line.startswith("invalid setting GRAPHQL_FILES_MONGODB_URI: ")
+    assert "s3cr3tpass" not in line
+    # whatever pydantic's message holds, a secret field's input never reaches the line
+    with pytest.raises(ValidationError) as too_short:
+        Settings(jwt_secret="short-s3cr3t")
+    assert "short-s3cr3t" not in describe_invalid(too_short.value)
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "mongodb://127.0.0.1:27017",
+        "mongodb://user:p%40ss@db1:27017,db2:27017/app?replicaSet=rs0&authSource=admin",
+        "mongodb+srv://user:pass@cluster0.example.mongodb.net/?retryWrites=true&w=majority",
+    ],
+)
+def test_well_formed_mongodb_uris_are_accepted(uri: str) -> None:
+    settings = Settings(mongodb_uri=uri)
+    assert settings.mongodb_uri is not None
+    assert settings.mongodb_uri.get_secret_value() == uri

@@ -1,12 +1,15 @@
-"""Refusing oversized request bodies while they stream in, with a GraphQL error."""
+"""Refusing oversized and stalled request bodies while they stream in, with a GraphQL error."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 
+from ..errors import DomainError, Unauthenticated
 from ..settings import Settings
 
 JSON = "application/json"
@@ -18,15 +21,30 @@ def error_response(status: int, message: str, code: str, media_type: str = JSON)
     return JSONResponse(body, status_code=status, media_type=media_type)
 
 
+def refused_before_body(error: DomainError, media_type: str = JSON) -> Response:
+    """A refusal from the headers alone (bad credentials, say); the connection closes, so that
+    the unread body is not taken for the next request."""
+    status = 401 if isinstance(error, Unauthenticated) else 503  # 503: MongoDB down (API keys)
+    response = error_response(status, error.message, error.code, media_type)
+    if status == 401:
+        response.headers["www-authenticate"] = 'Bearer realm="graphql-files"'
+    response.headers["connection"] = "close"
+    return response
+
+
 class BodyLimit:
     """Refuse HTTP request bodies over a limit, counted as they stream in: ``max_request_bytes``
-    for JSON, room for ``max_upload_files`` files of ``max_upload_bytes`` for multipart.
+    for JSON, room for ``max_upload_files`` files of ``max_upload_bytes`` for multipart; and
+    bodies that stall, with nothing arriving for ``body_idle_timeout`` seconds (408).
 
     Starlette's ``max_body_size`` answers in plain text; GraphQL clients expect a GraphQL error.
+    uvicorn times out idle keep-alive connections but not a body that stops half way: without
+    the idle timeout, a client that declares a body and sends part of it holds a task forever.
     """
 
     def __init__(self, app: Any, settings: Settings) -> None:
         self.app = app
+        self.idle_timeout = settings.body_idle_timeout
         self.json_limit = settings.max_request_bytes
         self.multipart_limit = (
             settings.max_upload_files * settings.max_upload_bytes + settings.max_request_bytes
@@ -45,13 +63,21 @@ class BodyLimit:
             return
         received = 0
         started = False
+        body_done = False
 
         async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done
+            if body_done:  # later receives wait for a disconnect, as long as a response runs
+                return await receive()
+            try:
+                async with asyncio.timeout(self.idle_timeout):
+                    message = await receive()
+            except TimeoutError as exc:
+                raise _Stalled from exc
             received += len(message.get("body", b""))
             if received > limit:
                 raise _TooLarge
+            body_done = message["type"] != "http.request" or not message.get("more_body", False)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -65,6 +91,13 @@ class BodyLimit:
             if started:
                 raise
             await self._refuse(limit, scope, receive, send)
+        except _Stalled:
+            if started:
+                raise
+            await self._time_out(scope, receive, send)
+        except ClientDisconnect:  # gone before its body arrived: there is no one to answer
+            if started:
+                raise
 
     @staticmethod
     async def _refuse(limit: int, scope: Scope, receive: Receive, send: Send) -> None:
@@ -73,6 +106,19 @@ class BodyLimit:
         )
         await response(scope, receive, send)
 
+    async def _time_out(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = (
+            f"the request body stalled: nothing arrived for {self.idle_timeout:g}s "
+            "(BODY_IDLE_TIMEOUT); send the whole body without pausing"
+        )
+        response = error_response(408, message, "BAD_USER_INPUT")
+        response.headers["connection"] = "close"  # the rest of the body may still come
+        await response(scope, receive, send)
+
 
 class _TooLarge(Exception):
     pass
+
+
+class _Stalled(Exception):
+    """Not a ``TimeoutError``: the request's own deadline must not take it for its own."""

@@ -21,6 +21,8 @@ from strawberry.types.execution import ExecutionContext
 from ..events import ChangeKind
 from ..settings import Settings
 from .bindings import PHOTO_ALBUM_API, SONG_API
+from .budget import budgeted_execution
+from .cost import query_cost_rule
 from .crud import create_field, delete_field, get_field, list_field, update_field
 from .errors import ErrorShaping, log_errors
 from .storage import StorageMutation, StorageQuery
@@ -84,6 +86,7 @@ def build_schema(settings: Settings) -> Schema:
     rules: list[type[ASTValidationRule]] = [
         depth_limit_rule(settings.max_query_depth),
         max_aliases_rule(settings.max_aliases),
+        query_cost_rule(settings.max_query_cost),
     ]
     extensions: list[Any] = [
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
@@ -98,6 +101,7 @@ def build_schema(settings: Settings) -> Schema:
         mutation=Mutation,
         subscription=Subscription,
         extensions=extension_factories,
+        execution_context_class=budgeted_execution(settings.max_file_work),
         config=StrawberryConfig(scalar_map={datetime: DATETIME_SCALAR}),
     )
 

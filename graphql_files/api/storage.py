@@ -33,7 +33,9 @@ class UploadFileInput:
     path: str = strawberry.field(description="The object key to write.")
     file: Upload
     contentType: str | None = strawberry.field(
-        default=None, description="Overrides the part's Content-Type; checked against the bytes."
+        default=None,
+        description="Overrides the part's Content-Type. Either must be a media type such as "
+        "image/png (else BAD_USER_INPUT); the bytes decide the stored type, and must agree.",
     )
     preventOverwrite: bool = strawberry.field(
         default=False, description="Refuse with CONFLICT when an object exists at `path`."
@@ -43,11 +45,14 @@ class UploadFileInput:
 @strawberry.input(description="A presigned browser upload (an HTML form POST to S3).")
 class CreateUploadUrlInput:
     path: str
-    contentType: str = strawberry.field(description="Pinned by the policy.")
+    contentType: str = strawberry.field(
+        description="A media type such as image/png, pinned by the policy. SVG is admitted only "
+        "when ALLOWED_CONTENT_TYPES names it, and is then stored as an attachment."
+    )
     size: int | None = strawberry.field(
         default=None,
-        description="Exact size in bytes, pinned by the policy; without it, 1 byte up to the "
-        "server's upload limit.",
+        description="Exact size in bytes (at least 1), pinned by the policy; without it, 1 byte "
+        "up to the server's upload limit.",
     )
 
 
@@ -69,7 +74,9 @@ class GetUrlInput:
         default=False, description="NOT_FOUND instead of a URL to nothing (costs a HEAD)."
     )
     contentDisposition: str | None = strawberry.field(
-        default=None, description='e.g. attachment; filename="cover.png"'
+        default=None,
+        description='e.g. attachment; filename="cover.png" (at most 1024 characters, no line '
+        "breaks or control characters).",
     )
 
 
@@ -112,7 +119,12 @@ class StorageQuery:
             await info.context.services.storage.properties(info.context.access, path)
         )
 
-    @strawberry.field(description="Objects under a prefix, in key order, a page at a time.")
+    @strawberry.field(
+        description="Objects under a prefix, in key order, a page at a time. Objects the "
+        "caller may not list (under a more specific storage rule) are left out, so a page may "
+        "hold fewer than `pageSize` items, even none: keep following `nextToken` until it is "
+        "null."
+    )
     async def listFiles(self, info: Info, input: ListFilesInput) -> FileListing:
         page = await info.context.services.storage.list_files(
             info.context.access, input.path, page_size=input.pageSize, token=input.nextToken

@@ -14,7 +14,9 @@ import strawberry
 from .. import files
 from ..files import ObjectInfo
 from ..models import PHOTO_ALBUM, SONG, ModelSpec, Record
+from .budget import current_budget, yielding
 from .context import Info
+from .cost import HEAD_COST, URL_COST
 
 
 def _serialize_datetime(value: datetime) -> str:
@@ -90,7 +92,8 @@ class FileRef:
 
     @strawberry.field(
         description="A presigned GET URL, signed locally. `expiresIn` (seconds) is capped by "
-        "the server's SIGNED_URL_TTL. Null with an error when storage rules deny it."
+        "the server's SIGNED_URL_TTL; `contentDisposition` has at most 1024 characters and no "
+        "line breaks or control characters. Null with an error when storage rules deny it."
     )
     def url(
         self,
@@ -98,21 +101,23 @@ class FileRef:
         expiresIn: int | None = None,
         contentDisposition: str | None = None,
     ) -> SignedUrl | None:
+        current_budget().spend(URL_COST)
         signed = info.context.services.storage.file_url(
             info.context.access,
             self.path,
             expires_in=expiresIn,
             content_disposition=contentDisposition,
         )
-        if isinstance(signed, files.SignedUrl):
-            return SignedUrl.from_signed(signed)
-        return _later(signed)  # type: ignore[return-value]  # graphql-core awaits it
+        if not isinstance(signed, files.SignedUrl):
+            return _later(signed)  # type: ignore[return-value]  # graphql-core awaits it
+        return SignedUrl.from_signed(signed)
 
     @strawberry.field(
         description="The object's properties; null when the object is missing. Batched: "
         "many of these in one request run concurrently, each path once."
     )
     async def properties(self, info: Info) -> FileProperties | None:
+        current_budget().spend(HEAD_COST)
         info.context.access.storage(self.path, "get")
         found = await info.context.properties.load(self.path)
         return None if found is None else FileProperties.from_info(found)
@@ -159,7 +164,9 @@ class Song(RecordType):
 
     @strawberry.field(description="The cover art, with its URL and properties.")
     def coverArt(self) -> FileRef | None:
-        return None if self.coverArtPath is None else FileRef(path=self.coverArtPath)
+        if self.coverArtPath is None:
+            return None
+        return yielding(FileRef(path=self.coverArtPath))  # type: ignore[return-value]
 
 
 @strawberry.type(description="A photo album naming any number of images stored in S3.")
@@ -171,7 +178,7 @@ class PhotoAlbum(RecordType):
 
     @strawberry.field(description="The images, in order, with their URLs and properties.")
     def images(self) -> list[FileRef]:
-        return [FileRef(path=path) for path in self.imagePaths or ()]
+        return yielding([FileRef(path=path) for path in self.imagePaths or ()])  # type: ignore[return-value]
 
 
 def connection_type(item: type[RecordType]) -> type:

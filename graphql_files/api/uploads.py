@@ -3,10 +3,14 @@
 Starlette's parser spools every file to a temporary file before any resolver runs. This parser
 counts each file part as it arrives and stops the request as soon as one passes
 ``MAX_UPLOAD_BYTES``, so an oversized upload costs at most the limit, never the whole body.
+``place_files`` puts the files where the request's ``map`` says, refusing a ``map`` or
+``operations`` that does not fit the GraphQL multipart request spec with a 400.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from typing import Any
 
 from cross_web import HTTPException, StarletteRequestAdapter
@@ -15,10 +19,17 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
+from ..errors import excerpt
 from ..settings import Settings
 from .context import services_of
+from .deadline import restart_deadline
 
 UPLOADS_KEY = "graphql_files.uploads"
+_INDEX = re.compile(r"[0-9]{1,9}")
+MAP_SHAPE = (
+    "the multipart 'map' must be a JSON object of file field names to lists of paths, "
+    'such as {"0": ["variables.file"]}'
+)
 
 
 class FileTooLarge(Exception):
@@ -66,6 +77,7 @@ class UploadRequestAdapter(StarletteRequestAdapter):
             form = await parser.parse()
         except MultiPartException as exc:
             raise HTTPException(400, f"invalid multipart request: {exc.message}") from exc
+        restart_deadline(self.request.scope)
         # In the scope, not request.state: servers may share one state dict between requests.
         self.request.scope[UPLOADS_KEY] = [
             v for _, v in form.multi_items() if isinstance(v, UploadFile)
@@ -76,3 +88,46 @@ class UploadRequestAdapter(StarletteRequestAdapter):
 async def close_uploads(request: Request) -> None:
     for upload in request.scope.get(UPLOADS_KEY, ()):
         await upload.close()
+
+
+def place_files(operations: object, files_map: object, files: Mapping[str, Any]) -> dict[str, Any]:
+    """``operations`` with each file put at the paths ``map`` gives it (strawberry's own
+    version indexes blindly: a bad map is a 500 there)."""
+    if not isinstance(operations, dict):
+        raise HTTPException(
+            400, "the multipart 'operations' must be a JSON object (batching is not enabled)"
+        )
+    if not isinstance(files_map, dict) or not all(
+        isinstance(paths, list) and all(isinstance(p, str) for p in paths)
+        for paths in files_map.values()
+    ):
+        raise HTTPException(400, MAP_SHAPE)
+    for name, paths in files_map.items():
+        upload = files.get(name)
+        if not isinstance(upload, UploadFile):
+            raise HTTPException(400, f"the map names {excerpt(name)}, which is not a file part")
+        for path in paths:
+            _place(operations, path, upload)
+    return operations
+
+
+def _place(operations: dict[str, Any], path: str, upload: UploadFile) -> None:
+    *steps, last = path.split(".")
+    if not steps or steps[0] != "variables":
+        raise HTTPException(400, f"map path {excerpt(path)} must lead into 'variables'")
+    target: Any = operations
+    for key in steps:
+        target = target[_slot(target, key, path)]
+    target[_slot(target, last, path, new=True)] = upload
+
+
+def _slot(container: object, key: str, path: str, *, new: bool = False) -> str | int:
+    """``key`` as an index into ``container``; with ``new``, an object may lack it (clients
+    send a null placeholder there, but the spec does not insist)."""
+    if isinstance(container, dict) and (new or key in container):
+        return key
+    if isinstance(container, list) and _INDEX.fullmatch(key) and int(key) < len(container):
+        return int(key)
+    raise HTTPException(
+        400, f"map path {excerpt(path)} does not lead to a variable in 'operations'"
+    )

@@ -202,7 +202,7 @@ async def test_workflows_need_both(
     workflow: str,
 ) -> None:
     record_id = await seeded(services)
-    path = f"images/{record_id}/old.png"
+    path = f"images/Song/{record_id}/old.png"
     await put_object(services, path)
     await services.records.update(SONG, record_id, set_values={"coverArtPath": path})
     client = GraphQLClient(bare, callers[caller])
@@ -219,10 +219,14 @@ async def test_workflows_need_both(
     want = expected(caller, "both")
     assert outcome(body) == want, body
     if want != OK:
-        assert next(iter(body["data"].values())) is None
+        if "data" in body:  # refused before the body was read: an upload by no one has none
+            assert next(iter(body["data"].values())) is None
+        else:
+            assert workflow == "attachSongCoverArt", body
+            assert want == UNAUTH, body
         assert await song_version(services, record_id) == 2
         assert await services.files.head(path) is not None
-        objects = [o.path async for o in services.files.iterate(f"images/{record_id}/")]
+        objects = [o.path async for o in services.files.iterate(f"images/Song/{record_id}/")]
         assert objects == [path]
 
 
@@ -256,7 +260,7 @@ async def test_the_seeds_independence(bare: httpx.AsyncClient, services: Service
         both, attach, {"f": None}, {"variables.f": ("c.png", PNG, "image/png")}
     )
     song = attached.json()["data"]["attachSongCoverArt"]
-    assert song["coverArtPath"].startswith("images/s/")
+    assert song["coverArtPath"].startswith("images/Song/s/")
     assert song["coverArt"]["url"]["url"].startswith("http")
 
     # reading the song with the key alone works; its file URL is storage's business

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -110,8 +111,22 @@ async def test_cursors_too_old_or_foreign_need_a_resync(s3_endpoint: str, bucket
             for n in range(5):
                 await rename(http, "s1", f"n{n}")
             await changes(ws, 5)
-        for cursor in (first, "not-a-cursor", "0123456789ab-1"):
+        # too old; from another run; from another log (Redis)
+        for cursor in (first, "0123456789ab-1", "deadbeef.1700000000000-0"):
             async with ws_client(live) as ws:
                 await ws.subscribe(FEED, {"after": cursor})
                 assert await ws.error_code() == "RESYNC_REQUIRED", cursor
         await http.http.aclose()
+
+
+async def test_a_malformed_cursor_is_bad_user_input(live: LiveServer) -> None:
+    for cursor in ("%%not-a-cursor%%", "not-a-cursor", "x" * 100_000):
+        async with ws_client(live) as ws:
+            await ws.subscribe(FEED, {"after": cursor})
+            message = await ws.receive()
+            errors = (
+                message["payload"] if message["type"] == "error" else message["payload"]["errors"]
+            )
+            assert [e["extensions"]["code"] for e in errors] == ["BAD_USER_INPUT"], cursor[:20]
+            assert "malformed cursor" in errors[0]["message"]
+            assert len(json.dumps(errors)) < 1000  # the cursor is not echoed whole

@@ -286,7 +286,7 @@ async def test_presigned_post_policy_pins_type_and_length(
     ("variables", "code"),
     [
         ({"path": "images/x.png", "contentType": "text/html"}, "UNSUPPORTED_MEDIA_TYPE"),
-        ({"path": "images/x.png", "contentType": "image/png", "size": 0}, "PAYLOAD_TOO_LARGE"),
+        ({"path": "images/x.png", "contentType": "image/png", "size": 0}, "BAD_USER_INPUT"),
         (
             {"path": "images/x.png", "contentType": "image/png", "size": 51 * 1024 * 1024},
             "PAYLOAD_TOO_LARGE",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -100,7 +101,7 @@ async def test_song_cover_art_lifecycle(client: GraphQLClient, s3: Files) -> Non
     await create_song(client)
     song = await attach(client, name="My Cover (final).png")
     path = song["coverArtPath"]
-    assert path.startswith("images/s1/")
+    assert path.startswith("images/Song/s1/")
     assert path.endswith("-My-Cover-final-.png")
     assert song["version"] == 2
     assert song["coverArt"]["path"] == path
@@ -160,7 +161,7 @@ async def test_files_outside_the_record_folder_are_never_deleted(
     client: GraphQLClient, s3: Files
 ) -> None:
     upload = """mutation($input: UploadFileInput!) { uploadFile(input: $input) { path } }"""
-    for path in ("images/shared/logo.png", "images/s1/direct.png"):
+    for path in ("images/shared/logo.png", "images/Song/s1/direct.png"):
         await upload_data(
             client,
             upload,
@@ -173,13 +174,13 @@ async def test_files_outside_the_record_folder_are_never_deleted(
     )
     await client.data(
         'mutation { createSong(input: {id: "s2", name: "B", '
-        'coverArtPath: "images/s1/direct.png"}) { id } }'
+        'coverArtPath: "images/Song/s1/direct.png"}) { id } }'
     )
-    await attach(client)  # replaces images/shared/logo.png: outside images/s1/, kept
+    await attach(client)  # replaces images/shared/logo.png: outside images/Song/s1/, kept
     assert "images/shared/logo.png" in await keys(s3)
     await client.data(DELETE_SONG, {"input": {"id": "s1", "deleteFiles": True}})
-    # images/s1/direct.png lies in s1's folder, but s2 still names it: kept
-    assert sorted(await keys(s3)) == ["images/s1/direct.png", "images/shared/logo.png"]
+    # images/Song/s1/direct.png lies in s1's folder, but s2 still names it: kept
+    assert sorted(await keys(s3)) == ["images/Song/s1/direct.png", "images/shared/logo.png"]
 
 
 async def test_attach_a_presigned_upload(client: GraphQLClient, s3: Files) -> None:
@@ -187,7 +188,7 @@ async def test_attach_a_presigned_upload(client: GraphQLClient, s3: Files) -> No
     post = (
         await client.data(
             CREATE_UPLOAD_URL,
-            {"input": {"path": "images/s1/from-browser.png", "contentType": "image/png"}},
+            {"input": {"path": "images/Song/s1/from-browser.png", "contentType": "image/png"}},
         )
     )["createUploadUrl"]
     async with httpx.AsyncClient() as browser:
@@ -197,21 +198,21 @@ async def test_attach_a_presigned_upload(client: GraphQLClient, s3: Files) -> No
     assert sent.status_code in (200, 204)
     song = (
         await client.data(
-            ATTACH, {"input": {"songId": "s1", "uploadedPath": "images/s1/from-browser.png"}}
+            ATTACH, {"input": {"songId": "s1", "uploadedPath": "images/Song/s1/from-browser.png"}}
         )
     )["attachSongCoverArt"]
-    assert song["coverArtPath"] == "images/s1/from-browser.png"
+    assert song["coverArtPath"] == "images/Song/s1/from-browser.png"
     assert (await get(song["coverArt"]["url"]["url"])).content == PNG
 
 
 @pytest.mark.parametrize(
     ("uploaded_path", "code"),
     [
-        ("images/other/x.png", "BAD_USER_INPUT"),  # another record's folder
-        ("images/s1x/x.png", "BAD_USER_INPUT"),  # a folder whose name starts like ours
-        ("images/s1/../other/x.png", "BAD_USER_INPUT"),
-        ("images/s1/missing.png", "NOT_FOUND"),
-        ("images/s1/text.png", "UNSUPPORTED_MEDIA_TYPE"),  # its bytes are not an image
+        ("images/Song/other/x.png", "BAD_USER_INPUT"),  # another record's folder
+        ("images/Song/s1x/x.png", "BAD_USER_INPUT"),  # a folder whose name starts like ours
+        ("images/Song/s1/../other/x.png", "BAD_USER_INPUT"),
+        ("images/Song/s1/missing.png", "NOT_FOUND"),
+        ("images/Song/s1/text.png", "UNSUPPORTED_MEDIA_TYPE"),  # its bytes are not an image
     ],
 )
 async def test_uploaded_paths_are_checked(
@@ -220,7 +221,8 @@ async def test_uploaded_paths_are_checked(
     await create_song(client)
     post = (
         await client.data(
-            CREATE_UPLOAD_URL, {"input": {"path": "images/s1/text.png", "contentType": "image/png"}}
+            CREATE_UPLOAD_URL,
+            {"input": {"path": "images/Song/s1/text.png", "contentType": "image/png"}},
         )
     )["createUploadUrl"]
     async with httpx.AsyncClient() as browser:
@@ -242,7 +244,7 @@ async def test_exactly_one_source(client: GraphQLClient) -> None:
     both = await multipart(
         client,
         ATTACH,
-        {"input": {"songId": "s1", "file": None, "uploadedPath": "images/s1/x.png"}},
+        {"input": {"songId": "s1", "file": None, "uploadedPath": "images/Song/s1/x.png"}},
         {"variables.input.file": ("x.png", PNG, "image/png")},
     )
     assert codes(both.json()) == ["BAD_USER_INPUT"]
@@ -259,7 +261,7 @@ async def test_album_images_lifecycle(client: GraphQLClient, s3: Files) -> None:
     album = added["addPhotoAlbumImages"]
     paths = album["imagePaths"]
     assert len(paths) == 3
-    assert all(p.startswith("images/a1/") for p in paths)
+    assert all(p.startswith("images/PhotoAlbum/a1/") for p in paths)
     assert album["version"] == 2
     for image in album["images"]:
         assert (await get(image["url"]["url"])).content == PNG
@@ -296,7 +298,9 @@ async def test_album_images_lifecycle(client: GraphQLClient, s3: Files) -> None:
     missing = await client.run(REMOVE, {"input": {"albumId": "a1", "paths": [new_path]}})
     assert codes(missing) == ["NOT_FOUND"]
     not_named = await upload_data_error(
-        client, REPLACE, {"input": {"albumId": "a1", "path": "images/a1/none.png", "file": None}}
+        client,
+        REPLACE,
+        {"input": {"albumId": "a1", "path": "images/PhotoAlbum/a1/none.png", "file": None}},
     )
     assert not_named == ["NOT_FOUND"]
 
@@ -320,14 +324,14 @@ async def test_album_adopts_presigned_uploads(client: GraphQLClient) -> None:
         post = (
             await client.data(
                 CREATE_UPLOAD_URL,
-                {"input": {"path": f"images/a1/p{n}.mp3", "contentType": "audio/mpeg"}},
+                {"input": {"path": f"images/PhotoAlbum/a1/p{n}.mp3", "contentType": "audio/mpeg"}},
             )
         )["createUploadUrl"]
         async with httpx.AsyncClient() as browser:
             await browser.post(
                 post["url"], data=post["fields"], files={"file": ("x.mp3", MP3, "audio/mpeg")}
             )
-        paths.append(f"images/a1/p{n}.mp3")
+        paths.append(f"images/PhotoAlbum/a1/p{n}.mp3")
     album = (await client.data(ADD, {"input": {"albumId": "a1", "uploadedPaths": paths}}))[
         "addPhotoAlbumImages"
     ]
@@ -383,9 +387,12 @@ async def test_missing_record_uploads_nothing(client: GraphQLClient, s3: Files) 
 # --- failures injected at each step ----------------------------------------------------------
 
 
-async def test_record_write_failing_removes_the_upload(
-    client: GraphQLClient, s3: Files, monkeypatch: pytest.MonkeyPatch
+async def test_record_write_of_unknown_outcome_keeps_the_upload_claimed(
+    client: GraphQLClient, s3: Files, services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """When the record write fails without a definite answer (the database timed out), the
+    write may still land: the uploads stay, claimed, until the claims' lease runs out; then the
+    sweeper removes them, since no record names them."""
     await create_song(client)
     await create_album(client)
 
@@ -398,6 +405,16 @@ async def test_record_write_failing_removes_the_upload(
     album = await upload_data_many(client, 3)
     assert codes(album) == ["DATABASE_UNAVAILABLE"]
     monkeypatch.undo()
+    left = await keys(s3)
+    assert len(left) == 4
+    report = await services.sweeper.run(grace=timedelta(0))
+    assert report.removed == []
+    assert report.busy == 4  # still claimed: the write might land
+
+    later = services.storage.claims.clock() + services.storage.claims.lease
+    monkeypatch.setattr(services.storage.claims, "clock", lambda: later)
+    report = await services.sweeper.run(grace=timedelta(0))
+    assert sorted(o.path for o in report.removed) == sorted(left)
     assert await keys(s3) == []
     song = (await client.data('{ getSong(id: "s1") { coverArtPath version } }'))["getSong"]
     assert song == {"coverArtPath": None, "version": 1}

@@ -1,0 +1,230 @@
+"""Claims: exclusive, expiring rights over object keys, kept in MongoDB.
+
+"No record names a missing object" needs two steps on the same key to exclude each other:
+*adoption* (check the object exists, then write a record naming it) and *deletion* (check no
+record names the object, then delete it). Each is check-then-act, so each runs while holding the
+key's claim: one MongoDB document per claimed key, ``_id`` = the key.
+
+- Taking a claim is one atomic insert (the unique ``_id`` lets one of any number of racers win),
+  or one guarded update that takes over a claim whose lease has expired.
+- The holder of a claim stops working under it within ``hold_seconds`` (its work runs under that
+  timeout), and releases it (deletes the document, guarded by its holder id) when done.
+- A claim whose holder died (a crash, a lost network) stops blocking when its lease expires.
+  The lease is longer than the hold limit by a margin that covers every driver operation still
+  in flight when the holder stopped (each bounded by its own timeout) and the clock skew
+  between instances (see ``Settings.claim_lease_seconds``).
+- A write whose outcome is unknown (a timeout, a dropped connection, a cancelled task while the
+  record write or the S3 delete was in flight) may still land later. Work of that kind runs in
+  ``Claim.committing()``: if it ends without a definite answer, the claim is *kept* until its
+  lease expires, so nobody can act on the key until that write has landed or never will.
+
+Whoever comes second waits (polling with jittered backoff) up to ``wait_seconds``, then gets
+``Conflict`` with reason ``BUSY``: it never proceeds without the claim.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from .errors import (
+    Conflict,
+    DatabaseUnavailable,
+    DeadlineExceeded,
+    DomainError,
+    StorageUnavailable,
+)
+from .mongo import Collection
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+_FIRST_DELAY = 0.004
+_MAX_DELAY = 0.1
+# Errors after which a write may or may not have happened.
+_AMBIGUOUS = (DatabaseUnavailable, StorageUnavailable, DeadlineExceeded)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Busy(Conflict):
+    """Another request holds the claim on a key and did not let go in time."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"another request is working on {key}; try again shortly", path=key, reason="BUSY"
+        )
+        self.key = key
+
+
+@dataclass
+class Claim:
+    """Keys held by one piece of work."""
+
+    keys: tuple[str, ...]
+    holder: str
+    purpose: str
+    busy: tuple[str, ...] = ()  # keys asked for but held by others (``Claims.hold_some``)
+    keep: bool = field(default=False, init=False)
+    hold_until: float = field(default=float("inf"), init=False)  # event-loop time
+
+    @property
+    def in_time(self) -> bool:
+        """Whether work under this claim may still start: never past the hold limit."""
+        return asyncio.get_running_loop().time() < self.hold_until
+
+    @asynccontextmanager
+    async def committing(self) -> AsyncIterator[None]:
+        """Around a write that may land even if we stop waiting for it (a record write naming
+        a claimed key, the S3 delete of one). Ending without a definite answer keeps the claim
+        until its lease expires."""
+        try:
+            yield
+        except BaseException as exc:
+            if not _definite(exc):
+                self.keep = True
+            raise
+
+
+def _definite(exc: BaseException) -> bool:
+    """A refusal: the driver answered and nothing was written (a guarded write that matched
+    nothing, say). Anything else (a timeout, a lost connection, a cancelled task, a bug) leaves
+    the outcome unknown."""
+    return isinstance(exc, DomainError) and not isinstance(exc, _AMBIGUOUS)
+
+
+class Claims:
+    """The claims collection. ``hold`` for all-or-nothing work (adoption), ``hold_some`` for
+    work that can skip keys in use (deletion)."""
+
+    def __init__(
+        self,
+        *,
+        collection: Collection,
+        hold_seconds: float,
+        lease_seconds: float,
+        wait_seconds: float,
+        clock: Clock = utc_now,
+    ) -> None:
+        if lease_seconds <= hold_seconds:
+            raise ValueError("a claim's lease must outlast its hold limit")
+        self._collection = collection
+        self.hold_seconds = hold_seconds
+        self.lease = timedelta(seconds=lease_seconds)
+        self.wait_seconds = wait_seconds
+        self.clock = clock  # the wall clock leases are written and compared in; tests move it
+
+    async def ensure_indexes(self) -> None:
+        # Real MongoDB drops long-expired claims itself; the sweeper purges them elsewhere.
+        await self._collection.create_index([("expiresAt", 1)], expireAfterSeconds=3600)
+
+    @asynccontextmanager
+    async def hold(self, keys: Iterable[str], *, purpose: str) -> AsyncIterator[Claim]:
+        """All of ``keys``, or ``Busy`` (after waiting) and none of them."""
+        wanted = sorted(set(keys))  # one order for everyone: no two holders wait on each other
+        holder = uuid.uuid4().hex
+        deadline = asyncio.get_running_loop().time() + self.wait_seconds
+        taken: list[str] = []
+        try:
+            for key in wanted:
+                if not await self._acquire(key, holder, purpose, deadline):
+                    raise Busy(key)
+                taken.append(key)
+        except BaseException:
+            await self._release(taken, holder)
+            raise
+        async with self._held(Claim(tuple(taken), holder, purpose)) as claim:
+            yield claim
+
+    @asynccontextmanager
+    async def hold_some(
+        self, keys: Iterable[str], *, purpose: str, wait: bool = True
+    ) -> AsyncIterator[Claim]:
+        """Those of ``keys`` that can be had (waiting for each up to ``wait_seconds`` when
+        ``wait``); the others are listed in ``Claim.busy``."""
+        holder = uuid.uuid4().hex
+        deadline = asyncio.get_running_loop().time() + (self.wait_seconds if wait else 0.0)
+        taken: list[str] = []
+        busy: list[str] = []
+        try:
+            for key in sorted(set(keys)):
+                (taken if await self._acquire(key, holder, purpose, deadline) else busy).append(key)
+        except BaseException:
+            await self._release(taken, holder)
+            raise
+        async with self._held(Claim(tuple(taken), holder, purpose, tuple(busy))) as claim:
+            yield claim
+
+    @asynccontextmanager
+    async def _held(self, claim: Claim) -> AsyncIterator[Claim]:
+        """Run the holder's work within the hold limit; release unless told to keep."""
+        claim.hold_until = asyncio.get_running_loop().time() + self.hold_seconds
+        try:
+            async with asyncio.timeout(self.hold_seconds):
+                yield claim
+        except TimeoutError as exc:
+            claim.keep = True  # whatever was in flight may still land
+            log.warning("%s ran past %gs holding %s", claim.purpose, self.hold_seconds, claim.keys)
+            raise DeadlineExceeded(
+                f"the request ran out of time ({self.hold_seconds:g}s) while working on "
+                f"{', '.join(claim.keys)}"
+            ) from exc
+        finally:
+            if claim.keep:
+                log.warning(
+                    "kept the claims on %s until they expire: %s ended with a write in flight",
+                    list(claim.keys),
+                    claim.purpose,
+                )
+            else:
+                await self._release(claim.keys, claim.holder)
+
+    async def _acquire(self, key: str, holder: str, purpose: str, deadline: float) -> bool:
+        loop = asyncio.get_running_loop()
+        delay = _FIRST_DELAY
+        while True:
+            now = self.clock()
+            document = {
+                "_id": key,
+                "holder": holder,
+                "purpose": purpose,
+                "expiresAt": now + self.lease,
+            }
+            try:
+                await self._collection.insert_one(document)
+                return True
+            except Conflict:
+                pass
+            expired = {"_id": key, "expiresAt": {"$lte": now}}
+            stale = await self._collection.find_one_and_update(
+                expired, {"$set": {k: v for k, v in document.items() if k != "_id"}}
+            )
+            if stale is not None:
+                log.warning("took over the expired claim on %s (%s)", key, purpose)
+                return True
+            if loop.time() + delay > deadline:
+                return False
+            await asyncio.sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311 - jitter
+            delay = min(delay * 2, _MAX_DELAY)
+
+    async def _release(self, keys: Iterable[str], holder: str) -> None:
+        """Best effort: a claim that cannot be released now expires with its lease."""
+        wanted = list(keys)
+        if not wanted:
+            return
+        try:
+            await self._collection.delete_many({"_id": {"$in": wanted}, "holder": holder})
+        except (DatabaseUnavailable, Conflict) as exc:
+            log.warning("could not release the claims on %s (%s); they will expire", wanted, exc)
+
+    async def purge_expired(self) -> int:
+        """Forget claims whose lease ran out (their holders are gone)."""
+        return await self._collection.delete_many({"expiresAt": {"$lte": self.clock()}})

@@ -1,0 +1,476 @@
+"""Hunting for a counter-example to the promise: no record names a missing object, no version
+goes back, and the sweeper neither deletes a named object nor leaves an orphan behind.
+
+A hypothesis state machine runs two operations at a time, concurrently, drawn from every path
+that adopts or deletes an object: the record-file workflows, uploads and removeFile, deleteX
+with deleteFiles, and the sweeper (grace 0). Each operation may get one fault, at any of its S3
+calls or MongoDB writes, before or after the call took effect:
+
+- an error (the driver's refusal, or an answer lost after the effect happened);
+- a cancellation (a deadline, a client gone): the code's own clean-up still runs;
+- a crash: the operation's process is gone, so nothing it does afterwards reaches S3 or
+  MongoDB; its claims stay until their lease runs out.
+
+After every step the invariants are checked; then every claim's lease is run out (the claims'
+clock moved forward) and a sweep with grace 0 must leave exactly the named objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import io
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import boto3
+import pytest
+from hypothesis import HealthCheck, event, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from starlette.datastructures import Headers, UploadFile
+
+from graphql_files.attachments import Source
+from graphql_files.auth import Access, Principal, User
+from graphql_files.errors import DatabaseUnavailable, DomainError, StorageUnavailable
+from graphql_files.files import Files
+from graphql_files.models import PHOTO_ALBUM, SONG, ModelSpec
+from graphql_files.mongo import Collection
+from graphql_files.services import Services, open_services
+
+from .conftest import make_settings
+from .helpers import PNG, put_object
+
+MODELS = {"Song": SONG, "PhotoAlbum": PHOTO_ALBUM}
+RECORDS = 2  # per model: few, so operations collide
+NAMES = ("p0.png", "p1.png")  # presigned uploads a client may adopt
+STATS: Counter[str] = Counter()
+
+
+# --- faults ------------------------------------------------------------------------------------
+
+
+class Fault(enum.Enum):
+    ERROR_BEFORE = "error before"
+    ERROR_AFTER = "error after"  # the call took effect; its answer was lost
+    CANCEL_BEFORE = "cancel before"
+    CANCEL_AFTER = "cancel after"
+    CRASH_BEFORE = "crash before"
+    CRASH_AFTER = "crash after"
+    LATE = "error, then the call lands late"  # a lost connection, the request still in flight
+
+    @property
+    def after(self) -> bool:
+        return self.name.endswith("AFTER")
+
+
+class Crash(BaseException):
+    """The operation's process died: nothing it does from here on reaches S3 or MongoDB."""
+
+
+@dataclass
+class Plan:
+    """One operation's fault: its ``at``-th S3 call or MongoDB write (of those named
+    ``target``, when given) fails with ``fault``."""
+
+    at: int
+    fault: Fault
+    target: str | None = None  # "MongoDB find_one_and_update", "S3 upload", ...
+    calls: int = 0
+    crashed: bool = False
+
+
+PLAN: ContextVar[Plan | None] = ContextVar("fault_plan", default=None)
+IN_FLIGHT: set[asyncio.Task[Any]] = set()  # late calls; each lands before the step ends
+
+
+async def land_late(call: Awaitable[Any]) -> None:
+    await asyncio.sleep(0.02)
+    with contextlib.suppress(DomainError):  # a refused write changes nothing
+        await call
+
+
+def injecting(
+    name: str, method: Callable[..., Awaitable[Any]], error: Callable[[str], Exception]
+) -> Callable[..., Awaitable[Any]]:
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        plan = PLAN.get()
+        if plan is None:
+            return await method(*args, **kwargs)
+        if plan.crashed:
+            raise Crash
+        if plan.target in (None, name):
+            plan.calls += 1
+        if plan.target not in (None, name) or plan.calls != plan.at:
+            return await method(*args, **kwargs)
+        if plan.fault is Fault.LATE:
+            IN_FLIGHT.add(asyncio.ensure_future(land_late(method(*args, **kwargs))))
+        elif plan.fault.after:
+            await method(*args, **kwargs)
+        STATS[f"fault: {plan.fault.value} {name}"] += 1
+        event(f"fault: {plan.fault.value} {name}")
+        if plan.fault in (Fault.ERROR_BEFORE, Fault.ERROR_AFTER, Fault.LATE):
+            raise error(f"injected: {plan.fault.value} {name}")
+        if plan.fault in (Fault.CANCEL_BEFORE, Fault.CANCEL_AFTER):
+            raise asyncio.CancelledError
+        plan.crashed = True
+        raise Crash
+
+    return call
+
+
+S3_CALLS = ("head", "read_start", "read_into", "list_page", "upload", "delete", "delete_many")
+MONGODB_WRITES = ("insert_one", "find_one_and_update", "find_one_and_delete", "delete_many")
+
+
+def inject_faults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in S3_CALLS:
+        monkeypatch.setattr(
+            Files, name, injecting(f"S3 {name}", getattr(Files, name), StorageUnavailable)
+        )
+    for name in MONGODB_WRITES:
+        monkeypatch.setattr(
+            Collection,
+            name,
+            injecting(f"MongoDB {name}", getattr(Collection, name), DatabaseUnavailable),
+        )
+
+
+# --- operations --------------------------------------------------------------------------------
+
+Op = Callable[["Consistency"], Awaitable[Any]]
+
+
+def upload() -> UploadFile:
+    headers = Headers({"content-type": "image/png"})
+    return UploadFile(io.BytesIO(PNG), size=len(PNG), filename="new.png", headers=headers)
+
+
+def source(choice: str | None) -> Source:
+    return Source(upload=upload()) if choice is None else Source(uploaded_path=choice)
+
+
+@dataclass(frozen=True)
+class Target:
+    model: ModelSpec
+    index: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.model.name[0].lower()}{self.index}"
+
+
+targets = st.builds(Target, st.sampled_from([SONG, PHOTO_ALBUM]), st.integers(0, RECORDS - 1))
+songs = st.builds(Target, st.just(SONG), st.integers(0, RECORDS - 1))
+albums = st.builds(Target, st.just(PHOTO_ALBUM), st.integers(0, RECORDS - 1))
+adoptable = st.one_of(st.none(), st.sampled_from(NAMES))  # None: a file sent with the request
+
+
+def attach(t: Target, choice: str | None, delete_previous: bool) -> Op:
+    async def run(m: Consistency) -> Any:
+        path = None if choice is None else m.folder(t) + choice
+        return await m.services.attachments.attach(
+            m.access, t.model, t.id, source(path), delete_previous=delete_previous
+        )
+
+    return run
+
+
+def detach(t: Target, delete_file: bool) -> Op:
+    async def run(m: Consistency) -> Any:
+        return await m.services.attachments.detach(m.access, t.model, t.id, delete_file=delete_file)
+
+    return run
+
+
+def add(t: Target, choices: list[str | None]) -> Op:
+    async def run(m: Consistency) -> Any:
+        paths = [None if c is None else m.folder(t) + c for c in choices]
+        return await m.services.attachments.add(m.access, t.model, t.id, [source(p) for p in paths])
+
+    return run
+
+
+def replace(t: Target, which: int, choice: str | None, delete_previous: bool) -> Op:
+    async def run(m: Consistency) -> Any:
+        named = await m.named_by(t)
+        if not named:
+            return None
+        new = None if choice is None else m.folder(t) + choice
+        old = named[which % len(named)]
+        return await m.services.attachments.replace(
+            m.access, t.model, t.id, old, source(new), delete_previous=delete_previous
+        )
+
+    return run
+
+
+def remove(t: Target, which: int, delete_files: bool) -> Op:
+    async def run(m: Consistency) -> Any:
+        named = await m.named_by(t)
+        if not named:
+            return None
+        paths = [named[which % len(named)]]
+        return await m.services.attachments.remove(
+            m.access, t.model, t.id, paths, delete_files=delete_files
+        )
+
+    return run
+
+
+def delete_record(t: Target, delete_files: bool) -> Op:
+    async def run(m: Consistency) -> Any:
+        return await m.services.attachments.delete_record(
+            m.access, t.model, t.id, delete_files=delete_files
+        )
+
+    return run
+
+
+def create(t: Target) -> Op:
+    async def run(m: Consistency) -> Any:
+        return await m.services.records.create(t.model, {"name": "r"}, record_id=t.id)
+
+    return run
+
+
+def upload_file(t: Target, name: str) -> Op:
+    """A client's own upload into a record's folder (uploadFile), adoptable later."""
+
+    async def run(m: Consistency) -> Any:
+        return await m.services.storage.upload(m.access, m.folder(t) + name, upload())
+
+    return run
+
+
+def remove_file(t: Target, which: int) -> Op:
+    """removeFile of a named object or of a presigned upload."""
+
+    async def run(m: Consistency) -> Any:
+        candidates = [*(await m.named_by(t)), *(m.folder(t) + n for n in NAMES)]
+        return await m.services.storage.remove(m.access, candidates[which % len(candidates)])
+
+    return run
+
+
+def sweep() -> Op:
+    async def run(m: Consistency) -> Any:
+        return await m.services.sweeper.run(grace=timedelta(0))
+
+    return run
+
+
+operations = st.one_of(
+    st.builds(attach, songs, adoptable, st.booleans()),
+    st.builds(detach, songs, st.booleans()),
+    st.builds(add, albums, st.lists(adoptable, min_size=1, max_size=2)),
+    st.builds(replace, albums, st.integers(0, 5), adoptable, st.booleans()),
+    st.builds(remove, albums, st.integers(0, 5), st.booleans()),
+    st.builds(delete_record, targets, st.booleans()),
+    st.builds(upload_file, targets, st.sampled_from(NAMES)),
+    st.builds(remove_file, targets, st.integers(0, 5)),
+    st.builds(sweep),
+)
+# Most operations make 2-8 such calls (a claim taken, an upload, a record write, a claim
+# released, a delete...): a fault lands on each of them in turn.
+# Or a fault aimed at one kind of call, where faults matter most.
+TARGETS = (
+    "MongoDB insert_one",  # a claim taken, a record created
+    "MongoDB find_one_and_update",  # a record write, an expired claim taken over
+    "MongoDB delete_many",  # claims released
+    "S3 upload",
+    "S3 head",
+    "S3 delete_many",
+)
+faults = st.sampled_from(Fault)
+plans = st.one_of(
+    st.none(),
+    st.builds(Plan, st.integers(1, 5), faults),
+    st.builds(Plan, st.just(1), faults, st.sampled_from(TARGETS)),
+)
+
+
+# --- the machine -------------------------------------------------------------------------------
+
+
+@dataclass
+class Environment:
+    loop: asyncio.AbstractEventLoop
+    s3_endpoint: str
+    examples: int = 0
+    steps: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+
+class Consistency(RuleBasedStateMachine):
+    def __init__(self, env: Environment) -> None:
+        super().__init__()
+        self.env = env
+        env.examples += 1
+        self.stack = AsyncExitStack()
+        self.services: Services = self.run(self.open())
+        user = User("tester", frozenset(), None)
+        self.access = Access(self.services.policy, Principal(api_key="static", user=user))
+        self.versions: dict[tuple[str, str], tuple[str, int]] = {}
+        self.clock_offset = timedelta(0)
+        real_clock = self.services.storage.claims.clock
+        self.services.storage.claims.clock = lambda: real_clock() + self.clock_offset
+        self.run(self.recreate_deleted())
+
+    def run(self, awaitable: Awaitable[Any]) -> Any:
+        return self.env.loop.run_until_complete(awaitable)
+
+    async def open(self) -> Services:
+        bucket = f"hyp-{uuid.uuid4().hex[:20]}"
+        boto3.client("s3", endpoint_url=self.env.s3_endpoint).create_bucket(Bucket=bucket)
+        settings = make_settings(self.env.s3_endpoint, bucket, claim_wait=0.2)
+        return await self.stack.enter_async_context(open_services(settings))
+
+    def teardown(self) -> None:
+        self.run(self.stack.aclose())
+
+    def folder(self, t: Target) -> str:
+        return self.services.attachments.folder(t.model, t.id)
+
+    async def recreate_deleted(self) -> None:
+        for model in MODELS.values():
+            for index in range(RECORDS):
+                with contextlib.suppress(DomainError):  # it exists
+                    await create(Target(model, index))(self)
+
+    async def named_by(self, t: Target) -> list[str]:
+        try:
+            return list((await self.services.records.get(t.model, t.id)).file_paths)
+        except DomainError:
+            return []
+
+    @rule(
+        first=operations,
+        second=operations,
+        plan1=plans,
+        plan2=plans,
+        plant=st.lists(st.tuples(targets, st.sampled_from(NAMES)), max_size=3),
+    )
+    def two_at_once(
+        self,
+        first: Op,
+        second: Op,
+        plan1: Plan | None,
+        plan2: Plan | None,
+        plant: list[tuple[Target, str]],
+    ) -> None:
+        self.run(self.recreate_deleted())  # deleting is tested; a deleted record stops nothing
+        for target, name in plant:  # clients' presigned uploads land (straight in S3, unchecked)
+            self.run(put_object(self.services, self.folder(target) + name))
+
+        async def with_plan(op: Op, plan: Plan | None) -> Any:
+            PLAN.set(plan)
+            return await op(self)
+
+        async def both() -> list[Any]:
+            return await asyncio.gather(
+                with_plan(first, plan1), with_plan(second, plan2), return_exceptions=True
+            )
+
+        results = self.run(both())
+        if IN_FLIGHT:  # what the lost calls still do lands within the lease's margin
+            self.run(asyncio.wait(IN_FLIGHT))
+            IN_FLIGHT.clear()
+        self.env.steps += 1
+        for plan in (plan1, plan2):
+            if plan is not None:
+                STATS[f"plans {'that struck' if plan.calls >= plan.at else 'not reached'}"] += 1
+        for result in results:
+            if isinstance(result, DomainError):
+                self.env.outcomes[result.code] += 1
+            elif isinstance(result, Crash | asyncio.CancelledError):
+                self.env.outcomes[type(result).__name__] += 1
+            elif isinstance(result, BaseException):
+                raise result  # a bug: anything else is not an answer
+            else:
+                self.env.outcomes["ok"] += 1
+
+    @invariant()
+    def no_record_names_a_missing_object(self) -> None:
+        self.run(self.check_named_objects_exist())
+
+    @invariant()
+    def versions_only_grow(self) -> None:
+        for model in MODELS.values():
+            for index in range(RECORDS):
+                t = Target(model, index)
+                try:
+                    record = self.run(self.services.records.get(model, t.id))
+                except DomainError:
+                    continue
+                key = (model.name, t.id)
+                created, version = self.versions.get(key, (record.created_at, 0))
+                if created == record.created_at:
+                    assert record.version >= version, (
+                        f"{key} went from v{version} to v{record.version}"
+                    )
+                self.versions[key] = (record.created_at, record.version)
+
+    @invariant()
+    def a_sweep_leaves_exactly_the_named_objects(self) -> None:
+        # every claim's lease runs out: what crashed or timed-out work left claimed is free
+        self.clock_offset += self.services.storage.claims.lease + timedelta(seconds=1)
+        report = self.run(self.services.sweeper.run(grace=timedelta(0)))
+        assert report.busy == 0, "a sweep with every lease run out found a claimed object"
+        assert report.dangling == [], report.dangling
+        self.run(self.check_named_objects_exist())
+        named = self.run(self.all_named())
+        stored = self.run(self.all_stored())
+        assert stored == named, f"orphans left: {sorted(stored - named)}"
+
+    async def check_named_objects_exist(self) -> None:
+        named = sorted(await self.all_named())
+        found = await self.services.files.head_many(named)
+        missing = [p for p, info in zip(named, found, strict=True) if info is None]
+        assert missing == [], f"records name missing objects: {missing}"
+
+    async def all_named(self) -> set[str]:
+        paths: set[str] = set()
+        for model in MODELS.values():
+            async for _, named in self.services.records.iterate_paths(model):
+                paths.update(named)
+        return paths
+
+    async def all_stored(self) -> set[str]:
+        return {o.path async for o in self.services.files.iterate("images/")}
+
+
+def test_the_promise_holds_under_concurrency_and_faults(
+    s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inject_faults(monkeypatch)
+    loop = asyncio.new_event_loop()
+    env = Environment(loop, s3_endpoint)
+    try:
+        run_state_machine_as_test(
+            lambda: Consistency(env),
+            settings=settings(
+                max_examples=30,
+                stateful_step_count=12,
+                deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+            ),
+        )
+    finally:
+        loop.close()
+    faults = sum(n for k, n in STATS.items() if k.startswith("fault"))
+    for key, count in sorted(STATS.items()):
+        print(f"  {key}: {count}")
+    print(
+        f"\nexplored {env.examples} examples, {env.steps} concurrent steps, "
+        f"{faults} faults injected; outcomes {dict(env.outcomes)}"
+    )
+    assert env.steps > 0
+    assert faults > 0

@@ -1,0 +1,128 @@
+"""Faults that must fail fast and leave nothing behind: a hung Redis, a hung S3, a step that
+fails after an upload."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from graphql_files.app import create_app
+from graphql_files.errors import StorageUnavailable
+from graphql_files.files import Files, ObjectInfo
+from graphql_files.models import SONG
+
+from .conftest import make_settings, services_in
+from .helpers import (
+    FULL_ACCESS,
+    PNG,
+    GraphQLClient,
+    RedisProcess,
+    codes,
+    hung_server,
+    multipart,
+    start_live_server,
+    ws_client,
+)
+
+ATTACH = """mutation($f: Upload!) {
+  attachSongCoverArt(input: {songId: "s", file: $f}) { coverArtPath version } }"""
+RENAME = 'mutation($n: String!) { updateSong(input: {id: "s", name: $n}) { version } }'
+
+
+async def test_a_hung_redis_does_not_hold_up_mutations(
+    s3_endpoint: str, bucket: str, tmp_path: Path
+) -> None:
+    """Redis stopped (not down): the mutation answers normally within the publish deadline,
+    the event counts as lost (subscribers are told RESYNC_REQUIRED), and delivery resumes once
+    Redis answers again."""
+    redis = RedisProcess(str(tmp_path))
+    redis.start()
+    settings = make_settings(
+        s3_endpoint, bucket, redis_url=redis.url, redis_stream=f"t:{uuid.uuid4().hex[:8]}"
+    )
+    try:
+        async with (
+            start_live_server(settings) as live,
+            ws_client(live) as ws,
+            live.client() as http,
+        ):
+            await http.data('mutation { createSong(input: {id: "s", name: "a"}) { id } }')
+            await ws.subscribe("subscription { onUpdateSong { version } }")
+            redis.pause()
+            try:
+                # the client gives up long before redis-py's own socket timeouts would
+                body = await asyncio.wait_for(http.run(RENAME, {"n": "during"}), 8)
+                assert body == {"data": {"updateSong": {"version": 2}}}
+                assert await ws.error_code(timeout=10) == "RESYNC_REQUIRED"
+                ready = (await http.http.get("/readyz")).json()
+                assert ready["events"]["publish_failures"] == 1
+            finally:
+                redis.resume()
+            await asyncio.wait_for(until_healthy(live.app), 20)
+            async with ws_client(live) as again:
+                await again.subscribe("subscription { onUpdateSong { version } }")
+                await asyncio.sleep(0.2)  # the subscription registers before the write
+                await http.data(RENAME, {"n": "after"})
+                assert (await again.next_payload(10))["data"]["onUpdateSong"] == {"version": 3}
+    finally:
+        redis.kill()
+
+
+async def until_healthy(app: Any) -> None:
+    while not app.state.services.broker.healthy:  # noqa: ASYNC110 - the broker has no event
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def hung_s3_app(bucket: str) -> Any:
+    async with hung_server() as endpoint:
+        settings = make_settings(endpoint, bucket, s3_timeout=0.3)
+        async with LifespanManager(create_app(settings)) as manager:
+            yield manager
+
+
+async def test_a_hung_s3_answers_storage_unavailable_in_seconds(hung_s3_app: Any) -> None:
+    transport = httpx.ASGITransport(app=hung_s3_app.app)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://t", headers=FULL_ACCESS
+    ) as http:
+        client = GraphQLClient(http)
+        await client.data('mutation { createSong(input: {id: "s", name: "a"}) { id } }')
+        response = await asyncio.wait_for(
+            multipart(client, ATTACH, {"f": None}, {"variables.f": ("c.png", PNG, "image/png")}),
+            20,  # three attempts of 30 s each before the fix
+        )
+        assert codes(response.json()) == ["STORAGE_UNAVAILABLE"]
+        song = await client.data('{ getSong(id: "s") { coverArtPath version } }')
+        assert song == {"getSong": {"coverArtPath": None, "version": 1}}
+
+
+async def test_an_upload_whose_head_fails_is_removed(
+    client: GraphQLClient, services: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The PUT succeeded, the HEAD after it failed: the request fails, and what it uploaded is
+    deleted like any failed step's upload."""
+    await client.data('mutation { createSong(input: {id: "s", name: "a"}) { id } }')
+
+    async def head_fails(self: Files, key: str) -> ObjectInfo | None:
+        raise StorageUnavailable("storage did not answer; try again shortly")
+
+    monkeypatch.setattr(Files, "head", head_fails)
+    response = await multipart(
+        client, ATTACH, {"f": None}, {"variables.f": ("c.png", PNG, "image/png")}
+    )
+    monkeypatch.undo()
+    assert codes(response.json()) == ["STORAGE_UNAVAILABLE"]
+    assert [o.path async for o in services.files.iterate("images/")] == []
+    assert (await services.records.get(SONG, "s")).version == 1
+
+
+@pytest.fixture
+def services(app: LifespanManager) -> Any:
+    return services_in(app)
