@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -20,7 +21,8 @@ import pytest
 from graphql_files.models import PHOTO_ALBUM, SONG
 from graphql_files.services import Services
 
-from ..helpers import GraphQLClient, LiveServer, put_object
+from ..conftest import make_settings
+from ..helpers import PNG, GraphQLClient, LiveServer, multipart, put_object, start_live_server
 
 ROUNDS = 200
 MAX_OFFSET = 0.012  # seconds; both requests take a few milliseconds each
@@ -180,3 +182,35 @@ async def test_remove_and_delete_races_add(live: LiveServer, client: GraphQLClie
         tally.dangling += await missing(services, list(album.file_paths))
     print(tally.outcomes)
     assert tally.dangling == [], f"{len(tally.dangling)} of {ROUNDS} rounds dangle: {tally}"
+
+
+async def test_fifty_concurrent_attaches_without_expected_version_all_succeed(
+    s3_endpoint: str, bucket: str, redis_url: str
+) -> None:
+    """Without expectedVersion the caller asked the server to serialize: on an instance that
+    publishes through Redis (slower writes, more contention), all 50 succeed, every version from
+    2 to 51 is someone's, and each deleted exactly what it replaced: one object is left."""
+    settings = make_settings(
+        s3_endpoint, bucket, redis_url=redis_url, redis_stream=f"t:{uuid.uuid4().hex[:8]}"
+    )
+    async with start_live_server(settings) as live, live.client() as client:
+        await client.data('mutation { createSong(input: {id: "busy", name: "b"}) { id } }')
+
+        async def attach() -> dict[str, Any]:
+            response = await multipart(
+                client,
+                ATTACH,
+                {"input": {"songId": "busy", "file": None}},
+                {"variables.input.file": ("c.png", PNG, "image/png")},
+            )
+            result: dict[str, Any] = response.json()
+            return result
+
+        bodies = await asyncio.gather(*(attach() for _ in range(50)))
+        assert [b.get("errors") for b in bodies] == [None] * 50
+        versions = sorted(b["data"]["attachSongCoverArt"]["version"] for b in bodies)
+        assert versions == list(range(2, 52))
+        services = services_of(live)
+        left = [o.path async for o in services.files.iterate(folder("Song", "busy"))]
+        song = await services.records.get(SONG, "busy")
+        assert left == list(song.file_paths)
