@@ -27,7 +27,9 @@ test: install system-deps
 
 lint: install
 	$(BIN)/ruff check graphql_files tests bench
+	$(BIN)/ruff format --check graphql_files tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff check --fix graphql_files tests bench

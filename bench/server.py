@@ -18,7 +18,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from graphql_files.api.context import services_of
 from graphql_files.app import create_app
-from graphql_files.models import PHOTO_ALBUM, SONG
+from graphql_files.domain.models import PHOTO_ALBUM, SONG
+from graphql_files.services.auth import Access, Principal
+from graphql_files.services.wiring import Services
 from graphql_files.settings import Settings
 
 SONG_FIELDS = ("id", "name", "coverArtPath", "version", "createdAt", "updatedAt")
@@ -36,10 +38,18 @@ async def bare_song(request: Request) -> JSONResponse:
     return JSONResponse({"data": {"getSong": song}})
 
 
+def key_holder(services: Services) -> Access:
+    """A caller with an API key: the built-in data rules let it write records."""
+    return Access(services.policy, Principal(api_key="static"))
+
+
 async def seed(request: Request) -> JSONResponse:
     services = services_of(request)
     record = await services.records.create(
-        SONG, {"name": "Benchmark", "coverArtPath": "images/bench/cover.png"}, record_id="bench"
+        key_holder(services),
+        SONG,
+        {"name": "Benchmark", "coverArtPath": "images/bench/cover.png"},
+        record_id="bench",
     )
     return JSONResponse({"id": record.id})
 
@@ -49,7 +59,10 @@ async def seed_albums(request: Request) -> JSONResponse:
     for n in range(100):
         paths = [f"images/album-{n}/{i:02}-photo {i}.png" for i in range(10)]
         await services.records.create(
-            PHOTO_ALBUM, {"name": f"Album {n}", "imagePaths": paths}, record_id=f"album-{n}"
+            key_holder(services),
+            PHOTO_ALBUM,
+            {"name": f"Album {n}", "imagePaths": paths},
+            record_id=f"album-{n}",
         )
     return JSONResponse({"albums": 100})
 

@@ -20,9 +20,9 @@ from .api.body_limit import BodyLimit
 from .api.context import services_of
 from .api.schema import build_schema
 from .api.view import GraphQLView
-from .services import Services, describe, open_services
+from .services.sweep import sweep_periodically
+from .services.wiring import Services, describe, open_services
 from .settings import LOCALHOST_ORIGINS, Settings
-from .sweep import sweep_periodically
 
 log = logging.getLogger("graphql_files")
 

@@ -12,10 +12,10 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from . import __version__, logs
-from .apikeys import ApiKeys
+from .adapters.mongo import open_database
+from .domain.policy import PolicyError, load_policy
 from .errors import DomainError
-from .mongo import open_database
-from .policy import PolicyError, load_policy
+from .services.apikeys import ApiKeys
 from .settings import Settings, describe_invalid
 
 DEFAULT_SCHEMA_FILE = Path("schema.graphql")
@@ -80,7 +80,7 @@ def schema(args: argparse.Namespace) -> int:
 
 
 def sweep(args: argparse.Namespace) -> int:
-    from .services import open_services
+    from .services.wiring import open_services
     from .settings import parse_duration
 
     settings = _settings(log_level=args.log_level)

@@ -16,10 +16,10 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
+from graphql_files.adapters.embedded import moto_s3_server
+from graphql_files.adapters.mongo import open_database
 from graphql_files.app import create_app
-from graphql_files.embedded import moto_s3_server
-from graphql_files.mongo import open_database
-from graphql_files.services import Services
+from graphql_files.services.wiring import Services
 from graphql_files.settings import Settings
 
 from .helpers import (

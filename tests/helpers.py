@@ -24,7 +24,8 @@ from PIL import Image
 from websockets.asyncio.client import ClientConnection, connect
 
 from graphql_files.app import create_app
-from graphql_files.services import Services
+from graphql_files.services.auth import Access, Principal, User
+from graphql_files.services.wiring import Services
 from graphql_files.settings import Settings
 
 Json = dict[str, Any]
@@ -290,6 +291,12 @@ class BytesReader:
     async def read(self, size: int = -1) -> bytes:
         chunk, self.data = (self.data, b"") if size < 0 else (self.data[:size], self.data[size:])
         return chunk
+
+
+def full_access(services: Services) -> Access:
+    """A caller the built-in rules let do everything: an API key and a signed-in user."""
+    user = User("tester", frozenset(), None)
+    return Access(services.policy, Principal(api_key="static", user=user))
 
 
 async def put_object(services: Services, path: str, data: bytes = PNG) -> None:

@@ -15,12 +15,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt import api_jwt
 from jwt.algorithms import RSAAlgorithm
 
-import graphql_files.auth as auth_module
-from graphql_files.apikeys import ApiKeys
-from graphql_files.auth import TokenVerifier
+import graphql_files.services.auth as auth_module
+from graphql_files.adapters.mongo import open_database
 from graphql_files.cli import api_key_command
 from graphql_files.errors import NotFound, Unauthenticated
-from graphql_files.mongo import open_database
+from graphql_files.services.apikeys import ApiKeys
+from graphql_files.services.auth import TokenVerifier
 from graphql_files.settings import Settings
 
 SECRET = "s" * 40

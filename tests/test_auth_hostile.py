@@ -16,8 +16,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from graphql_files.auth import TokenVerifier
 from graphql_files.errors import Unauthenticated
+from graphql_files.services.auth import TokenVerifier
 from graphql_files.settings import Settings
 
 from .helpers import API_KEY, TEST_JWT_SECRET, GraphQLClient

@@ -37,16 +37,16 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 from starlette.datastructures import Headers, UploadFile
 
-from graphql_files.attachments import Source
-from graphql_files.auth import Access, Principal, User
+from graphql_files.adapters.mongo import Collection
+from graphql_files.adapters.s3 import Files
+from graphql_files.domain.models import PHOTO_ALBUM, SONG, ModelSpec
 from graphql_files.errors import DatabaseUnavailable, DomainError, StorageUnavailable
-from graphql_files.files import Files
-from graphql_files.models import PHOTO_ALBUM, SONG, ModelSpec
-from graphql_files.mongo import Collection
-from graphql_files.services import Services, open_services
+from graphql_files.services.attachments import Source
+from graphql_files.services.auth import Access, Principal, User
+from graphql_files.services.wiring import Services, open_services
 
 from .conftest import make_settings
-from .helpers import PNG, put_object
+from .helpers import PNG, full_access, put_object
 
 MODELS = {"Song": SONG, "PhotoAlbum": PHOTO_ALBUM}
 RECORDS = 2  # per model: few, so operations collide
@@ -236,7 +236,9 @@ def delete_record(t: Target, delete_files: bool) -> Op:
 
 def create(t: Target) -> Op:
     async def run(m: Consistency) -> Any:
-        return await m.services.records.create(t.model, {"name": "r"}, record_id=t.id)
+        return await m.services.records.create(
+            full_access(m.services), t.model, {"name": "r"}, record_id=t.id
+        )
 
     return run
 
@@ -347,7 +349,11 @@ class Consistency(RuleBasedStateMachine):
 
     async def named_by(self, t: Target) -> list[str]:
         try:
-            return list((await self.services.records.get(t.model, t.id)).file_paths)
+            return list(
+                (
+                    await self.services.records.get(full_access(self.services), t.model, t.id)
+                ).file_paths
+            )
         except DomainError:
             return []
 
@@ -407,7 +413,9 @@ class Consistency(RuleBasedStateMachine):
             for index in range(RECORDS):
                 t = Target(model, index)
                 try:
-                    record = self.run(self.services.records.get(model, t.id))
+                    record = self.run(
+                        self.services.records.get(full_access(self.services), model, t.id)
+                    )
                 except DomainError:
                     continue
                 key = (model.name, t.id)

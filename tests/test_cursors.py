@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from graphql_files.adapters.redis_log import RedisBroker
+from graphql_files.domain.feed import Broker, ChangeEvent, ChangeKind, LocalBroker
 from graphql_files.errors import BadUserInput, DomainError, ResyncRequired
-from graphql_files.events import Broker, ChangeEvent, ChangeKind, LocalBroker
-from graphql_files.redis_broker import RedisBroker
 
 MALFORMED = [
     "%%not-a-cursor%%",

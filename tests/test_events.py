@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from graphql_files.domain.feed import ChangeEvent, ChangeKind, LocalBroker
 from graphql_files.errors import ResyncRequired, SlowConsumer
-from graphql_files.events import ChangeEvent, ChangeKind, LocalBroker
 
 
 def event(n: int, model: str = "SONG") -> ChangeEvent:

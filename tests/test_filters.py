@@ -10,9 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mongomock_motor import AsyncMongoMockClient
 
-from graphql_files import filters
-from graphql_files.filters import And, Cond, Node, Not, Or
-from graphql_files.models import PHOTO_ALBUM, Record
+from graphql_files.domain import filters
+from graphql_files.domain.filters import And, Cond, Node, Not, Or
+from graphql_files.domain.models import PHOTO_ALBUM, Record
+from graphql_files.services import queries
 
 from .helpers import GraphQLClient
 
@@ -93,7 +94,7 @@ def test_mongodb_and_python_agree(tree: Node) -> None:
     async def in_mongodb() -> set[str]:
         collection = AsyncMongoMockClient()["db"]["albums"]
         await collection.insert_many([dict(d) for d in DOCS])
-        return {d["_id"] async for d in collection.find(filters.to_mongo(tree))}
+        return {d["_id"] async for d in collection.find(queries.to_mongo(tree))}
 
     in_python = {
         d["_id"] for d in DOCS if filters.matches(tree, Record.from_document(PHOTO_ALBUM, d))

@@ -21,9 +21,9 @@ import pytest
 from websockets.asyncio.client import connect
 
 from graphql_files import cli
-from graphql_files.files import Files
+from graphql_files.adapters.s3 import Files
 from graphql_files.logs import Disclosed, RedactCredentials, redact
-from graphql_files.services import Services, describe
+from graphql_files.services.wiring import Services, describe
 
 from .helpers import TEST_API_KEY, LiveServer, token
 from .test_cli import ROOT, free_port

@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from graphql_files import media
+from graphql_files.domain import media
 from graphql_files.errors import BadUserInput, UnsupportedMediaType
 
 from .helpers import JPEG, MP3, PNG

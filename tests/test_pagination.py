@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from graphql_files import pagination
+from graphql_files.domain import pagination
 from graphql_files.errors import BadUserInput
 
 from .helpers import GraphQLClient

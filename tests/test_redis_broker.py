@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from graphql_files.adapters.redis_log import GAP_CLOCK_MARGIN, RedisBroker
+from graphql_files.domain.feed import ChangeEvent, ChangeKind
 from graphql_files.errors import ResyncRequired
-from graphql_files.events import ChangeEvent, ChangeKind
-from graphql_files.redis_broker import GAP_CLOCK_MARGIN, RedisBroker
 from graphql_files.settings import Settings
 
 from .conftest import make_settings

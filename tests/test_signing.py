@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from unittest import mock
@@ -12,8 +13,8 @@ import pytest
 from aiobotocore.credentials import AioRefreshableCredentials
 from botocore.config import Config
 
-from graphql_files.files import Files
-from graphql_files.signing import PROBE_KEY, Credentials, UrlSigner
+from graphql_files.adapters.s3 import Files
+from graphql_files.adapters.signing import PROBE_KEY, Credentials, UrlSigner
 
 NOW = datetime(2026, 11, 24, 23, 5, 7, tzinfo=UTC)
 KEYS = [
@@ -93,8 +94,16 @@ async def test_signed_urls_follow_rotating_credentials() -> None:
             "expiry_time": expiry.isoformat(),
         }
 
-    credentials = AioRefreshableCredentials.create_from_metadata(
-        await refresh(), refresh_using=refresh, method="test"
+    clock = [start]
+    first_keys = await refresh()
+    credentials = AioRefreshableCredentials(
+        first_keys["access_key"],
+        first_keys["secret_key"],
+        first_keys["token"],
+        datetime.fromisoformat(first_keys["expiry_time"]),
+        refresh,
+        "test",
+        time_fetcher=lambda: clock[0],
     )
     signer = UrlSigner(f"https://b.s3.amazonaws.com/{PROBE_KEY}", "us-east-1")
     files = Files(
@@ -105,9 +114,17 @@ async def test_signed_urls_follow_rotating_credentials() -> None:
         endpoint_url=None,
         embedded=False,
     )
-    first = await files.signed_url("images/x.png", expires_in=60)
-    assert "KEY1%2F" in first.url
-    # 55 minutes later, KEY1 is within botocore's refresh window: the next URL uses KEY2
-    credentials._time_fetcher = lambda: start + timedelta(minutes=55)
-    second = await files.signed_url("images/x.png", expires_in=60)
-    assert "KEY2%2F" in second.url
+    await files.refresh_signing_credentials()
+    assert "KEY1%2F" in files.signed_url("images/x.png", expires_in=60).url
+    refresher = asyncio.create_task(files.keep_signing_credentials_fresh(every=0.01))
+    try:
+        await asyncio.sleep(0.05)
+        assert "KEY1%2F" in files.signed_url("images/x.png", expires_in=60).url  # still valid
+        # 55 minutes later, KEY1 is within botocore's refresh window: the refresher, off the
+        # request path, takes KEY2, and signing goes on without awaiting anything
+        clock[0] = start + timedelta(minutes=55)
+        while "KEY1%2F" in files.signed_url("images/x.png", expires_in=60).url:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        assert "KEY2%2F" in files.signed_url("images/x.png", expires_in=60).url
+    finally:
+        refresher.cancel()

@@ -11,12 +11,12 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from graphql_files.app import create_app
-from graphql_files.models import PHOTO_ALBUM, SONG
-from graphql_files.services import Services
+from graphql_files.domain.models import PHOTO_ALBUM, SONG
+from graphql_files.services.wiring import Services
 from graphql_files.settings import Settings, parse_duration
 
 from .conftest import ROOT, make_settings, services_in
-from .helpers import put_object
+from .helpers import full_access, put_object
 
 
 async def keys(services: Services) -> set[str]:
@@ -29,9 +29,13 @@ async def test_sweep_removes_old_orphans_keeps_fresh_and_named(services: Service
     await put_object(services, "images/gone/old-orphan.png")
     await put_object(services, "outside/prefix.png")
     await services.records.create(
-        SONG, {"name": "A", "coverArtPath": "images/s1/named.png"}, record_id="s1"
+        full_access(services),
+        SONG,
+        {"name": "A", "coverArtPath": "images/s1/named.png"},
+        record_id="s1",
     )
     await services.records.create(
+        full_access(services),
         PHOTO_ALBUM,
         {"name": "B", "imagePaths": ["images/a1/in-album.png", "images/a1/missing.png"]},
         record_id="a1",
@@ -65,13 +69,14 @@ async def test_sweep_removes_old_orphans_keeps_fresh_and_named(services: Service
 async def test_sweep_pages_through_many_objects(
     services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from graphql_files import sweep
+    from graphql_files.services import sweep
 
     monkeypatch.setattr(sweep, "PAGE", 7)  # many pages from a few objects
     monkeypatch.setattr(sweep, "HEAD_BATCH", 3)
     for n in range(20):
         await put_object(services, f"images/o/{n:02}.png")
     await services.records.create(
+        full_access(services),
         PHOTO_ALBUM,
         {
             "name": "x",

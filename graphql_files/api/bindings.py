@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from ..models import PHOTO_ALBUM, SONG, ModelSpec
+from ..domain.models import PHOTO_ALBUM, SONG, ModelSpec
 from .inputs import ModelInputs, model_inputs
 from .types import PhotoAlbum, RecordType, Song, connection_type
+
+Resolver = TypeVar("Resolver", bound=Callable[..., Any])
+
+
+def typed(resolver: Resolver, *, returns: object, **arguments: object) -> Resolver:
+    """``resolver`` with the per-model types strawberry reads from its annotations: one generic
+    resolver serves every model, its ``Any`` annotations replaced here by that model's types
+    (values a type checker cannot follow, which is why they are given at run time)."""
+    resolver.__annotations__.update(arguments, **{"return": returns})
+    return resolver
 
 
 @dataclass(frozen=True)

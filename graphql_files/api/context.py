@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 import strawberry
@@ -12,10 +12,10 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.dataloader import DataLoader
 
-from ..auth import Access
+from ..domain.objects import ObjectInfo
 from ..errors import DomainError
-from ..files import ObjectInfo
-from ..services import Services
+from ..services.auth import Access
+from ..services.wiring import Services
 
 
 @dataclass
@@ -30,8 +30,20 @@ class Context:
     response: Response | WebSocket
     services: Services
     access: Access  # who is calling; replaced on a websocket once connection_init arrives
-    properties: DataLoader[str, ObjectInfo | None]  # FileRef.properties, batched
     connection_params: dict[str, Any] | None = None
+    properties: DataLoader[str, ObjectInfo | None] = field(init=False)  # FileRef.properties
+
+    def __post_init__(self) -> None:
+        # batched per request; a websocket context lives as long as the connection, so there
+        # nothing is cached across events
+        cache = not isinstance(self.request, WebSocket)
+        self.properties = DataLoader(load_fn=self._load_properties, cache=cache)
+
+    async def _load_properties(
+        self, paths: list[str]
+    ) -> Sequence[ObjectInfo | BaseException | None]:
+        """Through storage, as the caller now is (a websocket's access changes at init)."""
+        return await self.services.storage.properties_many(self.access, paths)
 
     @classmethod
     async def build(cls, request: Request | WebSocket, response: Response | WebSocket) -> Context:
@@ -42,14 +54,7 @@ class Context:
         access = (
             Access(services.policy) if websocket else await authenticate(services, request.headers)
         )
-        return cls(
-            request=request,
-            response=response,
-            services=services,
-            access=access,
-            # a websocket context lives as long as the connection: no cache across events
-            properties=DataLoader(load_fn=services.files.head_many, cache=not websocket),
-        )
+        return cls(request=request, response=response, services=services, access=access)
 
 
 def services_of(connection: HTTPConnection) -> Services:

@@ -4,8 +4,9 @@
 and so on. Each resolver only turns arguments into a call on ``Records`` and the record it
 gets back into the model's GraphQL type.
 
-No ``from __future__ import annotations``: resolver annotations name per-model types that
-strawberry must see evaluated.
+Each resolver is written once, its per-model argument and return types given by ``typed``
+(strawberry reads them from the annotations; a type checker sees ``Any``). No ``from __future__
+import annotations``: strawberry must see the annotations evaluated.
 """
 
 from typing import Any
@@ -13,10 +14,10 @@ from typing import Any
 import strawberry
 from strawberry.types.unset import UNSET
 
-from .. import filters
-from ..models import check_values
-from ..records import Preconditions
-from .bindings import Binding
+from ..domain.models import check_values
+from ..services.records import Preconditions
+from . import filtering
+from .bindings import Binding, typed
 from .context import Info
 from .types import ModelSortDirection
 
@@ -38,13 +39,12 @@ def _expected_version(obj: Any) -> int | None:
 
 
 def get_field(b: Binding) -> Any:
-    async def resolve(info: Info, id: strawberry.ID) -> b.object_type | None:  # type: ignore[name-defined]
-        grant = info.context.access.data(b.model, "read")
-        record = await info.context.services.records.get(b.model, id, owner=grant.owner)
+    async def resolve(info: Info, id: strawberry.ID) -> Any:
+        record = await info.context.services.records.get(info.context.access, b.model, id)
         return b.object_type.from_record(record)
 
     return strawberry.field(
-        resolver=resolve,
+        resolver=typed(resolve, returns=b.object_type | None),
         description=f"One {b.model.name} by id; null with a NOT_FOUND error when there is none.",
     )
 
@@ -52,96 +52,99 @@ def get_field(b: Binding) -> Any:
 def list_field(b: Binding) -> Any:
     async def resolve(
         info: Info,
-        filter: b.inputs.filter | None = None,  # type: ignore[name-defined]
+        filter: Any = None,
         limit: int | None = None,
         nextToken: str | None = None,
         sortDirection: ModelSortDirection | None = None,
-    ) -> b.connection | None:  # type: ignore[name-defined]
-        grant = info.context.access.data(b.model, "read")
+    ) -> Any:
         page = await info.context.services.records.list(
+            info.context.access,
             b.model,
-            where=filters.parse(b.model, filter),
+            where=filtering.parse(b.model, filter),
             limit=limit,
             next_token=nextToken,
             descending=sortDirection is ModelSortDirection.DESC,
-            owner=grant.owner,
         )
         return b.connection(
             items=[b.object_type.from_record(r) for r in page.items], nextToken=page.next_token
         )
 
     return strawberry.field(
-        resolver=resolve,
+        resolver=typed(resolve, filter=b.inputs.filter | None, returns=b.connection | None),
         description=f"{b.model.plural} matching `filter`, by createdAt then id; `limit` "
         "defaults to 100 (at most 1000); pass `nextToken` back for the next page.",
     )
 
 
 def create_field(b: Binding) -> Any:
-    async def resolve(
-        info: Info,
-        input: b.inputs.create,  # type: ignore[name-defined]
-        condition: b.inputs.condition | None = None,  # type: ignore[name-defined]
-    ) -> b.object_type | None:  # type: ignore[name-defined]
-        grant = info.context.access.data(b.model, "create")
+    async def resolve(info: Info, input: Any, condition: Any = None) -> Any:
         record_id = None if input.id in (None, UNSET) else str(input.id)
         record = await info.context.services.records.create(
+            info.context.access,
             b.model,
             given_values(b, input),
             record_id=record_id,
-            owner=grant.creator,
-            condition=filters.parse(b.model, condition, what="condition"),
+            condition=filtering.parse(b.model, condition, what="condition"),
         )
         return b.object_type.from_record(record)
 
-    return strawberry.mutation(resolver=resolve, description=f"Create a {b.model.name}.")
+    return strawberry.mutation(
+        resolver=typed(
+            resolve,
+            input=b.inputs.create,
+            condition=b.inputs.condition | None,
+            returns=b.object_type | None,
+        ),
+        description=f"Create a {b.model.name}.",
+    )
 
 
 def update_field(b: Binding) -> Any:
-    async def resolve(
-        info: Info,
-        input: b.inputs.update,  # type: ignore[name-defined]
-        condition: b.inputs.condition | None = None,  # type: ignore[name-defined]
-    ) -> b.object_type | None:  # type: ignore[name-defined]
-        grant = info.context.access.data(b.model, "update")
+    async def resolve(info: Info, input: Any, condition: Any = None) -> Any:
         values = given_values(b, input)
         record = await info.context.services.records.update(
+            info.context.access,
             b.model,
             str(input.id),
             set_values={k: v for k, v in values.items() if v is not None},
             unset=[k for k, v in values.items() if v is None],
             preconditions=Preconditions(
                 expected_version=_expected_version(input),
-                condition=filters.parse(b.model, condition, what="condition"),
-                owner=grant.owner,
+                condition=filtering.parse(b.model, condition, what="condition"),
             ),
         )
         return b.object_type.from_record(record)
 
     return strawberry.mutation(
-        resolver=resolve,
+        resolver=typed(
+            resolve,
+            input=b.inputs.update,
+            condition=b.inputs.condition | None,
+            returns=b.object_type | None,
+        ),
         description=f"Change a {b.model.name}: fields given as null are removed.",
     )
 
 
 def delete_field(b: Binding) -> Any:
-    async def resolve(
-        info: Info,
-        input: b.inputs.delete,  # type: ignore[name-defined]
-        condition: b.inputs.condition | None = None,  # type: ignore[name-defined]
-    ) -> b.object_type | None:  # type: ignore[name-defined]
+    async def resolve(info: Info, input: Any, condition: Any = None) -> Any:
         record = await info.context.services.attachments.delete_record(
             info.context.access,
             b.model,
             str(input.id),
             delete_files=input.deleteFiles,
             expected_version=_expected_version(input),
-            condition=filters.parse(b.model, condition, what="condition"),
+            condition=filtering.parse(b.model, condition, what="condition"),
         )
         return b.object_type.from_record(record)
 
     return strawberry.mutation(
-        resolver=resolve,
+        resolver=typed(
+            resolve,
+            input=b.inputs.delete,
+            condition=b.inputs.condition | None,
+            returns=b.object_type | None,
+        ),
         description=f"Delete a {b.model.name}; returns it as it was, with the version the "
         "delete gave it.",
     )

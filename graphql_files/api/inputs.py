@@ -14,7 +14,7 @@ from typing import Any, Optional, Union, get_args, get_origin
 import strawberry
 from strawberry.types.unset import UNSET
 
-from ..models import Kind, ModelSpec
+from ..domain.models import Kind, ModelSpec
 
 _OPERATOR_DOCS = {
     "eq": "equal to",

@@ -18,14 +18,14 @@ from strawberry.extensions.max_aliases import create_validator as max_aliases_ru
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types.execution import ExecutionContext
 
-from ..events import ChangeKind
+from ..domain.feed import ChangeKind
 from ..settings import Settings
 from .bindings import PHOTO_ALBUM_API, SONG_API
 from .budget import budgeted_execution
 from .cost import query_cost_rule
 from .crud import create_field, delete_field, get_field, list_field, update_field
-from .errors import ErrorShaping, log_errors
-from .storage import StorageMutation, StorageQuery
+from .error_shaping import ErrorShaping, log_errors
+from .storage_ops import StorageMutation, StorageQuery
 from .subscriptions import change_field, record_changes_field
 from .types import DATETIME_SCALAR
 from .validation import depth_limit_rule

@@ -14,16 +14,18 @@ from typing import Any
 import strawberry
 from starlette.websockets import WebSocket
 
-from .. import filters
+from ..domain import filters
+from ..domain.feed import ChangeEvent, ChangeKind, Subscription
+from ..domain.models import MODELS_BY_ENUM, Record
 from ..errors import DomainError, SlowConsumer
-from ..events import ChangeEvent, ChangeKind, Subscription
-from ..models import MODELS_BY_ENUM
-from .bindings import BINDINGS, Binding
+from . import filtering
+from .bindings import BINDINGS, Binding, typed
 from .closing import close_later
 from .context import Info
 from .types import ModelName, PhotoAlbum, Song
 
 CUT_OFF_CODE = 4008
+_STREAM: Any = AsyncGenerator  # subscripted with a model's type at run time (see ``typed``)
 _VERBS = {
     ChangeKind.CREATED: "created",
     ChangeKind.UPDATED: "updated",
@@ -60,18 +62,15 @@ async def _subscribed(
 
 
 def change_field(b: Binding, kind: ChangeKind) -> Any:
-    async def resolve(
-        info: Info,
-        filter: b.inputs.subscription_filter | None = None,  # type: ignore[name-defined]
-    ) -> AsyncGenerator[b.object_type, None]:  # type: ignore[name-defined]
-        where = filters.parse(b.model, filter, what="subscription filter")
-        owner = info.context.access.data(b.model, "read").owner  # a subscription is a read
+    async def resolve(info: Info, filter: Any = None) -> AsyncGenerator[Any, None]:
+        where = filtering.parse(b.model, filter, what="subscription filter")
+        visible = info.context.services.records.visible(info.context.access, b.model)
 
         def wanted(event: ChangeEvent) -> bool:
             if event.kind is not kind or event.model != b.model.enum_name:
                 return False
             record = event.record
-            return (owner is None or record.owner == owner) and filters.matches(where, record)
+            return visible(record) and filters.matches(where, record)
 
         async with _subscribed(info, wanted) as events:
             async for event in events:
@@ -82,7 +81,11 @@ def change_field(b: Binding, kind: ChangeKind) -> Any:
         " (as it was, with the version the delete gave it)" if kind is ChangeKind.DELETED else ""
     )
     return strawberry.subscription(
-        resolver=resolve,
+        resolver=typed(
+            resolve,
+            filter=b.inputs.subscription_filter | None,
+            returns=_STREAM[b.object_type, None],
+        ),
         description=f"Every {b.model.name} {what} from now on that matches `filter`{extra}.",
     )
 
@@ -127,26 +130,28 @@ async def record_changes(
     after: str | None = None,
 ) -> AsyncGenerator[RecordChange, None]:
     """The change feed: every committed change to the records the caller may read."""
-    access = info.context.access
+    records = info.context.services.records
     chosen = [MODELS_BY_ENUM[m.value] for m in models] if models else None
-    owners: dict[str, str | None] = {}
+    visible: dict[str, Callable[[Record], bool]] = {}
+    refusal: DomainError | None = None
     for model in chosen or MODELS_BY_ENUM.values():
         try:
-            owners[model.enum_name] = access.data(model, "read").owner
-        except DomainError:
+            visible[model.enum_name] = records.visible(info.context.access, model)
+        except DomainError as exc:
             if chosen is not None:  # asked for by name: refuse
                 raise
-    if not owners:
-        access.data(next(iter(MODELS_BY_ENUM.values())), "read")  # raises the refusal
+            refusal = refusal or exc
+    if not visible and refusal is not None:
+        raise refusal
     wanted_ids = {str(i) for i in ids} if ids else None
 
     def wanted(event: ChangeEvent) -> bool:
-        if event.model not in owners:
+        sees = visible.get(event.model)
+        if sees is None:
             return False
         if wanted_ids is not None and event.record_id not in wanted_ids:
             return False
-        owner = owners[event.model]
-        return owner is None or event.document.get("owner") == owner
+        return sees(event.record)
 
     async with _subscribed(info, wanted, after) as events:
         async for event in events:

@@ -5,15 +5,14 @@ annotation names a local variable, which strawberry must see evaluated.
 """
 
 import enum
-from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Self
 
 import strawberry
 
-from .. import files
-from ..files import ObjectInfo
-from ..models import PHOTO_ALBUM, SONG, ModelSpec, Record
+from ..domain import objects
+from ..domain.models import PHOTO_ALBUM, SONG, ModelSpec, Record
+from ..domain.objects import ObjectInfo
 from .budget import current_budget, yielding
 from .context import Info
 from .cost import HEAD_COST, URL_COST
@@ -78,12 +77,8 @@ class SignedUrl:
     expiresAt: datetime
 
     @classmethod
-    def from_signed(cls, signed: files.SignedUrl) -> Self:
+    def from_signed(cls, signed: objects.SignedUrl) -> Self:
         return cls(url=signed.url, expiresAt=signed.expires_at)
-
-
-async def _later(signed: Awaitable[files.SignedUrl]) -> SignedUrl:
-    return SignedUrl.from_signed(await signed)
 
 
 @strawberry.type(description="A file a record names.")
@@ -108,8 +103,6 @@ class FileRef:
             expires_in=expiresIn,
             content_disposition=contentDisposition,
         )
-        if not isinstance(signed, files.SignedUrl):
-            return _later(signed)  # type: ignore[return-value]  # graphql-core awaits it
         return SignedUrl.from_signed(signed)
 
     @strawberry.field(
@@ -118,7 +111,6 @@ class FileRef:
     )
     async def properties(self, info: Info) -> FileProperties | None:
         current_budget().spend(HEAD_COST)
-        info.context.access.storage(self.path, "get")
         found = await info.context.properties.load(self.path)
         return None if found is None else FileProperties.from_info(found)
 

@@ -65,7 +65,7 @@ from .budget import end_over_budget
 from .closing import close_later
 from .context import Context, authenticate, services_of
 from .deadline import request_deadline
-from .errors import BAD_USER_INPUT, shape
+from .error_shaping import BAD_USER_INPUT, shape
 from .uploads import FileTooLarge, UploadRequestAdapter, close_uploads, place_files
 
 log = logging.getLogger(__name__)

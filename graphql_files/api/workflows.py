@@ -5,10 +5,10 @@ from __future__ import annotations
 import strawberry
 from strawberry.file_uploads import Upload
 
-from ..attachments import many_sources, one_source
-from ..models import PHOTO_ALBUM, SONG
+from ..domain.models import PHOTO_ALBUM, SONG
+from ..services.attachments import many_sources, one_source
 from .context import Info
-from .storage import optional_upload, optional_uploads
+from .storage_ops import optional_upload, optional_uploads
 from .types import PhotoAlbum, Song
 
 _EXPECTED = "Act only if the record is still at this version (else CONFLICT, nothing uploaded)."

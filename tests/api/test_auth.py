@@ -11,14 +11,15 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
-from graphql_files.models import SONG
-from graphql_files.services import Services
+from graphql_files.domain.models import SONG
+from graphql_files.services.wiring import Services
 
 from ..helpers import (
     API_KEY,
     PNG,
     GraphQLClient,
     codes,
+    full_access,
     multipart,
     put_object,
     token,
@@ -92,7 +93,9 @@ Op = Callable[[GraphQLClient, Services], Awaitable[dict[str, Any]]]
 
 async def seeded(services: Services) -> str:
     record_id = f"s-{uuid.uuid4().hex[:8]}"
-    await services.records.create(SONG, {"name": "seed"}, record_id=record_id)
+    await services.records.create(
+        full_access(services), SONG, {"name": "seed"}, record_id=record_id
+    )
     return record_id
 
 
@@ -204,7 +207,9 @@ async def test_workflows_need_both(
     record_id = await seeded(services)
     path = f"images/Song/{record_id}/old.png"
     await put_object(services, path)
-    await services.records.update(SONG, record_id, set_values={"coverArtPath": path})
+    await services.records.update(
+        full_access(services), SONG, record_id, set_values={"coverArtPath": path}
+    )
     client = GraphQLClient(bare, callers[caller])
     if workflow == "attachSongCoverArt":
         response = await multipart(

@@ -12,14 +12,15 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
+from graphql_files.adapters.s3 import Files
 from graphql_files.app import create_app
-from graphql_files.files import Files, ObjectInfo
-from graphql_files.models import PHOTO_ALBUM
-from graphql_files.services import Services
+from graphql_files.domain.models import PHOTO_ALBUM
+from graphql_files.domain.objects import ObjectInfo
+from graphql_files.services.wiring import Services
 from graphql_files.settings import Settings
 
 from ..conftest import services_in
-from ..helpers import FULL_ACCESS, GraphQLClient, start_live_server, ws_client
+from ..helpers import FULL_ACCESS, GraphQLClient, full_access, start_live_server, ws_client
 
 LISTING = "listPhotoAlbums(limit: 1000) { items { images { url { url } } } }"
 ATTACK = "query { " + " ".join(f"a{n}: {LISTING}" for n in range(30)) + " }"
@@ -30,7 +31,10 @@ async def albums(services: Services, count: int, images: int) -> None:
     for n in range(count):
         paths = [f"images/PhotoAlbum/a{n}/{i}.png" for i in range(images)]
         await services.records.create(
-            PHOTO_ALBUM, {"name": "x", "imagePaths": paths}, record_id=f"a{n}"
+            full_access(services),
+            PHOTO_ALBUM,
+            {"name": "x", "imagePaths": paths},
+            record_id=f"a{n}",
         )
 
 

@@ -6,8 +6,9 @@ from typing import Any
 
 import httpx
 
-from graphql_files.files import Files, ObjectInfo
-from graphql_files.services import Services
+from graphql_files.adapters.s3 import Files
+from graphql_files.domain.objects import ObjectInfo
+from graphql_files.services.wiring import Services
 
 from ..helpers import PNG, GraphQLClient, upload_data
 

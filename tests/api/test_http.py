@@ -10,7 +10,7 @@ from asgi_lifespan import LifespanManager
 from graphql import get_introspection_query
 
 from graphql_files.app import create_app
-from graphql_files.records import Records
+from graphql_files.services.records import Records
 
 from ..conftest import make_settings
 from ..helpers import FULL_ACCESS, GraphQLClient

@@ -18,11 +18,19 @@ from typing import Any
 
 import pytest
 
-from graphql_files.models import PHOTO_ALBUM, SONG
-from graphql_files.services import Services
+from graphql_files.domain.models import PHOTO_ALBUM, SONG
+from graphql_files.services.wiring import Services
 
 from ..conftest import make_settings
-from ..helpers import PNG, GraphQLClient, LiveServer, multipart, put_object, start_live_server
+from ..helpers import (
+    PNG,
+    GraphQLClient,
+    LiveServer,
+    full_access,
+    multipart,
+    put_object,
+    start_live_server,
+)
 
 ROUNDS = 200
 MAX_OFFSET = 0.012  # seconds; both requests take a few milliseconds each
@@ -118,7 +126,7 @@ async def test_adopt_races_remove_file(live: LiveServer, client: GraphQLClient) 
             rng,
         )
         tally.saw(attach, remove)
-        song = await services.records.get(SONG, song_id)
+        song = await services.records.get(full_access(services), SONG, song_id)
         tally.dangling += await missing(services, list(song.file_paths))
     print(tally.outcomes)
     assert tally.dangling == [], f"{len(tally.dangling)} of {ROUNDS} rounds dangle: {tally}"
@@ -148,7 +156,7 @@ async def test_detach_and_delete_races_reattach(live: LiveServer, client: GraphQ
             rng,
         )
         tally.saw(detach, attach)
-        song = await services.records.get(SONG, song_id)
+        song = await services.records.get(full_access(services), SONG, song_id)
         tally.dangling += await missing(services, list(song.file_paths))
     print(tally.outcomes)
     assert tally.dangling == [], f"{len(tally.dangling)} of {ROUNDS} rounds dangle: {tally}"
@@ -178,7 +186,7 @@ async def test_remove_and_delete_races_add(live: LiveServer, client: GraphQLClie
             rng,
         )
         tally.saw(remove, add)
-        album = await services.records.get(PHOTO_ALBUM, album_id)
+        album = await services.records.get(full_access(services), PHOTO_ALBUM, album_id)
         tally.dangling += await missing(services, list(album.file_paths))
     print(tally.outcomes)
     assert tally.dangling == [], f"{len(tally.dangling)} of {ROUNDS} rounds dangle: {tally}"
@@ -212,5 +220,5 @@ async def test_fifty_concurrent_attaches_without_expected_version_all_succeed(
         assert versions == list(range(2, 52))
         services = services_of(live)
         left = [o.path async for o in services.files.iterate(folder("Song", "busy"))]
-        song = await services.records.get(SONG, "busy")
+        song = await services.records.get(full_access(services), SONG, "busy")
         assert left == list(song.file_paths)

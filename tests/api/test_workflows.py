@@ -9,13 +9,13 @@ from typing import Any
 import httpx
 import pytest
 
+from graphql_files.adapters.s3 import Files
 from graphql_files.errors import DatabaseUnavailable, StorageUnavailable
-from graphql_files.files import Files
-from graphql_files.records import Records
-from graphql_files.services import Services
-from graphql_files.storage import Storage
+from graphql_files.services.records import Records
+from graphql_files.services.storage import Storage
+from graphql_files.services.wiring import Services
 
-from ..helpers import JPEG, MP3, PNG, GraphQLClient, codes, multipart, upload_data
+from ..helpers import JPEG, MP3, PNG, GraphQLClient, codes, full_access, multipart, upload_data
 
 SONG = "id name coverArtPath version coverArt { path url { url } properties { size contentType } }"
 ALBUM = "id imagePaths version images { path url { url } }"
@@ -440,9 +440,11 @@ async def test_conflict_at_the_write_removes_the_upload(
 
     async def upload_then_someone_writes(self: Storage, *args: Any, **kwargs: Any) -> Any:
         stored = await real_upload(self, *args, **kwargs)
-        from graphql_files.models import SONG
+        from graphql_files.domain.models import SONG
 
-        await records.update(SONG, "s1", set_values={"name": "changed meanwhile"})
+        await records.update(
+            full_access(services), SONG, "s1", set_values={"name": "changed meanwhile"}
+        )
         return stored
 
     monkeypatch.setattr(Storage, "upload", upload_then_someone_writes)

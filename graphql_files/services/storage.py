@@ -13,15 +13,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from tempfile import SpooledTemporaryFile
 from typing import BinaryIO, Protocol
 
-from . import media, pagination
-from .auth import Access
-from .claims import Busy, Claim, Claims
-from .errors import (
+from ..adapters.s3 import Files
+from ..domain import media, pagination
+from ..domain.object_keys import check_key
+from ..domain.objects import FilePage, ObjectInfo, PresignedPost, Readable, SignedUrl
+from ..errors import (
     BadUserInput,
     Conflict,
     DomainError,
@@ -30,10 +31,10 @@ from .errors import (
     StorageUnavailable,
     excerpt,
 )
-from .files import Files, ObjectInfo, PresignedPost, Readable, SignedUrl
-from .keys import check_key
+from ..settings import SEVEN_DAYS, Settings
+from .auth import Access
+from .claims import Busy, Claim, Claims
 from .records import RecordRef, Records
-from .settings import SEVEN_DAYS, Settings
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +61,6 @@ def _name(upload: Upload) -> str:
     return excerpt(upload.filename) if upload.filename else "the file"
 
 
-@dataclass(frozen=True)
-class FilePage:
-    items: list[ObjectInfo]
-    next_token: str | None
-
-
 @dataclass
 class Deletion:
     """What ``Storage.delete_unnamed`` did with each path it was given."""
@@ -80,7 +75,7 @@ class Storage:
     def __init__(
         self, *, files: Files, records: Records, claims: Claims, settings: Settings
     ) -> None:
-        self.files = files
+        self._files = files  # the S3 adapter: no other service reaches it
         self.claims = claims
         self._records = records
         self._settings = settings
@@ -119,7 +114,7 @@ class Storage:
         check_key(path)
         access.storage(path, "write")
         stored_type = await self.accept(upload, content_type)
-        return await self.files.upload(
+        return await self._files.upload(
             path,
             upload,
             content_type=stored_type,
@@ -131,14 +126,14 @@ class Storage:
     async def verify_uploaded(self, path: str) -> ObjectInfo:
         """A presigned upload at ``path`` (a checked key), checked as an upload through the API
         would be."""
-        info = await self.files.head(path)
+        info = await self._files.head(path)
         if info is None:
             raise NotFound(f"nothing was uploaded to {path}", path=path)
         if info.size > self.max_bytes:
             raise PayloadTooLarge(f"{path} is larger than {self.max_bytes} bytes", path=path)
         if info.size == 0:
             raise BadUserInput(f"{path} is empty", path=path)
-        head = await self.files.read_start(path, media.SNIFF_BYTES)
+        head = await self._files.read_start(path, media.SNIFF_BYTES)
         content_type = media.check_upload(
             info.content_type, head, self._settings.allowed_content_types
         )
@@ -150,7 +145,7 @@ class Storage:
         """Decode the object as an upload's image is decoded: whole, off the event loop, from
         a spooled copy (in memory while small, then on disk)."""
         with SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
-            await self.files.read_into(path, spool, max_bytes=self.max_bytes)
+            await self._files.read_into(path, spool, max_bytes=self.max_bytes)
             await asyncio.to_thread(media.verify_image, spool, content_type)
 
     async def create_upload_url(
@@ -166,7 +161,7 @@ class Storage:
                 f"size must be at most {self.max_bytes} bytes", maxBytes=self.max_bytes
             )
         low, high = (size, size) if size is not None else (1, self.max_bytes)
-        return await self.files.presigned_post(
+        return await self._files.presigned_post(
             path,
             content_type=stored_type,
             min_size=low,
@@ -197,9 +192,7 @@ class Storage:
         signed = self.file_url(  # checks access and the options first
             access, path, expires_in=expires_in, content_disposition=content_disposition
         )
-        if not isinstance(signed, SignedUrl):
-            signed = await signed
-        if validate_existence and await self.files.head(path) is None:
+        if validate_existence and await self._files.head(path) is None:
             raise NotFound(f"no object at {path}", path=path)
         return signed
 
@@ -210,18 +203,13 @@ class Storage:
         *,
         expires_in: int | None = None,
         content_disposition: str | None = None,
-    ) -> SignedUrl | Awaitable[SignedUrl]:
-        """``FileRef.url``: the URL at once when the signing credentials are in hand (no
-        coroutine per URL on a page of thousands), an awaitable when they must refresh first."""
+    ) -> SignedUrl:
+        """``FileRef.url``: a URL signed locally, at once (no coroutine per URL on a page of
+        thousands)."""
         access.storage(path, "get")
         lifetime = self.url_lifetime(expires_in)
         self._check_disposition(content_disposition)
-        signed = self.files.signed_url_now(
-            path, expires_in=lifetime, content_disposition=content_disposition
-        )
-        if signed is not None:
-            return signed
-        return self.files.signed_url(
+        return self._files.signed_url(
             path, expires_in=lifetime, content_disposition=content_disposition
         )
 
@@ -245,10 +233,37 @@ class Storage:
     async def properties(self, access: Access, path: str) -> ObjectInfo:
         check_key(path)
         access.storage(path, "get")
-        info = await self.files.head(path)
+        info = await self._files.head(path)
         if info is None:
             raise NotFound(f"no object at {path}", path=path)
         return info
+
+    async def properties_many(
+        self, access: Access, paths: Sequence[str]
+    ) -> list[ObjectInfo | DomainError | None]:
+        """``FileRef.properties`` for many files at once (one concurrent batch): each the
+        object's properties, ``None`` when it is missing, or the refusal when storage rules
+        deny the caller."""
+        allowed = [p for p in paths if access.may_storage(p, "get")]
+        found = dict(zip(allowed, await self._files.head_many(allowed), strict=True))
+        results: list[ObjectInfo | DomainError | None] = []
+        for path in paths:
+            if path in found:
+                results.append(found[path])
+            else:
+                try:
+                    access.storage(path, "get")  # raises the refusal, worded for this caller
+                except DomainError as refusal:
+                    results.append(refusal)
+        return results
+
+    async def look_up(self, paths: Sequence[str]) -> list[ObjectInfo | None]:
+        """The objects at ``paths`` (None where missing), for the server's own checks."""
+        return await self._files.head_many(paths)
+
+    def objects_under(self, prefix: str, *, page_size: int = 1000) -> AsyncIterator[ObjectInfo]:
+        """Every object under ``prefix``, a page in memory at a time (the sweeper's walk)."""
+        return self._files.iterate(prefix, page_size=page_size)
 
     async def list_files(
         self, access: Access, prefix: str, *, page_size: int | None = None, token: str | None = None
@@ -260,7 +275,7 @@ class Storage:
             raise BadUserInput(f"pageSize must be between 1 and {MAX_PAGE_SIZE}")
         query_key = f"files|{prefix}"
         s3_token = pagination.unseal(token, query_key, ("s",))["s"] if token else None
-        items, next_s3_token = await self.files.list_page(prefix, page_size=size, token=s3_token)
+        items, next_s3_token = await self._files.list_page(prefix, page_size=size, token=s3_token)
         # The prefix's rule is not each key's: a deeper, more specific rule (an entity path,
         # say) may deny this caller keys under a prefix it may list.
         visible = [i for i in items if access.may_storage(i.path, "list")]
@@ -274,13 +289,13 @@ class Storage:
         check_key(destination, what="destination")
         access.storage(source, "get")
         access.storage(destination, "write")
-        if await self.files.head(source) is None:
+        if await self._files.head(source) is None:
             raise NotFound(f"no object at {source}", path=source)
         # S3 also enforces If-None-Match on the copy itself; this check answers early and
         # covers stores that ignore it (moto does).
-        if prevent_overwrite and await self.files.head(destination) is not None:
+        if prevent_overwrite and await self._files.head(destination) is not None:
             raise Conflict(f"an object already exists at {destination}", path=destination)
-        return await self.files.copy(source, destination, prevent_overwrite=prevent_overwrite)
+        return await self._files.copy(source, destination, prevent_overwrite=prevent_overwrite)
 
     async def remove(self, access: Access, path: str) -> str:
         """Delete an object no record names (records are detached first, then files go)."""
@@ -326,7 +341,7 @@ class Storage:
         doomed = [p for p in paths if p not in outcome.named]
         if doomed:
             async with claim.committing():
-                outcome.failed = await self.files.delete_many(doomed)
+                outcome.failed = await self._files.delete_many(doomed)
             outcome.deleted = [p for p in doomed if p not in outcome.failed]
         if outcome.deleted:
             log.info("deleted %s (%s)", outcome.deleted, reason)

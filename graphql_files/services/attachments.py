@@ -25,14 +25,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from . import filters
+from ..domain import filters
+from ..domain.models import ModelSpec, Record
+from ..domain.object_keys import check_key, in_folder, new_attachment_key, record_folder
+from ..errors import BadUserInput, Conflict, DomainError, NotFound
+from ..settings import Settings
 from .auth import Access
 from .claims import Claim
-from .errors import BadUserInput, Conflict, DomainError, NotFound
-from .keys import check_key, in_folder, new_attachment_key, record_folder
-from .models import ModelSpec, Record
 from .records import Preconditions, Records
-from .settings import Settings
 from .storage import Storage, Upload
 
 log = logging.getLogger(__name__)
@@ -144,13 +144,12 @@ class Attachments:
             staged.claim.committing(),
         ):
             return await self._records.update(
+                access,
                 model,
                 record_id,
                 add={model.file_field: staged.paths},
                 preconditions=Preconditions(
-                    expected_version=expected_version,
-                    room={model.file_field: len(staged.paths)},
-                    owner=self._owner(access, model),
+                    expected_version=expected_version, room={model.file_field: len(staged.paths)}
                 ),
             )
 
@@ -202,13 +201,12 @@ class Attachments:
         if delete_files:
             self._may_delete(access, model, record_id, paths)
         record = await self._records.update(
+            access,
             model,
             record_id,
             pull={model.file_field: list(paths)},
             preconditions=Preconditions(
-                expected_version=expected_version,
-                naming={model.file_field: list(paths)},
-                owner=self._owner(access, model),
+                expected_version=expected_version, naming={model.file_field: list(paths)}
             ),
         )
         if delete_files:
@@ -226,16 +224,14 @@ class Attachments:
         condition: filters.Node | None = None,
     ) -> Record:
         """Delete the record, then (when asked) the files in its folder."""
-        grant = access.data(model, "delete")
         if delete_files:  # refuse before deleting anything when storage rules protect its files
-            current = await self._records.get(model, record_id, owner=grant.owner)
+            current = await self._records.get(access, model, record_id, purpose="delete")
             self._may_delete(access, model, record_id, current.file_paths)
         record = await self._records.delete(
+            access,
             model,
             record_id,
-            preconditions=Preconditions(
-                expected_version=expected_version, condition=condition, owner=grant.owner
-            ),
+            preconditions=Preconditions(expected_version=expected_version, condition=condition),
         )
         if delete_files:
             await self._discard(access, model, record_id, record.file_paths)
@@ -247,16 +243,12 @@ class Attachments:
         """The folder a record owns: what its workflows may adopt from and delete in."""
         return record_folder(self._prefix, model.name, record_id)
 
-    @staticmethod
-    def _owner(access: Access, model: ModelSpec) -> str | None:
-        return access.data(model, "update").owner
-
     async def _current(
         self, access: Access, model: ModelSpec, record_id: str, expected_version: int | None
     ) -> Record:
         """The record now, if the caller may change it; refuses early (before any upload) when
         its version has moved on."""
-        current = await self._records.get(model, record_id, owner=self._owner(access, model))
+        current = await self._records.get(access, model, record_id, purpose="update")
         if expected_version is not None and current.version != expected_version:
             raise Conflict(
                 f"{model.name} {record_id!r} is at version {current.version}, "
@@ -293,7 +285,6 @@ class Attachments:
         ``expected_version``: without it, the caller asked the server to serialize. Returns
         (record, previous)."""
         model = current.model
-        owner = self._owner(access, model)
         loop = asyncio.get_running_loop()
         give_up = loop.time() + self._retry_seconds
         delay = _FIRST_RETRY_DELAY
@@ -301,11 +292,10 @@ class Attachments:
             previous = current.values.get(model.file_field)
             value = change(previous)
             preconditions = Preconditions(
-                expected_version=expected_version,
-                unchanged={model.file_field: previous},
-                owner=owner,
+                expected_version=expected_version, unchanged={model.file_field: previous}
             )
             write = self._records.update(
+                access,
                 model,
                 current.id,
                 set_values=None if value is None else {model.file_field: value},
@@ -322,7 +312,7 @@ class Attachments:
                     raise
             await asyncio.sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311 - jitter
             delay = min(delay * 2, _MAX_RETRY_DELAY)
-            current = await self._records.get(model, current.id, owner=owner)
+            current = await self._records.get(access, model, current.id, purpose="update")
 
     @asynccontextmanager
     async def _staged(

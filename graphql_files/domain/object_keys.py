@@ -14,7 +14,7 @@ import unicodedata
 import uuid
 from pathlib import PurePosixPath, PureWindowsPath
 
-from .errors import BadUserInput
+from ..errors import BadUserInput
 
 MAX_KEY_BYTES = 1024
 MAX_FILE_NAME = 100

@@ -14,8 +14,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from .errors import NotFound
-from .mongo import Collection, Database
+from ..adapters.mongo import Collection, Database
+from ..errors import NotFound
 
 DEFAULT_DAYS = 30
 CACHE_SECONDS = 10.0

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,11 +25,11 @@ from typing import Any
 
 import jwt
 
+from ..domain.models import ModelSpec
+from ..domain.policy import Policy, Rule
+from ..errors import DomainError, Forbidden, Unauthenticated
+from ..settings import Settings
 from .apikeys import ApiKeys
-from .errors import DomainError, Forbidden, Unauthenticated
-from .models import ModelSpec
-from .policy import Policy, Rule
-from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -199,47 +199,79 @@ class Authenticator:
         return key.id
 
 
-def _refusal(principal: Principal, what: str) -> DomainError:
-    if principal.anonymous:
-        return Unauthenticated(f"sign in or pass an API key to {what}")
-    return Forbidden(f"not allowed to {what}")
+_NEEDS = {
+    "publicApiKey": "an API key (x-api-key header)",
+    "authenticated": "a signed-in user (Authorization header)",
+    "owner": "a signed-in user (Authorization header), on their own records",
+    "entity": "a signed-in user (Authorization header) whose id the path names",
+}
+
+
+def _needs(rules: Iterable[Rule], wanted: str) -> str:
+    """Who the rules would let do ``wanted``: what a refused caller is missing."""
+    kinds = []
+    for rule in rules:
+        if wanted in rule.allows and rule.kind != "guest":
+            kind = f"a user in group {rule.group!r}" if rule.kind == "groups" else _NEEDS[rule.kind]
+            kinds.append(kind)
+    return " or ".join(dict.fromkeys(kinds)) or "a rule that allows it (none does)"
 
 
 class Access:
-    """What one caller may do. ``SYSTEM`` (internal work such as the sweeper) may do anything."""
+    """What one caller may do, under the rule file: data rules per model and storage rules per
+    path, each guarding only its own category (as Amplify's Data and Storage do). Every service
+    asks here; no other module reads the rules."""
 
     def __init__(
-        self, policy: Policy | None, principal: Principal = GUEST, error: DomainError | None = None
+        self, policy: Policy, principal: Principal = GUEST, error: DomainError | None = None
     ) -> None:
         self.policy = policy
         self.principal = principal
         self.error = error  # bad credentials: every check answers this
 
-    @classmethod
-    def system(cls) -> Access:
-        return cls(None)
-
     def data(self, model: ModelSpec, operation: str) -> DataGrant:
+        """May the caller ``operation`` (create, read, update, delete) ``model``'s records,
+        and restricted to which owner's?"""
         if self.error is not None:
             raise self.error
         user = self.principal.user
         creator = user.sub if user else None
-        if self.policy is None:
-            return DataGrant(owner=None, creator=creator)
+        rules = self.policy.data_rules(model.name)
         as_owner = False
-        for rule in self.policy.data_rules(model.name):
+        for rule in rules:
             if operation not in rule.allows:
                 continue
             if rule.kind == "owner" and user is not None:
                 as_owner = True
-            elif self._data_rule_matches(rule):
+            elif self._grants(rule):
                 return DataGrant(owner=None, creator=creator)
         if as_owner:
             restricted = None if operation == "create" else creator
             return DataGrant(owner=restricted, creator=creator)
-        raise _refusal(self.principal, f"{operation} {model.name} records")
+        raise self._refusal(f"{operation} {model.name} records", _needs(rules, operation))
 
-    def _data_rule_matches(self, rule: Rule) -> bool:
+    def storage(self, path: str, action: str) -> None:
+        """Raise unless the caller may ``action`` (get, list, write, delete) at ``path``."""
+        if self.error is not None:
+            raise self.error
+        if not self.may_storage(path, action):
+            rules, _ = self.policy.storage_path(path)
+            needed = _needs(rules.rules if rules else (), action)
+            raise self._refusal(f"{action} {path}", needed)
+
+    def may_storage(self, path: str, action: str) -> bool:
+        """``storage`` as a question, for filtering (a listing's keys, say): the rules of the
+        most specific path ``path`` lies under decide. False for bad credentials."""
+        if self.error is not None:
+            return False
+        rules, entity = self.policy.storage_path(path)
+        return any(
+            action in rule.allows and self._grants(rule, entity)
+            for rule in (rules.rules if rules else ())
+        )
+
+    def _grants(self, rule: Rule, entity: str | None = None) -> bool:
+        """Whether one rule lets this caller in (``owner`` is decided per record, elsewhere)."""
         user = self.principal.user
         if rule.kind == "publicApiKey":
             return self.principal.api_key is not None
@@ -249,32 +281,11 @@ class Access:
             return user is not None
         if rule.kind == "groups":
             return user is not None and rule.group in user.groups
+        if rule.kind == "entity":
+            return user is not None and entity == user.sub
         return False
 
-    def storage(self, path: str, action: str) -> None:
-        """Raise unless the caller may ``action`` (get, list, write, delete) at ``path``."""
-        if self.error is not None:
-            raise self.error
-        if not self.may_storage(path, action):
-            raise _refusal(self.principal, f"{action} {path}")
-
-    def may_storage(self, path: str, action: str) -> bool:
-        """``storage`` as a question, for filtering (a listing's keys, say): the rules of the
-        most specific path ``path`` lies under decide. False for bad credentials."""
-        if self.error is not None:
-            return False
-        if self.policy is None:
-            return True
-        rules, entity = self.policy.storage_path(path)
-        user = self.principal.user
-        for rule in rules.rules if rules else ():
-            if action not in rule.allows:
-                continue
-            if (
-                (rule.kind == "guest" and user is None)
-                or (rule.kind == "authenticated" and user is not None)
-                or (rule.kind == "groups" and user is not None and rule.group in user.groups)
-                or (rule.kind == "entity" and user is not None and entity == user.sub)
-            ):
-                return True
-        return False
+    def _refusal(self, what: str, needed: str) -> DomainError:
+        if self.principal.anonymous:
+            return Unauthenticated(f"{what} needs {needed}")
+        return Forbidden(f"not allowed to {what}: it needs {needed}")

@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
-from .errors import BadUserInput, DomainError, ResyncRequired, SlowConsumer, excerpt
+from ..errors import BadUserInput, DomainError, ResyncRequired, SlowConsumer, excerpt
 from .models import MODELS_BY_ENUM, Record
 
 log = logging.getLogger(__name__)

@@ -13,18 +13,18 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
+from ..adapters.mongo import Database, open_database
+from ..adapters.s3 import Files, open_files
+from ..domain.feed import Broker, LocalBroker
+from ..domain.policy import Policy, load_policy
+from ..errors import DomainError
+from ..logs import Disclosed, redact_uri
+from ..settings import Settings
 from .apikeys import ApiKeys
 from .attachments import Attachments
 from .auth import Authenticator, TokenVerifier
 from .claims import Claims
-from .errors import DomainError
-from .events import Broker, LocalBroker
-from .files import Files, open_files
-from .logs import Disclosed, redact_uri
-from .mongo import Database, open_database
-from .policy import Policy, load_policy
 from .records import Records
-from .settings import Settings
 from .storage import Storage
 from .sweep import Sweeper
 
@@ -100,7 +100,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
 def open_broker(settings: Settings) -> Broker:
     if settings.redis_url is None:
         return LocalBroker(history=settings.change_history)
-    from .redis_broker import RedisBroker
+    from ..adapters.redis_log import RedisBroker
 
     return RedisBroker(
         url=settings.redis_url.get_secret_value(),

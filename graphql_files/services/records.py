@@ -13,17 +13,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from . import filters, pagination
-from .errors import BadUserInput, Conflict, NotFound
-from .events import Broker, ChangeEvent, ChangeKind
-from .models import MAX_LIST_LENGTH, MODELS, ModelSpec, Record, check_record_id, paths_in
-from .mongo import Collection, Database
+from ..adapters.mongo import Collection, Database
+from ..domain import filters, pagination
+from ..domain.feed import Broker, ChangeEvent, ChangeKind
+from ..domain.models import MAX_LIST_LENGTH, MODELS, ModelSpec, Record, check_record_id, paths_in
+from ..errors import BadUserInput, Conflict, NotFound
+from . import queries
+from .auth import Access
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +65,13 @@ class Preconditions:
 
     expected_version: int | None = None
     condition: filters.Node | None = None
-    owner: str | None = None  # only this owner's record (an owner-rule caller)
     unchanged: Mapping[str, Any] | None = None  # field -> the value it still holds (None: unset)
     naming: Mapping[str, Sequence[str]] | None = None  # list field -> values it still holds
     room: Mapping[str, int] | None = None  # list field -> how many more entries must fit
 
-    def query(self, record_id: str, *, max_entries: int) -> dict[str, Any]:
+    def query(self, record_id: str, *, owner: str | None, max_entries: int) -> dict[str, Any]:
+        """The MongoDB query matching the record only while all of this holds (and, for an
+        owner-rule caller, only if it is theirs)."""
         query: dict[str, Any] = {"_id": record_id}
         for field, value in (self.unchanged or {}).items():
             query[field] = {"$exists": False} if value is None else value
@@ -77,12 +80,12 @@ class Preconditions:
         for field, more in (self.room or {}).items():
             # no entry at index max-more: at most max-more entries now
             query[f"{field}.{max_entries - more}"] = {"$exists": False}
-        if self.owner is not None:
-            query["owner"] = self.owner
+        if owner is not None:
+            query["owner"] = owner
         if self.expected_version is not None:
             query["version"] = self.expected_version
         if self.condition is not None:
-            query["$and"] = [filters.to_mongo(self.condition)]
+            query["$and"] = [queries.to_mongo(self.condition)]
         return query
 
 
@@ -142,8 +145,12 @@ class Records:
             await collection.create_index([("createdAt", 1), ("_id", 1)])
             await collection.create_index([(model.file_field, 1)])  # which record names a path
 
-    async def get(self, model: ModelSpec, record_id: str, *, owner: str | None = None) -> Record:
-        """The record; ``NotFound`` when missing, or (with ``owner``) someone else's."""
+    async def get(
+        self, access: Access, model: ModelSpec, record_id: str, *, purpose: str = "read"
+    ) -> Record:
+        """The record, if the caller may ``purpose`` it (read, update, delete); ``NotFound``
+        when missing or, for an owner-rule caller, someone else's."""
+        owner = access.data(model, purpose).owner
         query = {"_id": record_id} if owner is None else {"_id": record_id, "owner": owner}
         doc = await self.collection(model).find_one(query)
         if doc is None:
@@ -152,18 +159,19 @@ class Records:
 
     async def list(
         self,
+        access: Access,
         model: ModelSpec,
         *,
         where: filters.Node | None = None,
         limit: int | None = None,
         next_token: str | None = None,
         descending: bool = False,
-        owner: str | None = None,
     ) -> Page:
-        """A page of records matching ``where`` (and, with ``owner``, owned by them)."""
+        """A page of the records matching ``where`` that the caller may read."""
+        owner = access.data(model, "read").owner
         size = pagination.check_limit(limit)
         query_key = f"{model.name}|{filters.fingerprint(where)}|{'desc' if descending else 'asc'}"
-        parts = [filters.to_mongo(where)] if where is not None else []
+        parts = [queries.to_mongo(where)] if where is not None else []
         if owner is not None:
             parts.append({"owner": owner})
         if next_token is not None:
@@ -191,13 +199,15 @@ class Records:
 
     async def create(
         self,
+        access: Access,
         model: ModelSpec,
         values: Mapping[str, Any],
         *,
         record_id: str | None = None,
-        owner: str | None = None,
         condition: filters.Node | None = None,
     ) -> Record:
+        """A new record, owned by the signed-in caller who creates it."""
+        owner = access.data(model, "create").creator
         record_id = check_record_id(record_id) if record_id is not None else str(uuid.uuid4())
         self.check_file_count(model, len(paths_in(model, values)))
         now = self._clock.now()
@@ -223,6 +233,7 @@ class Records:
 
     async def update(
         self,
+        access: Access,
         model: ModelSpec,
         record_id: str,
         *,
@@ -233,6 +244,7 @@ class Records:
         preconditions: Preconditions = Preconditions(),
     ) -> Record:
         """One atomic write: ``$set``/``$unset``/``$addToSet``/``$pull`` and the version bump."""
+        owner = access.data(model, "update").owner
         self.check_file_count(model, len(paths_in(model, set_values or {})))
         update: dict[str, Any] = {
             "$set": {**(set_values or {}), "updatedAt": self._clock.now()},
@@ -245,37 +257,41 @@ class Records:
         if pull:
             update["$pull"] = {field: {"$in": list(v)} for field, v in pull.items()}
         async with self._locks.hold((model.name, record_id)):
-            doc = await self.collection(model).find_one_and_update(
-                preconditions.query(record_id, max_entries=self.max_files), update
-            )
+            query = preconditions.query(record_id, owner=owner, max_entries=self.max_files)
+            doc = await self.collection(model).find_one_and_update(query, update)
             if doc is None:
-                raise await self._refusal(model, record_id, preconditions)
+                raise await self._refusal(model, record_id, preconditions, owner)
             record = Record.from_document(model, doc)
             await self._publish(ChangeKind.UPDATED, record)
         return record
 
     async def delete(
-        self, model: ModelSpec, record_id: str, *, preconditions: Preconditions = Preconditions()
+        self,
+        access: Access,
+        model: ModelSpec,
+        record_id: str,
+        *,
+        preconditions: Preconditions = Preconditions(),
     ) -> Record:
         """Delete; returns the record as it was, with the version the delete gave it."""
+        owner = access.data(model, "delete").owner
         async with self._locks.hold((model.name, record_id)):
-            doc = await self.collection(model).find_one_and_delete(
-                preconditions.query(record_id, max_entries=self.max_files)
-            )
+            query = preconditions.query(record_id, owner=owner, max_entries=self.max_files)
+            doc = await self.collection(model).find_one_and_delete(query)
             if doc is None:
-                raise await self._refusal(model, record_id, preconditions)
+                raise await self._refusal(model, record_id, preconditions, owner)
             doc.update(version=doc["version"] + 1, updatedAt=self._clock.now())
             record = Record.from_document(model, doc)
             await self._publish(ChangeKind.DELETED, record)
         return record
 
     async def _refusal(
-        self, model: ModelSpec, record_id: str, preconditions: Preconditions
+        self, model: ModelSpec, record_id: str, preconditions: Preconditions, owner: str | None
     ) -> Exception:
         """Why a guarded write matched nothing: the record is gone, or it changed."""
         current = await self.collection(model).find_one({"_id": record_id})
         if current is None or (
-            preconditions.owner is not None and current.get("owner") != preconditions.owner
+            owner is not None and current.get("owner") != owner
         ):  # someone else's record is, to this caller, no record at all
             return NotFound(f"{model.name} {record_id!r} not found")
         version = current["version"]
@@ -290,6 +306,12 @@ class Records:
             currentVersion=version,
             reason="CONDITION_FAILED",
         )
+
+    def visible(self, access: Access, model: ModelSpec) -> Callable[[Record], bool]:
+        """Which of ``model``'s records the caller may read (for the events a subscriber is
+        sent); refuses a caller who may read none."""
+        owner = access.data(model, "read").owner
+        return lambda record: owner is None or record.owner == owner
 
     async def _publish(self, kind: ChangeKind, record: Record) -> None:
         await self._broker.publish(ChangeEvent(kind, record.model.enum_name, record.to_document()))

@@ -25,8 +25,8 @@ from pymongo.errors import (
     WTimeoutError,
 )
 
-from .errors import Conflict, DatabaseUnavailable
-from .settings import Settings
+from ..errors import Conflict, DatabaseUnavailable
+from ..settings import Settings
 
 log = logging.getLogger(__name__)
 

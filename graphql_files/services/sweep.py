@@ -17,9 +17,9 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from .errors import DomainError
-from .files import ObjectInfo
-from .models import MODELS
+from ..domain.models import MODELS
+from ..domain.objects import ObjectInfo
+from ..errors import DomainError
 from .records import Records
 from .storage import Storage
 
@@ -65,7 +65,6 @@ class Sweeper:
     def __init__(self, *, records: Records, storage: Storage, prefix: str) -> None:
         self._records = records
         self._storage = storage
-        self._files = storage.files
         self._prefix = prefix
 
     async def run(
@@ -74,7 +73,7 @@ class Sweeper:
         report = SweepReport()
         cutoff = (now or datetime.now(UTC)) - grace
         page: list[ObjectInfo] = []
-        async for item in self._files.iterate(self._prefix, page_size=PAGE):
+        async for item in self._storage.objects_under(self._prefix, page_size=PAGE):
             page.append(item)
             if len(page) == PAGE:
                 await self._sweep_page(page, cutoff, dry_run, report)
@@ -121,7 +120,7 @@ class Sweeper:
     async def _check(self, batch: list[tuple[str, str]], report: SweepReport) -> None:
         if not batch:
             return
-        found = await self._files.head_many([path for _, path in batch])
+        found = await self._storage.look_up([path for _, path in batch])
         report.dangling += [entry for entry, info in zip(batch, found, strict=True) if info is None]
 
 

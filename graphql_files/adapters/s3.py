@@ -12,18 +12,18 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
 import aioboto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.handlers import add_expect_header
 
+from ..domain.objects import ObjectInfo, PresignedPost, Readable, SignedUrl
+from ..errors import Conflict, NotFound, PayloadTooLarge, StorageUnavailable
+from ..settings import S3_ATTEMPTS, Settings
 from .embedded import EMBEDDED_ACCESS_KEY, EMBEDDED_BUCKET, EMBEDDED_SECRET_KEY, moto_s3_server
-from .errors import Conflict, NotFound, PayloadTooLarge, StorageUnavailable
-from .settings import S3_ATTEMPTS, Settings
 from .signing import PROBE_KEY, Credentials, UrlSigner
 
 log = logging.getLogger(__name__)
@@ -31,35 +31,9 @@ log = logging.getLogger(__name__)
 PART_SIZE = 8 * 1024 * 1024  # S3's multipart minimum is 5 MiB
 DELETE_BATCH = 1000  # DeleteObjects' limit
 HEAD_CONCURRENCY = 16
+CREDENTIAL_CHECK_SECONDS = 30.0  # botocore refreshes 15 minutes before expiry: ample margin
 READ_CHUNK = 256 * 1024
 _MISSING = {"404", "NoSuchKey", "NotFound"}
-
-
-class Readable(Protocol):
-    async def read(self, size: int = -1) -> bytes: ...
-
-
-@dataclass(frozen=True)
-class ObjectInfo:
-    path: str
-    size: int
-    content_type: str | None
-    etag: str | None
-    last_modified: datetime
-
-
-@dataclass(frozen=True)
-class SignedUrl:
-    url: str
-    expires_at: datetime
-
-
-@dataclass(frozen=True)
-class PresignedPost:
-    url: str
-    fields: dict[str, str]
-    path: str
-    expires_at: datetime
 
 
 def _code(exc: ClientError) -> str:
@@ -333,25 +307,44 @@ class Files:
 
     # --- signing -----------------------------------------------------------------------------
 
-    def signed_url_now(
-        self, key: str, *, expires_in: int, content_disposition: str | None = None
-    ) -> SignedUrl | None:
-        """A presigned GET URL signed locally with the credentials in hand, without awaiting;
-        ``None`` when those are missing or due for refresh (then await ``signed_url``)."""
-        refresh_needed = getattr(self._credentials, "refresh_needed", None)
-        if self._signing_credentials is None or (refresh_needed and refresh_needed()):
-            return None
-        return self._sign(key, self._signing_credentials, expires_in, content_disposition)
-
-    async def signed_url(
-        self, key: str, *, expires_in: int, content_disposition: str | None = None
-    ) -> SignedUrl:
-        """A presigned GET URL, signed locally (no network call unless credentials rotate)."""
-        # Refreshable credentials (instance roles, STS) renew themselves here when near expiry;
-        # until they expire, botocore keeps handing out the current ones.
+    async def refresh_signing_credentials(self) -> None:
+        """Take the credentials URLs are signed with. Refreshable ones (instance roles, STS)
+        renew themselves here when they are near expiry."""
         frozen = await self._credentials.get_frozen_credentials()
         self._signing_credentials = Credentials(frozen.access_key, frozen.secret_key, frozen.token)
+
+    def signing_credentials_due(self) -> bool:
+        """Whether the signing credentials are missing or within botocore's refresh window."""
+        refresh_needed = getattr(self._credentials, "refresh_needed", None)
+        return self._signing_credentials is None or bool(refresh_needed and refresh_needed())
+
+    async def keep_signing_credentials_fresh(self, every: float = CREDENTIAL_CHECK_SECONDS) -> None:
+        """Refresh the signing credentials before they expire, off the request path, so that
+        signing a URL stays a plain function. Runs until cancelled."""
+        while True:
+            await asyncio.sleep(every)
+            if not self.signing_credentials_due():
+                continue
+            try:
+                await self.refresh_signing_credentials()
+            except (BotoCoreError, OSError) as exc:  # the old ones are valid until they expire
+                log.warning("could not refresh the S3 credentials (retrying): %s", exc)
+
+    def signed_url(
+        self, key: str, *, expires_in: int, content_disposition: str | None = None
+    ) -> SignedUrl:
+        """A presigned GET URL, signed locally: no network call, no await."""
+        if self._signing_credentials is None:  # pragma: no cover - open_files takes them first
+            raise StorageUnavailable("no credentials to sign URLs with yet")
         return self._sign(key, self._signing_credentials, expires_in, content_disposition)
+
+    async def botocore_signed_url(self, key: str, *, expires_in: int) -> str:
+        """The same URL as botocore's own ``generate_presigned_url`` makes it: the reference the
+        local signer is tested and measured against."""
+        url: str = await self._client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
+        )
+        return url
 
     def _sign(
         self, key: str, credentials: Credentials, expires_in: int, content_disposition: str | None
@@ -452,6 +445,10 @@ async def open_files(settings: Settings) -> AsyncIterator[Files]:
             endpoint_url=endpoint,
             embedded=settings.s3_bucket is None,
         )
+        await files.refresh_signing_credentials()
+        if getattr(credentials, "refresh_needed", None) is not None:
+            refresher = asyncio.create_task(files.keep_signing_credentials_fresh())
+            stack.callback(refresher.cancel)
         if files.embedded:
             await files.ensure_bucket()
         yield files

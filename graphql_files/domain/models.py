@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import BadUserInput, excerpt
-from .keys import check_key
+from ..errors import BadUserInput, excerpt
+from .object_keys import check_key
 
 
 class Kind(enum.Enum):

@@ -40,8 +40,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .errors import ResyncRequired
-from .events import (
+from ..domain.feed import (
     REDIS_CURSOR,
     Broker,
     ChangeEvent,
@@ -50,6 +49,7 @@ from .events import (
     Position,
     unusable_cursor,
 )
+from ..errors import ResyncRequired
 
 log = logging.getLogger(__name__)
 

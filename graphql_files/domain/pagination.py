@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import BadUserInput
+from ..errors import BadUserInput
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000

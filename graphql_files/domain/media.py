@@ -24,7 +24,7 @@ from typing import IO
 import filetype
 from PIL import Image
 
-from .errors import BadUserInput, UnsupportedMediaType, excerpt
+from ..errors import BadUserInput, UnsupportedMediaType, excerpt
 
 SNIFF_BYTES = 4096  # enough for filetype's signatures and an SVG's prolog
 MAX_LENGTH = 255  # RFC 6838 allows 127 for each of type and subtype

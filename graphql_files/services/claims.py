@@ -33,14 +33,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from .errors import (
+from ..adapters.mongo import Collection
+from ..errors import (
     Conflict,
     DatabaseUnavailable,
     DeadlineExceeded,
     DomainError,
     StorageUnavailable,
 )
-from .mongo import Collection
 
 log = logging.getLogger(__name__)
 
