@@ -4,25 +4,38 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+RUNTIME := $(VENV)/.runtime-stamp
 STAMP := $(VENV)/.installed-stamp
+AMPLIFY := tests/clients/amplify
 
-.PHONY: install run test lint format schema schema-check bench system-deps clean
+.PHONY: install run test lint format schema schema-check bench system-deps clients clean
 
-$(STAMP): pyproject.toml
+# `make run` needs only what the server imports; the tools of `make test` come on top.
+$(RUNTIME): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(RUNTIME)
+
+$(STAMP): $(RUNTIME)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
-run: install
+run: $(RUNTIME)
 	$(BIN)/graphql-files serve
 
 system-deps:
 	scripts/system-deps
 
-test: install system-deps
+# aws-amplify, pinned by the lockfile, for the client tests
+$(AMPLIFY)/node_modules/.package-lock.json: $(AMPLIFY)/package-lock.json
+	cd $(AMPLIFY) && npm ci --silent --no-audit --no-fund
+
+clients: system-deps $(AMPLIFY)/node_modules/.package-lock.json
+
+test: install system-deps clients
 	$(BIN)/python -m pytest
 
 lint: install

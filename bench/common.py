@@ -94,7 +94,7 @@ def redis_server() -> Iterator[str]:
 
 
 def wrk(
-    url: str, *, seconds: int, connections: int = 32, body: dict[str, object] | None = None
+    url: str, *, seconds: int, connections: int = 32, body: Mapping[str, object] | None = None
 ) -> float:
     """Requests per second that wrk measured (POSTing ``body`` as JSON when given)."""
     if shutil.which("wrk") is None:

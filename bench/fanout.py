@@ -12,9 +12,11 @@ from typing import Any
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
 
 from .common import HEADERS, bench_server, redis_server
 
+GRAPHQL_TRANSPORT_WS = Subprotocol("graphql-transport-ws")
 SUBSCRIBERS = 1000
 ROUNDS = 7
 SUBSCRIBE = {
@@ -30,7 +32,7 @@ UPDATE = 'mutation($n: String!) { updateSong(input: {id: "fan", name: $n}) { ver
 async def _graphql_socket(ws_url: str) -> ClientConnection:
     ws = await connect(
         ws_url,
-        subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+        subprotocols=[GRAPHQL_TRANSPORT_WS],
         max_size=None,
         open_timeout=30,
     )
@@ -105,8 +107,8 @@ async def _across_instances(a: str, b: str, seconds: float = 5.0) -> tuple[float
                 },
             )
         ws = await connect(
-            b.replace("http://", "ws://") + "/graphql", subprotocols=["graphql-transport-ws"]
-        )  # type: ignore[list-item]
+            b.replace("http://", "ws://") + "/graphql", subprotocols=[GRAPHQL_TRANSPORT_WS]
+        )
         await ws.send(json.dumps({"type": "connection_init", "payload": HEADERS}))
         await ws.recv()
         await ws.send(

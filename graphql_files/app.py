@@ -13,11 +13,15 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route, WebSocketRoute
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket
 
+from .api.appsync import AppSyncRealtime
 from .api.body_limit import BodyLimit
 from .api.context import services_of
+from .api.graphiql import ASSETS as GRAPHIQL_ASSETS
 from .api.schema import build_schema
 from .api.view import GraphQLView
 from .services.sweep import sweep_periodically
@@ -52,6 +56,11 @@ async def readyz(request: Request) -> JSONResponse:
     )
 
 
+async def no_such_websocket(websocket: WebSocket) -> None:
+    """A websocket to a path that serves none: 404, as HTTP would say (not Starlette's 403)."""
+    await websocket.send_denial_response(PlainTextResponse("Not Found", status_code=404))
+
+
 def create_app(settings: Settings) -> Starlette:
     """The application; nothing is opened until its lifespan starts."""
     view = GraphQLView(build_schema(settings), settings)
@@ -68,7 +77,7 @@ def create_app(settings: Settings) -> Starlette:
                     )
                 )
                 tasks.callback(sweeping.cancel)
-            url = f"http://{settings.host}:{settings.port}/graphql"
+            url = f"{settings.scheme}://{settings.host}:{settings.port}/graphql"
             log.info("%s", describe(services, url=url))
             app.state.services = services
             try:
@@ -79,8 +88,11 @@ def create_app(settings: Settings) -> Starlette:
     routes = [
         Route("/graphql", BodyLimit(view, settings)),
         WebSocketRoute("/graphql", view),
+        WebSocketRoute("/graphql/realtime", AppSyncRealtime(view)),
+        Mount("/graphql/assets", StaticFiles(directory=GRAPHIQL_ASSETS), name="graphiql"),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        WebSocketRoute("/{path:path}", no_such_websocket),
     ]
     middleware = [
         Middleware(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
 from datetime import timedelta
@@ -58,6 +59,8 @@ def serve(args: argparse.Namespace) -> int:
         log_level=settings.log_level,
         access_log=not args.no_access_log,
         ws_max_size=settings.max_request_bytes,
+        ssl_certfile=settings.tls_cert_file,
+        ssl_keyfile=settings.tls_key_file,
     )
     return 0
 
@@ -163,6 +166,30 @@ def api_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def amplify_outputs_command(args: argparse.Namespace) -> int:
+    """``amplify-outputs``: the amplify_outputs.json an unmodified aws-amplify v6 accepts."""
+    from .services.amplify_outputs import amplify_outputs
+
+    settings = _settings()
+    try:
+        policy = load_policy(settings.access_file)
+    except PolicyError as exc:
+        sys.exit(f"graphql-files: {exc}")
+    url = args.url.rstrip("/")
+    if not url.endswith("/graphql"):
+        url += "/graphql"
+    outputs = amplify_outputs(
+        url=url, api_key=args.api_key, region=settings.s3_region, policy=policy
+    )
+    text = json.dumps(outputs, indent=2) + "\n"
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.write_text(text)
+        print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="graphql-files",
@@ -206,6 +233,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.set_defaults(run=sweep)
+
+    p = commands.add_parser(
+        "amplify-outputs",
+        help="write the amplify_outputs.json that aws-amplify v6 configures itself from",
+    )
+    p.add_argument(
+        "--url",
+        required=True,
+        help="the server's public URL, e.g. https://api.example.com (/graphql is added)",
+    )
+    p.add_argument("--api-key", help="the API key clients send (x-api-key); omit for users only")
+    p.add_argument("--output", type=Path, help="the file to write (default: standard output)")
+    p.set_defaults(run=amplify_outputs_command)
 
     p = commands.add_parser("api-key", help="manage API keys (needs GRAPHQL_FILES_MONGODB_URI)")
     key_commands = p.add_subparsers(dest="action", required=True)

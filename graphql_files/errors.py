@@ -6,13 +6,14 @@
     ├── NotFound                      NOT_FOUND
     ├── Conflict                      CONFLICT  (+ currentVersion when the record exists)
     ├── BadUserInput                  BAD_USER_INPUT
-    │   └── ResyncRequired            RESYNC_REQUIRED
     ├── PayloadTooLarge               PAYLOAD_TOO_LARGE
     ├── UnsupportedMediaType          UNSUPPORTED_MEDIA_TYPE
     ├── StorageUnavailable            STORAGE_UNAVAILABLE
     ├── DatabaseUnavailable           DATABASE_UNAVAILABLE
     ├── DeadlineExceeded              DEADLINE_EXCEEDED
-    └── SlowConsumer                  SLOW_CONSUMER
+    └── FeedInterrupted               (abstract: a subscriber's live feed cannot go on)
+        ├── ResyncRequired            RESYNC_REQUIRED  (re-list: changes may have been missed)
+        └── SlowConsumer              SLOW_CONSUMER    (resume from extensions.lastCursor)
 
 Services raise these; the GraphQL layer turns them into errors whose ``extensions.code`` is the
 class's ``code``. Driver exceptions (pymongo, botocore, redis) are translated into these at the
@@ -61,12 +62,6 @@ class BadUserInput(DomainError):
     code = "BAD_USER_INPUT"
 
 
-class ResyncRequired(BadUserInput):
-    """A change-feed cursor the server can no longer replay from: the client must re-list."""
-
-    code = "RESYNC_REQUIRED"
-
-
 class PayloadTooLarge(DomainError):
     code = "PAYLOAD_TOO_LARGE"
 
@@ -89,7 +84,18 @@ class DeadlineExceeded(DomainError):
     code = "DEADLINE_EXCEEDED"
 
 
-class SlowConsumer(DomainError):
+class FeedInterrupted(DomainError):
+    """A subscriber's live feed ended; the client must recover before it can trust its copy."""
+
+
+class ResyncRequired(FeedInterrupted):
+    """Changes may have been missed (a cursor too old or from another log, events lost while
+    the log was unreachable, the server shutting down): the client must re-list."""
+
+    code = "RESYNC_REQUIRED"
+
+
+class SlowConsumer(FeedInterrupted):
     """A subscriber fell so far behind that its buffer filled; it must resume or re-list."""
 
     code = "SLOW_CONSUMER"

@@ -15,7 +15,7 @@ from typing import Annotated, Literal, get_args
 from urllib.parse import unquote_plus
 
 import jwt
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pymongo.errors import ConfigurationError
 from pymongo.uri_parser import parse_uri, parse_userinfo
@@ -122,6 +122,8 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     access_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
 
     max_upload_bytes: int = Field(50 * MIB, ge=1)
     max_upload_files: int = Field(10, ge=1, le=100)
@@ -172,6 +174,26 @@ class Settings(BaseSettings):
             if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
                 raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
         return value
+
+    @field_validator("tls_cert_file", "tls_key_file")
+    @classmethod
+    def _readable(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} is not a readable file")
+        return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError(
+                "set both GRAPHQL_FILES_TLS_CERT_FILE and GRAPHQL_FILES_TLS_KEY_FILE, or neither"
+            )
+        return self
+
+    @property
+    def scheme(self) -> str:
+        """``https`` when the server serves TLS itself (and its websockets are ``wss``)."""
+        return "https" if self.tls_cert_file is not None else "http"
 
     @field_validator("jwks_file")
     @classmethod
@@ -228,6 +250,8 @@ def describe_invalid(error: ValidationError) -> str:
     value = first.get("input")
     if isinstance(value, str):
         message = redact(message, value, whole=_is_secret(field))
+    if not first["loc"]:  # a rule across settings: its message names them
+        return f"invalid settings: {message.removeprefix('Value error, ')}"
     return f"invalid setting {ENV_PREFIX}{field.upper()}: {message}"
 
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: one moto S3 server per session, a fresh app (database, bucket) per test.
+"""Shared fixtures: one moto S3 server and one redis-server per session, a fresh app (database,
+bucket) per test. The helpers they use, and that tests import, live in ``helpers``.
 
 MongoDB is the embedded engine unless ``GRAPHQL_FILES_TEST_MONGODB_URI`` names a real server;
 then every test gets its own database, dropped afterwards.
@@ -9,31 +10,28 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import boto3
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from starlette.applications import Starlette
 
 from graphql_files.adapters.embedded import moto_s3_server
-from graphql_files.adapters.mongo import open_database
 from graphql_files.app import create_app
 from graphql_files.services.wiring import Services
 from graphql_files.settings import Settings
 
 from .helpers import (
     FULL_ACCESS,
-    TEST_API_KEY,
-    TEST_JWT_SECRET,
     GraphQLClient,
     LiveServer,
-    RedisProcess,
+    drop_test_database,
+    make_settings,
+    services_in,
     start_live_server,
 )
-
-ROOT = Path(__file__).resolve().parent.parent
-TEST_MONGODB_URI = os.environ.get("GRAPHQL_FILES_TEST_MONGODB_URI")
+from .processes import RedisProcess
 
 # The tests pass every setting explicitly; none may leak in from the developer's shell.
 for _name in [n for n in os.environ if n.startswith("GRAPHQL_FILES_") and "TEST" not in n]:
@@ -77,44 +75,24 @@ def settings(s3_endpoint: str, bucket: str) -> Settings:
     return make_settings(s3_endpoint, bucket)
 
 
-def make_settings(s3_endpoint: str, bucket: str, **overrides: object) -> Settings:
-    values: dict[str, object] = {
-        "s3_bucket": bucket,
-        "s3_endpoint_url": s3_endpoint,
-        "mongodb_database": f"gf_test_{uuid.uuid4().hex[:16]}",
-        "api_key": TEST_API_KEY,
-        "jwt_secret": TEST_JWT_SECRET,
-    }
-    if TEST_MONGODB_URI:
-        values["mongodb_uri"] = TEST_MONGODB_URI
-    values.update(overrides)
-    return Settings(**values)  # type: ignore[arg-type]
+@pytest.fixture
+def starlette_app(settings: Settings) -> Starlette:
+    """The application, not started: the ``app`` fixture runs its lifespan."""
+    return create_app(settings)
 
 
 @pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[LifespanManager]:
+async def app(starlette_app: Starlette, settings: Settings) -> AsyncIterator[LifespanManager]:
     """The app with its lifespan running; ``app.app`` is what a transport should call."""
-    async with LifespanManager(create_app(settings)) as manager:
+    async with LifespanManager(starlette_app) as manager:
         yield manager
     await drop_test_database(settings)
 
 
-async def drop_test_database(settings: Settings) -> None:
-    if settings.mongodb_uri is not None:
-        async with open_database(settings) as database:
-            await database.drop()
-
-
-def services_in(manager: LifespanManager) -> Services:
-    """The services a running app opened (what its lifespan yielded)."""
-    found: Services = manager._state["services"]
-    return found
-
-
 @pytest.fixture
-def services(app: LifespanManager) -> Services:
+def services(app: LifespanManager, starlette_app: Starlette) -> Services:
     """The very services the ``app`` fixture's requests use, for seeding and inspecting."""
-    return services_in(app)
+    return services_in(starlette_app)
 
 
 @pytest.fixture

@@ -1,17 +1,19 @@
-"""Test helpers: a small GraphQL client over httpx, a live uvicorn server, websocket clients."""
+"""Test helpers: credentials and settings for a test, ``eventually`` for the waits that no event
+signals, a small GraphQL client over httpx, a live uvicorn server, websocket clients, and files
+to upload. Processes a test runs beside the app (a redis-server, the CLI's server, a hung
+service) are in ``processes``."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import base64
+import inspect
 import io
 import json
-import shutil
-import signal
-import socket
-import subprocess
+import os
 import time
-from collections.abc import AsyncIterator, Mapping
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,14 +23,19 @@ import jwt
 import pytest
 import uvicorn
 from PIL import Image
+from starlette.applications import Starlette
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
 
+from graphql_files.adapters.mongo import open_database
 from graphql_files.app import create_app
 from graphql_files.services.auth import Access, Principal, User
 from graphql_files.services.wiring import Services
 from graphql_files.settings import Settings
 
 Json = dict[str, Any]
+
+TEST_MONGODB_URI = os.environ.get("GRAPHQL_FILES_TEST_MONGODB_URI")
 
 TEST_API_KEY = "test-static-api-key-0123456789"
 TEST_JWT_SECRET = "test-jwt-secret-0123456789-0123456789"
@@ -58,6 +65,64 @@ API_KEY = {"x-api-key": TEST_API_KEY}
 # Most tests are about something other than authorization: an API key (data) and a signed-in
 # user (storage) together may do everything under the seed's rules.
 FULL_ACCESS = {**API_KEY, **user("tester")}
+
+
+def make_settings(s3_endpoint: str, bucket: str, **overrides: Any) -> Settings:
+    """Settings for one test: its own database name, the given bucket, the test credentials."""
+    values: dict[str, Any] = {
+        "s3_bucket": bucket,
+        "s3_endpoint_url": s3_endpoint,
+        "mongodb_database": f"gf_test_{uuid.uuid4().hex[:16]}",
+        "api_key": TEST_API_KEY,
+        "jwt_secret": TEST_JWT_SECRET,
+    }
+    if TEST_MONGODB_URI:
+        values["mongodb_uri"] = TEST_MONGODB_URI
+    values.update(overrides)
+    return Settings(**values)
+
+
+async def drop_test_database(settings: Settings) -> None:
+    """Drop a test's database on a real MongoDB server (the embedded one goes with the app)."""
+    if settings.mongodb_uri is not None:
+        async with open_database(settings) as database:
+            await database.drop()
+
+
+def services_in(app: Starlette) -> Services:
+    """The services a running app opened: its lifespan keeps them in ``app.state``."""
+    services: Services = app.state.services
+    return services
+
+
+async def eventually(
+    condition: Callable[[], bool] | Callable[[], Awaitable[bool]],
+    what: str,
+    *,
+    timeout: float = 10,
+) -> None:
+    """Wait until ``condition()`` (a check, or a coroutine that checks) holds, checking every
+    10 ms; fail the test, saying ``what`` was awaited, after ``timeout`` seconds. For states
+    that nothing announces (a subscription registered by the server, a reader reconnected, an
+    object swept): the wait ends as soon as the state is reached, where a fixed sleep would be
+    too long on a fast machine and too short on a slow one."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if await result if inspect.isawaitable(result) else result:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up after {timeout:g}s waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+async def subscribed(live: LiveServer, count: int) -> None:
+    """Wait until ``live`` holds ``count`` subscriptions: then a subscription sent over a
+    websocket is registered with the broker, and every change committed from now on reaches it."""
+    broker = live.services.broker
+    await eventually(
+        lambda: broker.subscriber_count == count, f"the server to hold {count} subscriptions"
+    )
 
 
 @dataclass
@@ -126,36 +191,18 @@ def codes(body: Json) -> list[str]:
     return [e["extensions"]["code"] for e in body.get("errors", [])]
 
 
-@asynccontextmanager
-async def hung_server() -> AsyncIterator[str]:
-    """A loopback TCP server that accepts connections and never answers (a hung service);
-    yields its ``http://host:port`` address."""
-    held: list[asyncio.StreamWriter] = []
-
-    async def accept(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)  # keep the connection open, say nothing
-
-    server = await asyncio.start_server(accept, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.close()
-        for writer in held:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-        await server.wait_closed()
-
-
 @dataclass
 class LiveServer:
     url: str  # http://127.0.0.1:<port>
-    app: Any
+    app: Starlette
+
+    @property
+    def services(self) -> Services:
+        return services_in(self.app)
 
     @property
     def ws_url(self) -> str:
-        return self.url.replace("http://", "ws://") + "/graphql"
+        return self.url.replace("http", "ws", 1) + "/graphql"
 
     def client(self, headers: Mapping[str, str] | None = None) -> GraphQLClient:
         chosen = FULL_ACCESS if headers is None else headers
@@ -166,17 +213,23 @@ class LiveServer:
 async def start_live_server(settings: Settings) -> AsyncIterator[LiveServer]:
     app = create_app(settings)
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_config=None, lifespan="on", ws_ping_interval=None
+        app,
+        host="127.0.0.1",
+        port=0,
+        log_config=None,
+        lifespan="on",
+        ws_ping_interval=None,
+        ssl_certfile=settings.tls_cert_file,
+        ssl_keyfile=settings.tls_key_file,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
-        while not server.started:
-            if task.done():
-                task.result()  # surfaces the start-up error
-            await asyncio.sleep(0.01)
+        await eventually(lambda: server.started or task.done(), "uvicorn to start")
+        if task.done():
+            task.result()  # surfaces the start-up error
         port = server.servers[0].sockets[0].getsockname()[1]
-        yield LiveServer(url=f"http://127.0.0.1:{port}", app=app)
+        yield LiveServer(url=f"{settings.scheme}://127.0.0.1:{port}", app=app)
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 10)
@@ -185,7 +238,7 @@ async def start_live_server(settings: Settings) -> AsyncIterator[LiveServer]:
 class TransportWsClient:
     """A client of the ``graphql-transport-ws`` protocol."""
 
-    protocol = "graphql-transport-ws"
+    protocol = Subprotocol("graphql-transport-ws")
     start_type, stop_type = "subscribe", "complete"
 
     def __init__(self, ws: ClientConnection) -> None:
@@ -245,7 +298,7 @@ class TransportWsClient:
 class LegacyWsClient(TransportWsClient):
     """A client of the legacy ``graphql-ws`` (subscriptions-transport-ws) protocol."""
 
-    protocol = "graphql-ws"
+    protocol = Subprotocol("graphql-ws")
     start_type, stop_type = "start", "stop"
 
 
@@ -258,7 +311,7 @@ async def ws_client(
 ) -> AsyncIterator[TransportWsClient]:
     async with connect(
         live.ws_url,
-        subprotocols=[protocol.protocol],  # type: ignore[list-item]
+        subprotocols=[protocol.protocol],
         additional_headers=dict(headers or {}),
     ) as ws:
         client = protocol(ws)
@@ -280,6 +333,9 @@ JPEG = _image("JPEG")
 MP3 = b"ID3\x04\x00\x00\x00\x00\x00\x00" + bytes(range(256)) * 4
 
 PREFLIGHT = {"apollo-require-preflight": "true"}
+
+# A nextToken of 100,000 nested JSON arrays: json.loads raises RecursionError on it.
+DEEP_NEXT_TOKEN = base64.urlsafe_b64encode(b"[" * 100_000).decode().rstrip("=")
 
 
 class BytesReader:
@@ -336,79 +392,3 @@ async def upload_data(
     assert "errors" not in body, body["errors"]
     data: Json = body["data"]
     return data
-
-
-class RedisProcess:
-    """A real ``redis-server`` on a loopback port, in a temporary directory, no persistence."""
-
-    def __init__(self, directory: str, port: int | None = None) -> None:
-        self.directory = directory
-        self.port = port or _free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail(
-                "redis-server is not installed: run `make system-deps` "
-                "(Debian: apt-get install -y redis-server)"
-            )
-        self.process = subprocess.Popen(  # noqa: S603
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self.directory,
-                "--stream-node-max-entries",
-                "4",
-                "--loglevel",
-                "warning",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as probe,
-            ):
-                probe.sendall(b"PING\r\n")
-                if probe.recv(16).startswith(b"+PONG"):
-                    return
-            time.sleep(0.05)
-        self.kill()
-        pytest.fail(f"redis-server did not start on port {self.port}")
-
-    def pause(self) -> None:
-        """Stop the process without ending it: it accepts connections and answers nothing."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGCONT)
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            self.process = None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port

@@ -1,23 +1,25 @@
-"""The command line: schema file in sync, settings errors in one line, the server's start-up."""
+"""The command line: schema file in sync, settings errors in one line, the server's start-up,
+the sweep and api-key commands."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
-import re
-import socket
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-from pydantic import ValidationError
 
-from graphql_files.settings import Settings, describe_invalid
+from graphql_files.adapters.mongo import open_database
+from graphql_files.cli import api_key_command
+from graphql_files.errors import NotFound
+from graphql_files.services.apikeys import ApiKeys
+from graphql_files.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+from .processes import ROOT, serving
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -64,61 +66,26 @@ def test_a_bad_setting_stops_start_up_with_one_line() -> None:
         assert name in result.stderr, result.stderr
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def test_serve_on_embedded_defaults_says_what_is_embedded() -> None:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GRAPHQL_FILES_")}
-    process = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "graphql_files", "serve", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: list[str] = []
-    assert process.stdout is not None
-    stdout = process.stdout
-    reader = threading.Thread(target=lambda: lines.extend(iter(stdout.readline, "")))
-    reader.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not any("Application startup complete" in line for line in lines):
-            assert time.monotonic() < deadline, "".join(lines)
-            time.sleep(0.1)
-        banner = "".join(lines)
-        api_key = re.search(r"API key\s+(\S+)", banner)
-        user_token = re.search(r"User\s+Bearer (\S+)", banner)
-        assert api_key, banner
-        assert user_token, banner
+    with serving() as served:
+        api_key, user_token = served.welcome()
         song = httpx.post(
-            f"http://127.0.0.1:{port}/graphql",
-            headers={"x-api-key": api_key[1]},
+            f"{served.url}/graphql",
+            headers={"x-api-key": api_key},
             json={"query": 'mutation { createSong(input: {name: "x"}) { version } }'},
         )
         assert song.json() == {"data": {"createSong": {"version": 1}}}
         listing = httpx.post(
-            f"http://127.0.0.1:{port}/graphql",
-            headers={"authorization": f"Bearer {user_token[1]}"},
+            f"{served.url}/graphql",
+            headers={"authorization": f"Bearer {user_token}"},
             json={"query": '{ listFiles(input: {path: "images/"}) { nextToken } }'},
         )
         assert listing.json() == {"data": {"listFiles": {"nextToken": None}}}
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-        reader.join(timeout=5)
-        stdout.close()
-    output = "".join(lines)
-    assert f"GraphiQL  http://127.0.0.1:{port}/graphql" in output
+    output = served.output
+    assert f"GraphiQL  {served.url}/graphql" in output
     assert output.count("data is lost when the server exits") == 2  # MongoDB and S3
     assert "Events    in process" in output
-    assert output.count(api_key[1]) == 1  # printed once, never logged again
+    assert output.count(api_key) == 1  # printed once, never logged again
 
 
 def test_sweep_with_mongodb_unreachable_says_so_in_one_line(s3_endpoint: str, bucket: str) -> None:
@@ -162,27 +129,87 @@ def test_a_malformed_mongodb_uri_stops_start_up_with_one_line(uri: str) -> None:
     assert "s3cr3t" not in result.stderr + result.stdout
 
 
-def test_describe_invalid_never_prints_a_secret_input() -> None:
-    with pytest.raises(ValidationError) as invalid:
-        Settings(mongodb_uri="mongodb://user:s3cr3tpass@host:notaport")
-    line = describe_invalid(invalid.value)
-    assert line.startswith("invalid setting GRAPHQL_FILES_MONGODB_URI: ")
-    assert "s3cr3tpass" not in line
-    # whatever pydantic's message holds, a secret field's input never reaches the line
-    with pytest.raises(ValidationError) as too_short:
-        Settings(jwt_secret="short-s3cr3t")
-    assert "short-s3cr3t" not in describe_invalid(too_short.value)
+def test_sweep_refuses_the_embedded_defaults() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "graphql_files", "sweep", "--dry-run"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 2
+    assert "GRAPHQL_FILES_SWEEP_INTERVAL" in result.stderr
 
 
-@pytest.mark.parametrize(
-    "uri",
-    [
-        "mongodb://127.0.0.1:27017",
-        "mongodb://user:p%40ss@db1:27017,db2:27017/app?replicaSet=rs0&authSource=admin",
-        "mongodb+srv://user:pass@cluster0.example.mongodb.net/?retryWrites=true&w=majority",
-    ],
-)
-def test_well_formed_mongodb_uris_are_accepted(uri: str) -> None:
-    settings = Settings(mongodb_uri=uri)
-    assert settings.mongodb_uri is not None
-    assert settings.mongodb_uri.get_secret_value() == uri
+async def test_api_key_command_create_list_revoke() -> None:
+    async with open_database(Settings()) as database:
+        keys = ApiKeys(database=database)
+        await keys.ensure_indexes()
+        created = await api_key_command(
+            argparse.Namespace(action="create", expires_in_days=7, description="ci"), keys
+        )
+        secret = created[0]
+        assert secret.startswith("gfk_")
+        found = await keys.find(secret)
+        assert found is not None
+        assert found.status == "active"
+        listing = await api_key_command(argparse.Namespace(action="list"), keys)
+        assert secret not in "\n".join(listing)
+        assert f"{found.id:<14}active" in listing[1]
+        revoked = await api_key_command(argparse.Namespace(action="revoke", id=found.id), keys)
+        assert revoked == [f"revoked {found.id} (ci)"]
+        assert "revoked" in (await api_key_command(argparse.Namespace(action="list"), keys))[1]
+        with pytest.raises(NotFound):
+            await api_key_command(argparse.Namespace(action="revoke", id="nope"), keys)
+
+
+def test_amplify_outputs_writes_what_amplify_configures_itself_from(tmp_path: Path) -> None:
+    target = tmp_path / "amplify_outputs.json"
+    done = subprocess.run(  # noqa: S603 - our own command
+        [
+            str(ROOT / ".venv" / "bin" / "graphql-files"),
+            "amplify-outputs",
+            "--url",
+            "https://api.example.com/",
+            "--api-key",
+            "gfk_abc_def",
+            "--output",
+            str(target),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    outputs = json.loads(target.read_text())
+    data = outputs["data"]
+    assert outputs["version"].startswith("1")  # what aws-amplify v6 checks
+    assert data["url"] == "https://api.example.com/graphql"
+    assert data["api_key"] == "gfk_abc_def"
+    assert data["default_authorization_type"] == "API_KEY"
+    assert data["authorization_types"] == ["AWS_LAMBDA"]
+    song = data["model_introspection"]["models"]["Song"]
+    assert set(song["fields"]) == {
+        "id",
+        "name",
+        "coverArtPath",
+        "owner",
+        "version",
+        "createdAt",
+        "updatedAt",
+    }
+    assert song["fields"]["version"]["isReadOnly"] is True
+    assert song["pluralName"] == "Songs"
+    rules = next(a for a in song["attributes"] if a["type"] == "auth")["properties"]["rules"]
+    assert rules == [
+        {
+            "allow": "public",
+            "provider": "apiKey",
+            "operations": ["create", "delete", "read", "update"],
+        }
+    ]
+    album = data["model_introspection"]["models"]["PhotoAlbum"]["fields"]["imagePaths"]
+    assert (album["isArray"], album["isArrayNullable"], album["type"]) == (True, True, "String")

@@ -6,12 +6,6 @@ import asyncio
 import dataclasses
 import json
 import logging
-import os
-import re
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import cast
@@ -25,8 +19,8 @@ from graphql_files.adapters.s3 import Files
 from graphql_files.logs import Disclosed, RedactCredentials, redact
 from graphql_files.services.wiring import Services, describe
 
-from .helpers import TEST_API_KEY, LiveServer, token
-from .test_cli import ROOT, free_port
+from .helpers import TEST_API_KEY, LiveServer, TransportWsClient, token
+from .processes import serving
 
 JWT = token("someone")
 
@@ -96,18 +90,22 @@ def test_other_text_is_left_alone(text: str) -> None:
     assert redact(text) == text
 
 
+class Lines(logging.Handler):
+    """A handler that keeps the lines it formats."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
 @pytest.fixture
-def redacting() -> Iterator[logging.Handler]:
+def redacting() -> Iterator[Lines]:
     """A handler with the filter, capturing formatted lines."""
-    lines: list[str] = []
-
-    class Lines(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(self.format(record))
-
     handler = Lines()
     handler.addFilter(RedactCredentials())
-    handler.lines = lines  # type: ignore[attr-defined]
     logger = logging.getLogger("tests.redaction")
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
@@ -121,7 +119,7 @@ def redacting() -> Iterator[logging.Handler]:
 
 
 def test_the_filter_rewrites_the_final_message_and_the_traceback(
-    redacting: logging.Handler,
+    redacting: Lines,
 ) -> None:
     logger = logging.getLogger("tests.redaction")
     logger.warning("< %s", f"authorization: Bearer {JWT}")
@@ -130,7 +128,7 @@ def test_the_filter_rewrites_the_final_message_and_the_traceback(
     except ValueError:
         logger.exception("failed for %s", "gfk_0a1b2c3d4e5f_secretsecret")
     logger.info("%s %s", "not %d a number", 3)  # args stay apart when nothing changed
-    lines: list[str] = redacting.lines  # type: ignore[attr-defined]
+    lines = redacting.lines
     text = "\n".join(lines)
     assert "hunter2" not in text
     assert JWT not in text
@@ -140,14 +138,14 @@ def test_the_filter_rewrites_the_final_message_and_the_traceback(
     assert lines[2] == "not %d a number 3"
 
 
-def test_a_disclosed_text_is_shown_as_it_is(redacting: logging.Handler) -> None:
+def test_a_disclosed_text_is_shown_as_it_is(redacting: Lines) -> None:
     """The start-up block shows the API key the server made for the embedded defaults: that is
     how a new user gets in. Nothing else in the same record escapes the filter."""
     logger = logging.getLogger("tests.redaction")
     welcome = Disclosed("  API key   gfk_0a1b2c3d4e5f_shownonce")
     logger.info("%s", welcome)
     logger.info("%s and gfk_0a1b2c3d4e5f_other", welcome)
-    lines: list[str] = redacting.lines  # type: ignore[attr-defined]
+    lines = redacting.lines
     assert lines == [
         "  API key   gfk_0a1b2c3d4e5f_shownonce",
         "  API key   gfk_0a1b2c3d4e5f_shownonce and gfk_[redacted]",
@@ -163,7 +161,7 @@ def test_a_record_filtered_by_two_handlers_is_the_same() -> None:
         assert record.getMessage() == "gfk_a_shown, gfk_[redacted]"
 
 
-def test_a_broken_record_still_reaches_the_handler(redacting: logging.Handler) -> None:
+def test_a_broken_record_still_reaches_the_handler(redacting: Lines) -> None:
     """A record whose arguments do not fit its message is logging's to report, not ours."""
     record = logging.LogRecord("tests", logging.INFO, __file__, 1, "%d", ("x",), None)
     assert RedactCredentials().filter(record) is True
@@ -201,7 +199,7 @@ async def test_a_debug_log_of_a_live_server_holds_no_credential(
 ) -> None:
     caplog.handler.addFilter(RedactCredentials())
     caplog.set_level(logging.DEBUG)
-    services: Services = live.app.state.services
+    services = live.services
     _, api_key = await services.authenticator.api_keys.create(description="test")
     user_token = token("logged")
     secrets = {
@@ -221,7 +219,7 @@ async def test_a_debug_log_of_a_live_server_holds_no_credential(
         assert response.json() == {"data": {"listSongs": {"items": []}}}
     async with connect(
         f"{live.ws_url}?token={user_token}",
-        subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+        subprotocols=[TransportWsClient.protocol],
         additional_headers=credentials,
     ) as ws:
         await ws.send(json.dumps({"type": "connection_init", "payload": credentials}))
@@ -239,43 +237,13 @@ async def test_a_debug_log_of_a_live_server_holds_no_credential(
 def test_serve_at_debug_level_logs_no_credential_but_the_welcome() -> None:
     """The real command: its logging set up by the CLI, a debug log of an HTTP request and a
     websocket that carry the credentials the start-up block printed (once, on purpose)."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GRAPHQL_FILES_")}
-    env["GRAPHQL_FILES_LOG_LEVEL"] = "debug"
-    process = subprocess.Popen(  # noqa: S603 - our own CLI
-        [sys.executable, "-m", "graphql_files", "serve", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: list[str] = []
-    assert process.stdout is not None
-    stdout = process.stdout
-    reader = threading.Thread(target=lambda: lines.extend(iter(stdout.readline, "")))
-    reader.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not any("Application startup complete" in line for line in lines):
-            assert time.monotonic() < deadline, "".join(lines)
-            assert process.poll() is None, "".join(lines)
-            time.sleep(0.1)
-        banner = "".join(lines)
-        api_key = re.search(r"API key\s+(\S+)", banner)
-        user_token = re.search(r"User\s+Bearer (\S+)", banner)
-        assert api_key, banner
-        assert user_token, banner
-        credentials = {"x-api-key": api_key[1], "authorization": f"Bearer {user_token[1]}"}
-        asyncio.run(_use_credentials(port, credentials))
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-        reader.join(timeout=5)
-        stdout.close()
-    output = "".join(lines)
-    assert output.count(api_key[1]) == 1, "the API key was logged past the welcome"
-    assert output.count(user_token[1]) == 1, "the token was logged past the welcome"
+    with serving(GRAPHQL_FILES_LOG_LEVEL="debug") as served:
+        api_key, user_token = served.welcome()
+        credentials = {"x-api-key": api_key, "authorization": f"Bearer {user_token}"}
+        asyncio.run(_use_credentials(served.port, credentials))
+    output = served.output
+    assert output.count(api_key) == 1, "the API key was logged past the welcome"
+    assert output.count(user_token) == 1, "the token was logged past the welcome"
     assert "< authorization: [redacted]" in output  # debug logging was on
 
 
@@ -287,7 +255,7 @@ async def _use_credentials(port: int, credentials: dict[str, str]) -> None:
         assert response.json() == {"data": {"listSongs": {"items": []}}}
     async with connect(
         f"ws://127.0.0.1:{port}/graphql",
-        subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+        subprotocols=[TransportWsClient.protocol],
         additional_headers=credentials,
     ) as ws:
         await ws.send(json.dumps({"type": "connection_init", "payload": credentials}))

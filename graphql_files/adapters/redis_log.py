@@ -25,7 +25,6 @@ This is the only module that calls redis-py; its errors become ``EventsUnavailab
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -46,7 +45,7 @@ from ..domain.feed import (
     ChangeEvent,
     ChangeKind,
     EventsUnavailable,
-    Position,
+    LogPosition,
     unusable_cursor,
 )
 from ..errors import ResyncRequired
@@ -70,7 +69,7 @@ return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'e', ARGV[2])
 """
 
 
-def _stream_position(entry_id: str) -> Position:
+def _stream_position(entry_id: str) -> LogPosition:
     milliseconds, _, sequence = entry_id.partition("-")
     return (int(milliseconds), int(sequence or 0))
 
@@ -113,6 +112,7 @@ class RedisBroker(Broker):
         self._reader: asyncio.Task[None] | None = None
         self._trimmed_at = 0.0
         self._lost_at: float | None = None  # when this instance first failed to publish
+        self._closing = False
         self.healthy = False
 
     @property
@@ -127,10 +127,14 @@ class RedisBroker(Broker):
         self._reader = asyncio.create_task(self._read_forever(), name="redis-event-reader")
 
     async def close(self) -> None:
+        self._closing = True  # the reader stops at its next turn, even if a cancel is lost
         if self._reader is not None:
+            # redis-py can swallow the cancellation of an XREAD whose answer is arriving: then
+            # the flag ends the loop, at most one blocking read later
             self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+            await asyncio.wait({self._reader}, timeout=READ_BLOCK_MS / 1000 + 2)
+            if not self._reader.done():
+                log.warning("the Redis reader did not stop; closing its connections under it")
         await super().close()
         await self._redis.aclose()
 
@@ -161,7 +165,7 @@ class RedisBroker(Broker):
 
     # --- the log -------------------------------------------------------------------------------
 
-    def position(self, cursor: str) -> Position:
+    def position(self, cursor: str) -> LogPosition:
         matched = REDIS_CURSOR.fullmatch(cursor)
         if matched is None or matched[1] != self._epoch:
             raise unusable_cursor(cursor, "this cursor is from an earlier event log")
@@ -217,7 +221,7 @@ class RedisBroker(Broker):
             )
             self._lost_at = None
 
-    async def _history(self, after: str, start: Position) -> AsyncIterator[ChangeEvent]:
+    async def _history(self, after: str, start: LogPosition) -> AsyncIterator[ChangeEvent]:
         try:
             info = await self._info()
             newest = _stream_position(_text(info.get("last-generated-id", "0-0")))
@@ -269,7 +273,7 @@ class RedisBroker(Broker):
 
     async def _read_forever(self) -> None:
         backoff = 0.1
-        while True:
+        while not self._closing:
             try:
                 if not self.healthy:
                     await self._connect()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -31,6 +31,8 @@ class Context:
     services: Services
     access: Access  # who is calling; replaced on a websocket once connection_init arrives
     connection_params: dict[str, Any] | None = None
+    # called once a subscription is registered with the broker (AppSync's start_ack waits for it)
+    on_subscribed: Callable[[], None] | None = None
     properties: DataLoader[str, ObjectInfo | None] = field(init=False)  # FileRef.properties
 
     def __post_init__(self) -> None:

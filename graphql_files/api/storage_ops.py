@@ -11,7 +11,7 @@ from strawberry.scalars import JSON
 
 from ..services import storage
 from .context import Info
-from .types import FileProperties, SignedUrl
+from .types import FileProperties, SignedUrlType
 
 
 def as_upload(value: Upload) -> storage.Upload:
@@ -103,7 +103,7 @@ class CopyFileInput:
 @strawberry.type
 class StorageQuery:
     @strawberry.field(description="A presigned GET URL for `path`, signed locally.")
-    async def getUrl(self, info: Info, input: GetUrlInput) -> SignedUrl:
+    async def getUrl(self, info: Info, input: GetUrlInput) -> SignedUrlType:
         signed = await info.context.services.storage.get_url(
             info.context.access,
             input.path,
@@ -111,7 +111,7 @@ class StorageQuery:
             validate_existence=input.validateObjectExistence,
             content_disposition=input.contentDisposition,
         )
-        return SignedUrl.from_signed(signed)
+        return SignedUrlType.from_signed(signed)
 
     @strawberry.field(description="An object's properties; null with NOT_FOUND when missing.")
     async def getProperties(self, info: Info, path: str) -> FileProperties | None:

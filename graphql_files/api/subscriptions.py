@@ -55,6 +55,8 @@ async def _subscribed(
     subscription = await services.broker.subscribe(
         wanted, buffer=services.settings.subscriber_buffer, after=after, on_cut_off=_closer(info)
     )
+    if info.context.on_subscribed is not None:
+        info.context.on_subscribed()
     try:
         yield subscription
     finally:

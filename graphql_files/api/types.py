@@ -71,8 +71,10 @@ class FileProperties:
         )
 
 
-@strawberry.type(description="A short-lived presigned GET URL.")
-class SignedUrl:
+@strawberry.type(name="SignedUrl", description="A short-lived presigned GET URL.")
+class SignedUrlType:
+    """GraphQL's ``SignedUrl``, made from the storage service's ``SignedUrl`` value."""
+
     url: str
     expiresAt: datetime
 
@@ -95,7 +97,7 @@ class FileRef:
         info: Info,
         expiresIn: int | None = None,
         contentDisposition: str | None = None,
-    ) -> SignedUrl | None:
+    ) -> SignedUrlType | None:
         current_budget().spend(URL_COST)
         signed = info.context.services.storage.file_url(
             info.context.access,
@@ -103,7 +105,7 @@ class FileRef:
             expires_in=expiresIn,
             content_disposition=contentDisposition,
         )
-        return SignedUrl.from_signed(signed)
+        return SignedUrlType.from_signed(signed)
 
     @strawberry.field(
         description="The object's properties; null when the object is missing. Batched: "

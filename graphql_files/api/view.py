@@ -18,42 +18,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
-from collections.abc import AsyncGenerator
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from cross_web import AsyncHTTPRequestAdapter, HTTPException
-from graphql import GraphQLFormattedError
+from cross_web import AsyncHTTPRequestAdapter, HTTPException, parse_content_type
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
-from starlette.websockets import WebSocketDisconnected as StarletteWebSocketDisconnected
-from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
+from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, process_result
-from strawberry.http.exceptions import WebSocketDisconnected
-from strawberry.http.parse_content_type import parse_content_type
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
-from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
-    BaseGraphQLTransportWSHandler,
-)
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
-    Message as TransportMessage,
-)
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
-    SubscribeMessage,
-)
-from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
-from strawberry.subscriptions.protocols.graphql_ws.types import (
-    ConnectionInitMessage,
-    OperationMessage,
-    StartMessage,
-)
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET, UnsetType
@@ -66,7 +45,10 @@ from .closing import close_later
 from .context import Context, authenticate, services_of
 from .deadline import request_deadline
 from .error_shaping import BAD_USER_INPUT, shape
+from .graphiql import LOOPBACK_HOSTS, graphiql_page
+from .json_guard import JsonTooDeep, nests_deeper
 from .uploads import FileTooLarge, UploadRequestAdapter, close_uploads, place_files
+from .websockets import LegacyWsHandler, TransportWsHandler, WebSocketAdapter
 
 log = logging.getLogger(__name__)
 
@@ -89,27 +71,6 @@ SUBSCRIPTIONS_NEED_A_WEBSOCKET = (
     "subscriptions are served over a websocket only (graphql-transport-ws or graphql-ws at "
     "/graphql), not over HTTP"
 )
-
-
-JsonContainer = dict[str, Any] | list[Any]
-
-
-class JsonTooDeep(ValueError):
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"JSON nested deeper than {limit} levels is refused (MAX_JSON_DEPTH)")
-
-
-def nests_deeper(value: object, limit: int) -> bool:
-    """Whether objects and arrays in ``value`` nest more than ``limit`` deep. A loop, not
-    recursion: deep nesting is what this guards against."""
-    stack: list[tuple[JsonContainer, int]] = [(value, 1)] if isinstance(value, dict | list) else []
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return True
-        children = item.values() if isinstance(item, dict) else item
-        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
-    return False
 
 
 def negotiate(accept: str | None) -> str | None:
@@ -152,154 +113,6 @@ def needs_preflight_header(request: Request) -> bool:
     if media_type not in SIMPLE_CONTENT_TYPES:
         return False
     return not any(request.headers.get(h, "").strip() for h in PREFLIGHT_HEADERS)
-
-
-def frame_problem(message: object, operation_types: tuple[str, str]) -> str | None:
-    """Why a websocket message cannot be handled, or None. strawberry's handlers index into
-    messages unguarded: a non-object, or an operation message without a string id, would
-    drop the socket with no close code."""
-    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-        return "a message must be a JSON object with a string 'type'"
-    if message["type"] in operation_types and not isinstance(message.get("id"), str):
-        return "an operation message needs a string 'id'"
-    return None
-
-
-def payload_problem(payload: object) -> str | None:
-    """Why an operation's payload (``subscribe``, ``start``) is not one, or None."""
-    if not isinstance(payload, dict):
-        return "an operation's payload must be a JSON object"
-    if not isinstance(payload.get("query"), str):
-        return "an operation's payload needs a string 'query'"
-    for name, kind in (("variables", dict), ("extensions", dict), ("operationName", str)):
-        if not isinstance(payload.get(name), kind | None):
-            return f"an operation's '{name}' must be {'an object' if kind is dict else 'a string'}"
-    return None
-
-
-class WebSocketAdapter(ASGIWebSocketAdapter):
-    """A frame nested deeper than ``MAX_JSON_DEPTH`` closes the socket with 4400 and a reason
-    (strawberry would let the error escape and drop the socket with no close code)."""
-
-    async def iter_json(
-        self, *, ignore_parsing_errors: bool = False
-    ) -> AsyncGenerator[object, None]:
-        try:
-            async for message in super().iter_json(ignore_parsing_errors=ignore_parsing_errors):
-                yield message
-        except JsonTooDeep as exc:
-            await self.close(4400, str(exc))
-
-
-def subscription_cap(view: object) -> int:
-    """``MAX_SUBSCRIPTIONS_PER_CONNECTION``, from the view that runs a websocket handler."""
-    return cast("GraphQLView", view).settings.max_subscriptions_per_connection
-
-
-def over_cap_error(cap: int) -> GraphQLFormattedError:
-    return {
-        "message": f"this connection already has {cap} subscriptions (or other operations) "
-        "running, the most one connection may have (MAX_SUBSCRIPTIONS_PER_CONNECTION): stop "
-        "one, or open another connection",
-        "extensions": {"code": BAD_USER_INPUT},
-    }
-
-
-class TransportWsHandler(BaseGraphQLTransportWSHandler[Context, None]):
-    """strawberry's, with malformed messages closed with 4400 and the operations one
-    connection runs capped: one over the cap gets an ``error`` for its id (a GraphQL error with
-    ``BAD_USER_INPUT``) and the socket stays. graphql-ws clients fail just that operation on an
-    ``error``, but treat a 4400 close as fatal and end every subscription on the socket."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.cap = subscription_cap(self.view)
-        self.max_subscriptions_per_connection = self.cap  # strawberry's own check never fires
-
-    async def handle_message(self, message: TransportMessage) -> None:
-        problem = frame_problem(message, ("subscribe", "complete"))
-        if problem is None and message["type"] == "subscribe":
-            problem = payload_problem(message.get("payload"))
-        if problem is not None:  # the protocol's answer to a malformed message
-            await self.handle_invalid_message(problem)
-            return
-        await super().handle_message(message)
-
-    async def handle_subscribe(self, message: SubscribeMessage) -> None:
-        operation_id = message["id"]
-        if (
-            self.connection_acknowledged  # otherwise strawberry closes with 4401
-            and operation_id not in self.operations  # strawberry closes with 4409
-            and len(self.operations) >= self.cap
-        ):
-            error = over_cap_error(self.cap)
-            await self.send_message({"type": "error", "id": operation_id, "payload": [error]})
-            return
-        await super().handle_subscribe(message)
-
-    async def handle_task_exception(self, error: Exception) -> None:
-        # An operation still sending when its connection closed (a subscriber cut off for being
-        # too slow, a client gone) is not a server error.
-        if isinstance(error, StarletteWebSocketDisconnected | WebSocketDisconnected):
-            log.debug("an operation ended with its connection: %s", error)
-            return
-        await super().handle_task_exception(error)
-
-
-class LegacyWsHandler(BaseGraphQLWSHandler[Context, None]):
-    """The legacy ``graphql-ws`` protocol, answering bad input instead of failing on it: a
-    malformed message closes with 4400, a ``start`` whose payload is not an operation or that
-    would pass ``MAX_SUBSCRIPTIONS_PER_CONNECTION`` gets an ``error`` for its id (the socket
-    stays open), refused credentials close with 4403."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.cap = subscription_cap(self.view)
-        self.max_subscriptions_per_connection = self.cap  # strawberry's own check never fires
-
-    async def handle_message(self, message: OperationMessage) -> None:
-        problem = frame_problem(message, ("start", "stop"))
-        if problem is not None:
-            await self.websocket.close(4400, problem)
-            return
-        await super().handle_message(message)
-
-    async def handle_start(self, message: StartMessage) -> None:
-        error: GraphQLFormattedError | None = None
-        if self.connection_acknowledged:  # otherwise strawberry closes with 4401
-            problem = payload_problem(message.get("payload"))
-            if problem is not None:
-                error = {"message": problem, "extensions": {"code": BAD_USER_INPUT}}
-            elif self._full(message["id"]):
-                error = over_cap_error(self.cap)
-        if error is None:
-            await super().handle_start(message)
-            return
-        await self.websocket.send_json({"type": "error", "id": message["id"], "payload": [error]})
-
-    def _full(self, operation_id: str) -> bool:
-        """A ``start`` with a running operation's id replaces it: it takes no more room."""
-        return len(self.tasks) - (operation_id in self.tasks) >= self.cap
-
-    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
-        """strawberry's, but a refusal closes with 4403 as on graphql-transport-ws (strawberry
-        closes with 1011, which says the server failed)."""
-        payload = message.get("payload")
-        if payload is not None and not isinstance(payload, dict):
-            await self.send_message({"type": "connection_error"})
-            await self.websocket.close(4400, "the connection_init payload must be an object")
-            return
-        self.context.connection_params = payload
-        try:
-            await self.view.on_ws_connect(self.context)  # acknowledges with no payload
-        except ConnectionRejectionError as exc:
-            await self.send_message({"type": "connection_error", "payload": exc.payload})
-            await self.websocket.close(4403, "Forbidden")
-            return
-        await self.send_message({"type": "connection_ack"})
-        self.connection_acknowledged = True
-        if self.keep_alive:
-            self.keep_alive_task = asyncio.create_task(self.handle_keep_alive())
 
 
 class GraphQLView(GraphQL[Context, None]):
@@ -464,6 +277,14 @@ class GraphQLView(GraphQL[Context, None]):
             raise HTTPException(400, exc.as_http_error_reason()) from exc
         except MissingQueryError as exc:
             raise HTTPException(400, "No GraphQL query found in the request") from exc
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """GraphiQL, its assets served from ``<path>/assets`` (no CDN); on the embedded defaults
+        on loopback, its Headers editor holds the credentials made at start-up."""
+        services = services_of(request)
+        headers = services.dev_headers if self.settings.host in LOOPBACK_HOSTS else {}
+        page = graphiql_page(assets_url=f"{request.url.path}/assets", headers=headers)
+        return HTMLResponse(page)
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         return await Context.build(request, response)

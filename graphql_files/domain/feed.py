@@ -43,7 +43,7 @@ LOCAL_CURSOR = re.compile(r"([0-9A-Za-z]{1,64})-([0-9]{1,20})")  # <run id>-<seq
 REDIS_CURSOR = re.compile(r"([0-9A-Za-z]{1,64})\.([0-9]{1,20})-([0-9]{1,20})")  # <epoch>.<entry>
 
 
-def unusable_cursor(cursor: str, why: str) -> BadUserInput:
+def unusable_cursor(cursor: str, why: str) -> ResyncRequired | BadUserInput:
     """The error for a cursor a log cannot replay from: ``ResyncRequired`` when it is a
     well-formed cursor (too old, another run's or another log's), ``BadUserInput`` when it is no
     cursor at all (a client's mistake that no re-list will fix)."""
@@ -87,7 +87,7 @@ class EventsUnavailable(DomainError):
 
 
 Predicate = Callable[[ChangeEvent], bool]
-Position = tuple[int, ...]
+LogPosition = tuple[int, ...]  # where a cursor points in its log, comparable
 
 
 @dataclass
@@ -108,7 +108,7 @@ class Subscription:
         self,
         predicate: Predicate,
         buffer: int,
-        position: Callable[[str], Position],
+        position: Callable[[str], LogPosition],
         on_close: Callable[[Subscription], None],
         on_cut_off: Callable[[SlowConsumer], None] | None = None,
     ) -> None:
@@ -119,7 +119,7 @@ class Subscription:
         self._on_close = on_close
         self._on_cut_off = on_cut_off
         self._failure: DomainError | None = None
-        self._seen: Position | None = None  # the last position handed out
+        self._seen: LogPosition | None = None  # the last position handed out
         self.created_at = time.time()
         self.last_cursor: str | None = None
 
@@ -277,13 +277,13 @@ class Broker:
 
     # --- the log -----------------------------------------------------------------------------
 
-    def position(self, cursor: str) -> Position:
+    def position(self, cursor: str) -> LogPosition:
         raise NotImplementedError
 
     async def _append(self, event: ChangeEvent) -> str | None:
         raise NotImplementedError
 
-    def _history(self, after: str, start: Position) -> AsyncIterator[ChangeEvent]:
+    def _history(self, after: str, start: LogPosition) -> AsyncIterator[ChangeEvent]:
         raise NotImplementedError
 
 
@@ -296,7 +296,7 @@ class LocalBroker(Broker):
         self._run = uuid.uuid4().hex[:12]
         self._sequence = itertools.count(1)
 
-    def position(self, cursor: str) -> Position:
+    def position(self, cursor: str) -> LogPosition:
         matched = LOCAL_CURSOR.fullmatch(cursor)
         if matched is None or matched[1] != self._run:
             raise unusable_cursor(cursor, "this cursor is not from this server's current run")
@@ -307,7 +307,7 @@ class LocalBroker(Broker):
         self._history_ring.append(stamped)
         return stamped.cursor
 
-    async def _history(self, after: str, start: Position) -> AsyncIterator[ChangeEvent]:
+    async def _history(self, after: str, start: LogPosition) -> AsyncIterator[ChangeEvent]:
         ring = tuple(self._history_ring)  # a snapshot: no await between it and the check
         if ring and self.position(ring[0].cursor)[0] > start[0] + 1:
             raise ResyncRequired(

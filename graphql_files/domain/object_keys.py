@@ -44,10 +44,15 @@ def check_key(key: str, *, what: str = "path", folder: bool = False) -> str:
 
 
 def safe_file_name(name: str | None) -> str:
-    """A file name reduced to ``[A-Za-z0-9._-]``, at most 100 characters, extension kept."""
+    """A file name reduced to ``[A-Za-z0-9._-]``, at most 100 characters, extension kept (a
+    name whose stem has no safe character left, such as ``日本.jpg``, becomes ``file.jpg``)."""
     base = PureWindowsPath(PurePosixPath(name or "").name).name  # drop folders, / or \
     ascii_name = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode()
     cleaned = _UNSAFE.sub("-", ascii_name).strip(".-_")
+    stem, dot, _ = base.rpartition(".")
+    extension = _UNSAFE.sub("", ascii_name.rpartition(".")[2])
+    if dot and stem and 0 < len(extension) <= 10 and cleaned in ("", extension):
+        return f"file.{extension}"
     if not cleaned:
         return "file"
     if len(cleaned) > MAX_FILE_NAME:

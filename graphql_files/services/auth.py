@@ -176,12 +176,9 @@ class Authenticator:
         or expired credentials."""
         key_id = await self._api_key(headers.get("x-api-key"))
         user = None
-        authorization = headers.get("authorization")
+        authorization = (headers.get("authorization") or "").strip()
         if authorization:
-            scheme, _, token = authorization.partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
-                raise Unauthenticated("Authorization must be 'Bearer <token>'")
-            user = self.tokens.verify(token.strip())
+            user = self.tokens.verify(_bearer_token(authorization))
         return Principal(api_key=key_id, user=user)
 
     async def _api_key(self, secret: str | None) -> str | None:
@@ -197,6 +194,17 @@ class Authenticator:
         if key.expired():
             raise Unauthenticated("this API key has expired")
         return key.id
+
+
+def _bearer_token(authorization: str) -> str:
+    """The JWT of an ``Authorization`` header: ``Bearer <jwt>``, or the bare JWT, which is how
+    AppSync's clients (aws-amplify's ``userPool``, ``oidc`` and ``lambda`` modes) send it."""
+    scheme, _, token = authorization.partition(" ")
+    if not token:
+        return scheme
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("Authorization must be 'Bearer <token>' or the token itself")
+    return token.strip()
 
 
 _NEEDS = {

@@ -49,9 +49,11 @@ class Upload(Readable, Protocol):
     """What a GraphQL multipart upload gives a resolver (Starlette's ``UploadFile``)."""
 
     filename: str | None
-    content_type: str | None
     size: int | None
     file: BinaryIO  # the spooled body, for checks that run in a thread
+
+    @property
+    def content_type(self) -> str | None: ...  # read-only, as on Starlette's UploadFile
 
     async def seek(self, offset: int) -> None: ...
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..adapters.mongo import Database, open_database
 from ..adapters.s3 import Files, open_files
@@ -44,6 +44,8 @@ class Services:
     policy: Policy
     authenticator: Authenticator
     welcome: tuple[str, ...] = ()  # credentials made for the embedded defaults, shown once
+    # the same credentials as request headers (GraphiQL opens with them on loopback)
+    dev_headers: Mapping[str, str] = field(default_factory=dict)
 
     async def readiness(self) -> dict[str, str]:
         """'ok' or the reason, for MongoDB and S3."""
@@ -80,7 +82,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             await api_keys.ensure_indexes()
         except DomainError as exc:
             log.warning("could not create MongoDB indexes yet (%s); /readyz will say so", exc)
-        authenticator, welcome = await _authenticator(settings, api_keys)
+        authenticator, welcome, dev_headers = await _authenticator(settings, api_keys)
         storage = Storage(files=files, records=records, claims=claims, settings=settings)
         yield Services(
             settings=settings,
@@ -94,6 +96,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             policy=policy,
             authenticator=authenticator,
             welcome=welcome,
+            dev_headers=dev_headers,
         )
 
 
@@ -116,10 +119,11 @@ DEV_TOKEN_SECONDS = 12 * 3600
 
 async def _authenticator(
     settings: Settings, api_keys: ApiKeys
-) -> tuple[Authenticator, tuple[str, ...]]:
+) -> tuple[Authenticator, tuple[str, ...], dict[str, str]]:
     """On the embedded defaults, with nothing configured, make an API key and a user token so
     that a new user can get in (the seed's rules need both for the whole workflow)."""
     welcome: list[str] = []
+    headers: dict[str, str] = {}
     dev_secret = None
     generate = settings.embedded_mongodb
     if generate and settings.jwt_secret is None and settings.jwks_file is None:
@@ -129,11 +133,14 @@ async def _authenticator(
     if generate and static is None:
         _, secret = await api_keys.create(description="made at start-up for the embedded defaults")
         welcome.append(f"  API key   {secret}   (x-api-key header; valid 30 days)")
+        headers["x-api-key"] = secret
     if dev_secret is not None:
         token = tokens.issue(DEV_USER, ttl_seconds=DEV_TOKEN_SECONDS)
         welcome.append(f"  User      Bearer {token}")
+        headers["Authorization"] = f"Bearer {token}"
         welcome.append(f"            (Authorization header; user {DEV_USER!r}, valid 12 hours)")
-    return Authenticator(api_keys=api_keys, tokens=tokens, static_key=static), tuple(welcome)
+    authenticator = Authenticator(api_keys=api_keys, tokens=tokens, static_key=static)
+    return authenticator, tuple(welcome), headers
 
 
 def describe(services: Services, *, url: str) -> str:

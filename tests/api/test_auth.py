@@ -288,3 +288,25 @@ async def test_credentials_never_reach_the_logs(
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "secret-looking-key" not in text
     assert secret_token not in text
+
+
+async def test_refusals_say_what_is_missing(bare: httpx.AsyncClient) -> None:
+    """Under the seed's rules an API key never grants storage and a user never grants data:
+    a refusal names the credential that would, not a generic 'sign in'."""
+    key_only = GraphQLClient(bare, API_KEY)
+    user_only = GraphQLClient(bare, user("alice"))
+    nobody = GraphQLClient(bare, {})
+    props = '{ getProperties(path: "images/x.png") { size } }'
+    create = 'mutation { createSong(input: {name: "A"}) { id } }'
+
+    refused = await key_only.error(props)
+    assert refused["extensions"]["code"] == FORBID
+    assert refused["message"] == (
+        "not allowed to get images/x.png: it needs a signed-in user (Authorization header)"
+    )
+    refused = await nobody.error(props)
+    assert refused["extensions"]["code"] == UNAUTH
+    assert refused["message"] == "get images/x.png needs a signed-in user (Authorization header)"
+    refused = await user_only.error(create)
+    assert refused["extensions"]["code"] == FORBID
+    assert refused["message"].endswith("it needs an API key (x-api-key header)")

@@ -19,8 +19,15 @@ from graphql_files.domain.objects import ObjectInfo
 from graphql_files.services.wiring import Services
 from graphql_files.settings import Settings
 
-from ..conftest import services_in
-from ..helpers import FULL_ACCESS, GraphQLClient, full_access, start_live_server, ws_client
+from ..helpers import (
+    FULL_ACCESS,
+    GraphQLClient,
+    full_access,
+    services_in,
+    start_live_server,
+    subscribed,
+    ws_client,
+)
 
 LISTING = "listPhotoAlbums(limit: 1000) { items { images { url { url } } } }"
 ATTACK = "query { " + " ".join(f"a{n}: {LISTING}" for n in range(30)) + " }"
@@ -101,7 +108,7 @@ async def tight(settings: Settings) -> AsyncIterator[Tight]:
         async with httpx.AsyncClient(
             transport=transport, base_url="http://t", headers=FULL_ACCESS
         ) as http:
-            yield Tight(GraphQLClient(http), services_in(manager))
+            yield Tight(GraphQLClient(http), services_in(app))
 
 
 async def test_per_file_work_past_the_budget_ends_the_request_with_one_error(
@@ -143,11 +150,10 @@ async def test_the_budget_is_per_subscription_event(settings: Settings) -> None:
     """Each event is an execution of its own: 20 URLs (40 units) per event under a budget of
     50 go on event after event."""
     async with start_live_server(settings.model_copy(update={"max_file_work": 50})) as live:
-        services: Services = live.app.state.services
-        await albums(services, 1, 20)
+        await albums(live.services, 1, 20)
         async with ws_client(live) as ws, live.client() as http:
             await ws.subscribe("subscription { onUpdatePhotoAlbum { images { url { url } } } }")
-            await asyncio.sleep(0.2)  # the subscription registers before the writes
+            await subscribed(live, 1)
             for n in range(3):
                 await http.data(
                     'mutation($n: String!) { updatePhotoAlbum(input: {id: "a0", name: $n}) '
@@ -166,7 +172,7 @@ async def test_health_is_served_while_a_large_response_is_built(settings: Settin
     listing yielded, the first answer came at 0.9 of it.)"""
     roomy = settings.model_copy(update={"max_file_work": 100_000})
     async with start_live_server(roomy) as live, live.client() as http:
-        await albums(live.app.state.services, 30, 400)
+        await albums(live.services, 30, 400)
         loop = asyncio.get_running_loop()
         started = loop.time()
         health_answers: list[float] = []

@@ -20,13 +20,13 @@ from asgi_lifespan import LifespanManager
 
 from graphql_files.app import create_app
 
-from ..conftest import make_settings
 from ..helpers import (
     FULL_ACCESS,
     JPEG,
     PNG,
     GraphQLClient,
     codes,
+    make_settings,
     multipart,
     upload_data,
     user,

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
 import pytest
 
-from ..conftest import make_settings
-from ..helpers import GraphQLClient, LiveServer, TransportWsClient, start_live_server, ws_client
+from ..helpers import (
+    GraphQLClient,
+    LiveServer,
+    TransportWsClient,
+    make_settings,
+    start_live_server,
+    subscribed,
+    ws_client,
+)
 
 FEED = """subscription($models: [ModelName!], $ids: [ID!], $after: String) {
   recordChanges(models: $models, ids: $ids, after: $after) {
@@ -38,7 +44,7 @@ async def test_live_changes_of_every_kind_and_model(live: LiveServer) -> None:
     http = live.client()
     async with ws_client(live) as ws:
         await ws.subscribe(FEED)
-        await asyncio.sleep(0.2)
+        await subscribed(live, 1)
         await create_song(http, "s1", "one")
         await rename(http, "s1", "two")
         await http.data('mutation { createPhotoAlbum(input: {id: "a1", name: "al"}) { id } }')
@@ -64,7 +70,7 @@ async def test_resume_after_a_disconnect_misses_nothing_and_repeats_nothing(
     await create_song(http, "s1")
     async with ws_client(live) as ws:
         await ws.subscribe(FEED)
-        await asyncio.sleep(0.2)
+        await subscribed(live, 1)
         for n in range(3):
             await rename(http, "s1", f"a{n}")
         seen = await changes(ws, 3)
@@ -88,7 +94,7 @@ async def test_models_and_ids_narrow_the_feed(live: LiveServer) -> None:
     http = live.client()
     async with ws_client(live) as ws:
         await ws.subscribe(FEED, {"models": ["SONG"], "ids": ["keep"]})
-        await asyncio.sleep(0.2)
+        await subscribed(live, 1)
         await create_song(http, "drop")
         await http.data('mutation { createPhotoAlbum(input: {id: "keep", name: "a"}) { id } }')
         await create_song(http, "keep")
@@ -105,7 +111,7 @@ async def test_cursors_too_old_or_foreign_need_a_resync(s3_endpoint: str, bucket
         http = live.client()
         async with ws_client(live) as ws:
             await ws.subscribe(FEED)
-            await asyncio.sleep(0.2)
+            await subscribed(live, 1)
             await create_song(http, "s1")
             first = (await changes(ws, 1))[0]["cursor"]
             for n in range(5):

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import aioboto3
 import httpx
+import pytest
+from asgi_lifespan import LifespanManager
 
 from graphql_files.adapters.s3 import Files
 from graphql_files.domain.objects import ObjectInfo
@@ -17,16 +20,29 @@ LIST_WITH_PROPERTIES = """{ listPhotoAlbums(limit: 100) {
   items { images { path properties { size contentType } } } } }"""
 
 
-def s3_calls(services: Services) -> list[str]:
-    """Every S3 operation the app's client makes from now on, counted by botocore's own events."""
-    files = services.files
+@pytest.fixture
+def s3_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every S3 operation of the clients opened from now on, counted by botocore's own events:
+    a handler registered on each new session, which every client the session makes copies."""
     calls: list[str] = []
+    real_session = aioboto3.Session
 
     def count(model: Any, **_: Any) -> None:
         calls.append(model.name)
 
-    files._client.meta.events.register("before-call.s3", count)
+    def counting_session(*args: Any, **kwargs: Any) -> Any:
+        session = real_session(*args, **kwargs)
+        session.events.register("before-call.s3", count)
+        return session
+
+    monkeypatch.setattr(aioboto3, "Session", counting_session)
     return calls
+
+
+@pytest.fixture
+def app(s3_calls: list[str], app: LifespanManager) -> LifespanManager:
+    """The app, started once its S3 calls are counted."""
+    return app
 
 
 async def seed_albums(client: GraphQLClient, albums: int, images: int) -> None:
@@ -39,10 +55,10 @@ async def seed_albums(client: GraphQLClient, albums: int, images: int) -> None:
 
 
 async def test_a_thousand_urls_without_a_network_call(
-    client: GraphQLClient, services: Services
+    client: GraphQLClient, services: Services, s3_calls: list[str]
 ) -> None:
     await seed_albums(client, 100, 10)
-    calls = s3_calls(services)
+    s3_calls.clear()
     data = await client.data(LIST_WITH_URLS)
     urls = [
         image["url"]["url"]
@@ -50,11 +66,13 @@ async def test_a_thousand_urls_without_a_network_call(
         for image in album["images"]
     ]
     assert len(urls) == len(set(urls)) == 1000
-    assert calls == []
+    assert s3_calls == []
+    await services.files.head("images/a0/0.png")  # and a call made is counted
+    assert s3_calls == ["HeadObject"]
 
 
 async def test_properties_are_one_batch_per_request(
-    client: GraphQLClient, services: Services, monkeypatch: Any
+    client: GraphQLClient, monkeypatch: pytest.MonkeyPatch, s3_calls: list[str]
 ) -> None:
     await seed_albums(client, 3, 4)
     for name in ("0", "1"):  # two objects exist; the other ten paths name nothing
@@ -72,7 +90,7 @@ async def test_properties_are_one_batch_per_request(
         return await real(self, keys)
 
     monkeypatch.setattr(Files, "head_many", spy)
-    calls = s3_calls(services)
+    s3_calls.clear()
     data = await client.data(LIST_WITH_PROPERTIES)
     properties = {
         image["path"]: image["properties"]
@@ -83,7 +101,7 @@ async def test_properties_are_one_batch_per_request(
     assert properties["images/a2/3.png"] is None
     assert len(batches) == 1
     assert len(batches[0]) == 12
-    assert calls.count("HeadObject") == 12
+    assert s3_calls.count("HeadObject") == 12
 
 
 async def test_urls_open(client: GraphQLClient) -> None:

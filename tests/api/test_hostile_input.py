@@ -12,8 +12,7 @@ from asgi_lifespan import LifespanManager
 
 from graphql_files.app import create_app
 
-from ..conftest import make_settings
-from ..helpers import FULL_ACCESS, PNG, PREFLIGHT, GraphQLClient, Json
+from ..helpers import FULL_ACCESS, PNG, PREFLIGHT, GraphQLClient, Json, make_settings
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON_BODY = {"content-type": "application/json"}

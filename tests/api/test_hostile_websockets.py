@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
 from ..helpers import FULL_ACCESS, Json, LegacyWsClient, LiveServer, TransportWsClient, ws_client
 
@@ -30,9 +31,9 @@ def no_tracebacks(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
 
 
 @asynccontextmanager
-async def acknowledged(live: LiveServer, protocol: str) -> AsyncIterator[ClientConnection]:
+async def acknowledged(live: LiveServer, protocol: Subprotocol) -> AsyncIterator[ClientConnection]:
     """A raw connection past ``connection_init``, for sending what no client library would."""
-    async with connect(live.ws_url, subprotocols=[protocol], max_size=None) as ws:  # type: ignore[list-item]
+    async with connect(live.ws_url, subprotocols=[protocol], max_size=None) as ws:
         await ws.send(json.dumps({"type": "connection_init", "payload": FULL_ACCESS}))
         assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "connection_ack"
         yield ws
@@ -104,7 +105,7 @@ async def test_malformed_messages_close_with_4400(
 async def test_transport_ws_closes_on_a_subscribe_that_is_no_operation(
     live: LiveServer, payload: Json | None
 ) -> None:
-    async with acknowledged(live, "graphql-transport-ws") as ws:
+    async with acknowledged(live, TransportWsClient.protocol) as ws:
         await ws.send(json.dumps({"type": "subscribe", "id": "1", "payload": payload}))
         code, reason = await close_of(ws)
     assert code == 4400
@@ -143,7 +144,7 @@ async def test_legacy_answers_a_start_that_is_no_operation_with_an_error(
 async def test_bad_credentials_close_with_4403(
     live: LiveServer, protocol: type[TransportWsClient]
 ) -> None:
-    async with connect(live.ws_url, subprotocols=[protocol.protocol]) as ws:  # type: ignore[list-item]
+    async with connect(live.ws_url, subprotocols=[protocol.protocol]) as ws:
         init = {"type": "connection_init", "payload": {"x-api-key": "gfk_bad_key"}}
         await ws.send(json.dumps(init))
         if protocol is LegacyWsClient:  # legacy graphql-ws says why before it closes

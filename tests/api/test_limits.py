@@ -17,7 +17,6 @@ from starlette.types import Message
 
 from graphql_files.settings import Settings
 
-from ..conftest import make_settings
 from ..helpers import (
     FULL_ACCESS,
     PNG,
@@ -26,6 +25,7 @@ from ..helpers import (
     LegacyWsClient,
     LiveServer,
     TransportWsClient,
+    make_settings,
     multipart,
     start_live_server,
     token,
@@ -215,8 +215,8 @@ async def test_a_slow_body_that_keeps_arriving_is_read(s3_endpoint: str, bucket:
             writer.write(piece)
             await writer.drain()
             await asyncio.sleep(0.4)
-        status, _, body = await read_answer(reader)
-    assert (status, body) == (200, {"data": {"listSongs": {"items": []}}})
+        status, _, answer = await read_answer(reader)
+    assert (status, answer) == (200, {"data": {"listSongs": {"items": []}}})
 
 
 async def test_a_client_gone_mid_body_is_no_error(app: LifespanManager) -> None:
@@ -239,7 +239,7 @@ async def test_a_client_gone_mid_body_is_no_error(app: LifespanManager) -> None:
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 8000),
     }
-    messages = [
+    messages: list[Message] = [
         {"type": "http.request", "body": multipart_start(), "more_body": True},
         {"type": "http.disconnect"},
     ]

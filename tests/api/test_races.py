@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -21,12 +21,12 @@ import pytest
 from graphql_files.domain.models import PHOTO_ALBUM, SONG
 from graphql_files.services.wiring import Services
 
-from ..conftest import make_settings
 from ..helpers import (
     PNG,
     GraphQLClient,
     LiveServer,
     full_access,
+    make_settings,
     multipart,
     put_object,
     start_live_server,
@@ -75,9 +75,9 @@ async def race(
     """Run both, the second started ``offset`` seconds after the first (or before it)."""
     offset = rng.uniform(-MAX_OFFSET, MAX_OFFSET)
 
-    async def delayed(call: Callable[[], Awaitable[dict[str, Any]]], by: float) -> Any:
+    async def delayed(call: Callable[[], Awaitable[dict[str, Any]]], by: float) -> dict[str, Any]:
         if by > 0:
-            await asyncio.sleep(by)
+            await asyncio.sleep(by)  # the offset between the two is what this test varies
         return await call()
 
     a, b = await asyncio.gather(delayed(first, -offset), delayed(second, offset))
@@ -87,11 +87,6 @@ async def race(
 async def missing(services: Services, paths: list[str]) -> list[str]:
     found = await services.files.head_many(paths)
     return [p for p, info in zip(paths, found, strict=True) if info is None]
-
-
-def services_of(live: LiveServer) -> Services:
-    services: Services = live.app.state.services
-    return services
 
 
 async def body(client: GraphQLClient, query: str, variables: dict[str, Any]) -> dict[str, Any]:
@@ -104,7 +99,7 @@ async def body(client: GraphQLClient, query: str, variables: dict[str, Any]) -> 
 
 
 @pytest.fixture
-async def client(live: LiveServer) -> Any:
+async def client(live: LiveServer) -> AsyncIterator[GraphQLClient]:
     graphql = live.client()
     async with graphql.http:
         yield graphql
@@ -112,7 +107,7 @@ async def client(live: LiveServer) -> Any:
 
 async def test_adopt_races_remove_file(live: LiveServer, client: GraphQLClient) -> None:
     """attachSongCoverArt(uploadedPath: P) against removeFile(P), P unnamed in the song's folder."""
-    services, rng, tally = services_of(live), random.Random(1), Tally()
+    services, rng, tally = live.services, random.Random(1), Tally()
     for n in range(ROUNDS):
         song_id = f"race1-{n}"
         await client.data(
@@ -136,7 +131,7 @@ async def test_adopt_races_remove_file(live: LiveServer, client: GraphQLClient) 
 async def test_detach_and_delete_races_reattach(live: LiveServer, client: GraphQLClient) -> None:
     """detachSongCoverArt(deleteFile) against attachSongCoverArt(uploadedPath: the same file,
     deletePrevious: false)."""
-    services, rng, tally = services_of(live), random.Random(2), Tally()
+    services, rng, tally = live.services, random.Random(2), Tally()
     for n in range(ROUNDS):
         song_id = f"race2-{n}"
         path = f"{folder('Song', song_id)}cover.png"
@@ -165,7 +160,7 @@ async def test_detach_and_delete_races_reattach(live: LiveServer, client: GraphQ
 async def test_remove_and_delete_races_add(live: LiveServer, client: GraphQLClient) -> None:
     """removePhotoAlbumImages(paths: [P], deleteFiles) against addPhotoAlbumImages(uploadedPaths:
     [P])."""
-    services, rng, tally = services_of(live), random.Random(3), Tally()
+    services, rng, tally = live.services, random.Random(3), Tally()
     for n in range(ROUNDS):
         album_id = f"race3-{n}"
         path = f"{folder('PhotoAlbum', album_id)}image.png"
@@ -218,7 +213,7 @@ async def test_fifty_concurrent_attaches_without_expected_version_all_succeed(
         assert [b.get("errors") for b in bodies] == [None] * 50
         versions = sorted(b["data"]["attachSongCoverArt"]["version"] for b in bodies)
         assert versions == list(range(2, 52))
-        services = services_of(live)
+        services = live.services
         left = [o.path async for o in services.files.iterate(folder("Song", "busy"))]
         song = await services.records.get(full_access(services), SONG, "busy")
         assert left == list(song.file_paths)

@@ -16,7 +16,6 @@ from asgi_lifespan import LifespanManager
 from graphql_files.app import create_app
 from graphql_files.settings import Settings
 
-from ..conftest import make_settings
 from ..helpers import (
     FULL_ACCESS,
     JPEG,
@@ -24,7 +23,9 @@ from ..helpers import (
     PNG,
     PREFLIGHT,
     GraphQLClient,
+    Json,
     codes,
+    make_settings,
     multipart,
     upload_data,
 )
@@ -168,11 +169,12 @@ async def test_bad_paths_are_refused_everywhere(client: GraphQLClient, path: str
         {"variables.input.file": ("x.png", PNG, "image/png")},
     )
     assert codes(response.json()) == ["BAD_USER_INPUT"]
-    for query, variables in [
+    requests: list[tuple[str, Json]] = [
         (GET_URL, {"input": {"path": path}}),
         (PROPERTIES, {"p": path}),
         (REMOVE, {"p": path}),
-    ]:
+    ]
+    for query, variables in requests:
         assert codes(await client.run(query, variables)) == ["BAD_USER_INPUT"], (query, path)
     assert (await client.data(LIST, {"input": {"path": "images/"}}))["listFiles"]["items"] == []
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
-from ..helpers import LegacyWsClient, LiveServer, TransportWsClient, ws_client
+from ..helpers import LegacyWsClient, LiveServer, TransportWsClient, subscribed, ws_client
 
 PROTOCOLS = [TransportWsClient, LegacyWsClient]
 
@@ -19,11 +17,6 @@ ON_ALBUM_UPDATE = """subscription($f: ModelSubscriptionPhotoAlbumFilterInput) {
   onUpdatePhotoAlbum(filter: $f) { id imagePaths version } }"""
 
 
-async def settle() -> None:
-    """Let the server register a subscription before the next mutation."""
-    await asyncio.sleep(0.2)
-
-
 @pytest.mark.parametrize("protocol", PROTOCOLS, ids=lambda p: p.protocol)
 async def test_create_update_delete_events_with_versions(
     live: LiveServer, protocol: type[TransportWsClient]
@@ -33,7 +26,7 @@ async def test_create_update_delete_events_with_versions(
         created_sub = await ws.subscribe(ON_CREATE)
         updated_sub = await ws.subscribe(ON_UPDATE)
         deleted_sub = await ws.subscribe(ON_DELETE)
-        await settle()
+        await subscribed(live, 3)
 
         await http.data('mutation { createSong(input: {id: "s1", name: "One"}) { id } }')
         event = await ws.next_payload()
@@ -52,15 +45,11 @@ async def test_create_update_delete_events_with_versions(
         event = await ws.next_payload()
         assert event["data"]["onDeleteSong"] == {"id": "s1", "name": "Two", "version": 3}
 
-        broker = live.app.state.services.broker
-        assert broker.subscriber_count == 3
+        assert live.services.broker.subscriber_count == 3
         for op_id in (created_sub, updated_sub, deleted_sub):
             await ws.stop(op_id)
-        for _ in range(50):  # stopped subscriptions leave the fan-out
-            if broker.subscriber_count == 0:
-                break
-            await asyncio.sleep(0.02)
-        assert broker.subscriber_count == 0
+        await subscribed(live, 0)  # stopped subscriptions leave the fan-out
+        assert live.services.broker.subscriber_count == 0
     await http.http.aclose()
 
 
@@ -73,7 +62,7 @@ async def test_filtered_out_records_are_not_sent(
         await ws.subscribe(
             ON_CREATE, {"f": {"or": [{"name": {"beginsWith": "keep"}}, {"name": {"in": ["also"]}}]}}
         )
-        await settle()
+        await subscribed(live, 1)
         for name in ("drop 1", "keep 1", "drop 2", "also", "drop 3", "keep 2"):
             await http.data(
                 "mutation($n: String!) { createSong(input: {name: $n}) { id } }", {"n": name}
@@ -90,7 +79,7 @@ async def test_update_filter_sees_the_record_after_the_change(live: LiveServer) 
     await http.data('mutation { createPhotoAlbum(input: {id: "a1", name: "A"}) { id } }')
     async with ws_client(live) as ws:
         await ws.subscribe(ON_ALBUM_UPDATE, {"f": {"imagePaths": {"contains": "images/a1/x"}}})
-        await settle()
+        await subscribed(live, 1)
         await http.data('mutation { updatePhotoAlbum(input: {id: "a1", name: "B"}) { id } }')
         await http.data(
             'mutation { updatePhotoAlbum(input: {id: "a1", imagePaths: ["images/a1/x"]}) { id } }'
@@ -109,7 +98,7 @@ async def test_refused_writes_publish_nothing(live: LiveServer) -> None:
     await http.data('mutation { createSong(input: {id: "s1", name: "A"}) { id } }')
     async with ws_client(live) as ws:
         await ws.subscribe(ON_UPDATE)
-        await settle()
+        await subscribed(live, 1)
         stale = await http.error(
             'mutation { updateSong(input: {id: "s1", name: "B", expectedVersion: 7}) { id } }'
         )
@@ -131,7 +120,7 @@ async def test_many_subscribers_each_get_every_event_once(live: LiveServer) -> N
     async with ws_client(live) as a, ws_client(live, LegacyWsClient) as b:
         await a.subscribe(ON_CREATE)
         await b.subscribe(ON_CREATE)
-        await settle()
+        await subscribed(live, 2)
         for n in range(5):
             await http.data(
                 "mutation($n: String!) { createSong(input: {name: $n}) { id } }", {"n": f"n{n}"}

@@ -147,7 +147,7 @@ async def test_delete_song_with_its_files(client: GraphQLClient, s3: Files) -> N
     ]
     assert deleted["version"] == song["version"] + 1
     assert await keys(s3) == []
-    assert codes(await client.run('{ getSong(id: "s1") { id } }')) == ["NOT_FOUND"]
+    assert await client.run('{ getSong(id: "s1") { id } }') == {"data": {"getSong": None}}
 
 
 async def test_delete_without_delete_files_keeps_them(client: GraphQLClient, s3: Files) -> None:

@@ -43,10 +43,10 @@ from graphql_files.domain.models import PHOTO_ALBUM, SONG, ModelSpec
 from graphql_files.errors import DatabaseUnavailable, DomainError, StorageUnavailable
 from graphql_files.services.attachments import Source
 from graphql_files.services.auth import Access, Principal, User
+from graphql_files.services.storage import Upload
 from graphql_files.services.wiring import Services, open_services
 
-from .conftest import make_settings
-from .helpers import PNG, full_access, put_object
+from ..helpers import PNG, full_access, make_settings, put_object
 
 MODELS = {"Song": SONG, "PhotoAlbum": PHOTO_ALBUM}
 RECORDS = 2  # per model: few, so operations collide
@@ -92,7 +92,7 @@ IN_FLIGHT: set[asyncio.Task[Any]] = set()  # late calls; each lands before the s
 
 
 async def land_late(call: Awaitable[Any]) -> None:
-    await asyncio.sleep(0.02)
+    await asyncio.sleep(0.02)  # the fault is the delay itself: the call lands after its answer
     with contextlib.suppress(DomainError):  # a refused write changes nothing
         await call
 
@@ -148,7 +148,8 @@ def inject_faults(monkeypatch: pytest.MonkeyPatch) -> None:
 Op = Callable[["Consistency"], Awaitable[Any]]
 
 
-def upload() -> UploadFile:
+def upload() -> Upload:
+    """A file sent with the request, as the server receives it (Starlette's ``UploadFile``)."""
     headers = Headers({"content-type": "image/png"})
     return UploadFile(io.BytesIO(PNG), size=len(PNG), filename="new.png", headers=headers)
 
@@ -376,11 +377,11 @@ class Consistency(RuleBasedStateMachine):
         for target, name in plant:  # clients' presigned uploads land (straight in S3, unchecked)
             self.run(put_object(self.services, self.folder(target) + name))
 
-        async def with_plan(op: Op, plan: Plan | None) -> Any:
+        async def with_plan(op: Op, plan: Plan | None) -> object:
             PLAN.set(plan)
             return await op(self)
 
-        async def both() -> list[Any]:
+        async def both() -> tuple[object, object]:
             return await asyncio.gather(
                 with_plan(first, plan1), with_plan(second, plan2), return_exceptions=True
             )
@@ -463,7 +464,9 @@ def test_the_promise_holds_under_concurrency_and_faults(
     env = Environment(loop, s3_endpoint)
     try:
         run_state_machine_as_test(
-            lambda: Consistency(env),
+            # hypothesis annotates this type[RuleBasedStateMachine]; its docstring (and its code)
+            # take any callable that returns a machine
+            lambda: Consistency(env),  # type: ignore[arg-type]
             settings=settings(
                 max_examples=30,
                 stateful_step_count=12,

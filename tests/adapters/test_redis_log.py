@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +19,19 @@ from graphql_files.domain.feed import ChangeEvent, ChangeKind
 from graphql_files.errors import ResyncRequired
 from graphql_files.settings import Settings
 
-from .conftest import make_settings
-from .helpers import (
+from ..helpers import (
     FULL_ACCESS,
     GraphQLClient,
+    Json,
     LiveServer,
-    RedisProcess,
     TransportWsClient,
+    eventually,
+    make_settings,
     start_live_server,
+    subscribed,
     ws_client,
 )
+from ..processes import RedisProcess
 
 FEED = """subscription($after: String) { recordChanges(after: $after) {
   cursor kind model id version } }"""
@@ -62,15 +66,21 @@ async def rename(http: GraphQLClient, record_id: str, name: str) -> dict[str, An
     )
 
 
-@asynccontextmanager
-async def running_broker(url: str) -> AsyncIterator[RedisBroker]:
-    """A Redis broker on a stream of its own, started and, at the end, closed."""
-    broker = RedisBroker(
+def redis_broker(url: str, stream: str | None = None) -> RedisBroker:
+    """An instance's broker, not started, on ``stream`` (by default a stream of its own)."""
+    return RedisBroker(
         url=url,
-        stream=f"test:{uuid.uuid4().hex[:8]}",
+        stream=stream or f"test:{uuid.uuid4().hex[:8]}",
         history_length=1000,
         history_age_seconds=3600,
     )
+
+
+@asynccontextmanager
+async def running_broker(url: str, stream: str | None = None) -> AsyncIterator[RedisBroker]:
+    """A Redis broker on ``stream`` (by default one of its own), started and, at the end,
+    closed."""
+    broker = redis_broker(url, stream)
     await broker.start()
     try:
         yield broker
@@ -97,7 +107,8 @@ async def test_changes_made_on_one_instance_reach_subscribers_of_another(
         async with ws_client(b) as on_b, ws_client(a) as on_a:
             await on_b.subscribe(FEED)
             await on_a.subscribe(FEED)
-            await asyncio.sleep(0.3)
+            await subscribed(a, 1)
+            await subscribed(b, 1)
             # each instance writes its own records (their stores are separate unless a real
             # MongoDB is configured), concurrently, interleaved
             for record in ("a1", "a2"):
@@ -145,7 +156,7 @@ async def test_resume_on_another_instance_and_after_a_restart(
         await create(http, "s")
         async with ws_client(b) as ws:
             await ws.subscribe(FEED)
-            await asyncio.sleep(0.3)
+            await subscribed(b, 1)
             for n in range(3):
                 await rename(http, "s", f"n{n}")
             first = await payloads(ws, 3, "recordChanges")
@@ -168,7 +179,7 @@ async def test_retention_answers_resync_required(
         await create(http, "s")
         async with ws_client(a) as ws:
             await ws.subscribe(FEED)
-            await asyncio.sleep(0.3)
+            await subscribed(a, 1)
             await rename(http, "s", "first")
             old = (await payloads(ws, 1, "recordChanges"))[0]["cursor"]
             for n in range(30):
@@ -195,7 +206,7 @@ async def test_redis_outage_mutations_commit_subscribers_are_told_delivery_resum
             await create(http_a, "s")
             async with ws_client(b) as ws:
                 await ws.subscribe(ON_UPDATE)
-                await asyncio.sleep(0.3)
+                await subscribed(b, 1)
                 await rename(http_a, "s", "before")
                 assert (await payloads(ws, 1, "onUpdateSong"))[0]["version"] == 2
 
@@ -212,7 +223,7 @@ async def test_redis_outage_mutations_commit_subscribers_are_told_delivery_resum
             await wait_until_healthy(http_a)
             async with ws_client(b) as ws:
                 await ws.subscribe(ON_UPDATE)
-                await asyncio.sleep(0.3)
+                await subscribed(b, 1)
                 await rename(http_a, "s", "after")
                 assert (await payloads(ws, 1, "onUpdateSong"))[0] == {
                     "id": "s",
@@ -225,11 +236,16 @@ async def test_redis_outage_mutations_commit_subscribers_are_told_delivery_resum
         server.kill()
 
 
+async def events_healthy(http: GraphQLClient) -> bool:
+    """Whether the instance's event reader reaches Redis, as its /readyz reports it."""
+    healthy: bool = (await http.http.get("/readyz")).json()["events"]["healthy"]
+    return healthy
+
+
 async def wait_until_healthy(http: GraphQLClient) -> None:
-    deadline = time.monotonic() + 15
-    while not (await http.http.get("/readyz")).json()["events"]["healthy"]:
-        assert time.monotonic() < deadline, "the event reader did not reconnect"
-        await asyncio.sleep(0.1)
+    await eventually(
+        partial(events_healthy, http), "the event reader to reconnect to Redis", timeout=15
+    )
 
 
 async def test_subscribing_during_an_outage_is_refused_until_it_ends(
@@ -242,10 +258,11 @@ async def test_subscribing_during_an_outage_is_refused_until_it_ends(
         async with instances(settings, count=1) as (a,):
             server.kill()
             http = a.client()
-            deadline = time.monotonic() + 10
-            while (await http.http.get("/readyz")).json()["events"]["healthy"]:
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.1)
+
+            async def unhealthy() -> bool:
+                return not await events_healthy(http)
+
+            await eventually(unhealthy, "the event reader to notice Redis is gone")
             async with ws_client(a) as ws:
                 await ws.subscribe(ON_UPDATE)
                 assert await ws.error_code() == "RESYNC_REQUIRED"
@@ -271,7 +288,7 @@ async def test_a_stalled_subscriber_is_cut_off_while_a_healthy_one_keeps_up(
         async with stalled_client(a) as stalled, ws_client(a) as healthy:
             await stalled.subscribe(query)
             await healthy.subscribe(query)
-            await asyncio.sleep(0.3)
+            await subscribed(a, 2)
             paths = [f"images/p/{'x' * 900}-{n}.png" for n in range(100)]  # ~90 KB an event
             cut_off = 0
             for n in range(2, 150):
@@ -317,22 +334,23 @@ async def stalled_client(live: LiveServer) -> AsyncIterator[TransportWsClient]:
     async with connect(
         live.ws_url,
         sock=sock,
-        subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+        subprotocols=[TransportWsClient.protocol],
         max_queue=1,
         ping_interval=None,
         compression=None,
     ) as ws:
-        client = TransportWsClient(ws)
+        client = StalledClient(ws)
         assert (await client.init(dict(FULL_ACCESS)))["type"] == "connection_ack"
-        original = client.subscribe
-
-        async def subscribe_then_stop_reading(query: str, variables: Any = None) -> str:
-            op_id = await original(query, variables)
-            ws.transport.pause_reading()
-            return op_id
-
-        client.subscribe = subscribe_then_stop_reading  # type: ignore[method-assign]
         yield client
+
+
+class StalledClient(TransportWsClient):
+    """A client that stops reading once it has subscribed."""
+
+    async def subscribe(self, query: str, variables: Json | None = None) -> str:
+        op_id = await super().subscribe(query, variables)
+        self.ws.transport.pause_reading()
+        return op_id
 
 
 async def test_lost_events_leave_a_gap_no_resume_can_cross(tmp_path: Path) -> None:
@@ -348,40 +366,55 @@ async def test_lost_events_leave_a_gap_no_resume_can_cross(tmp_path: Path) -> No
             before = (await asyncio.wait_for(anext(watcher), 5)).cursor
             server.kill()
             await broker.publish(change(2))  # lost: logged, counted, and the subscriber is told
+            lost_by = time.time()
             assert broker.stats.publish_failures == 1
             with pytest.raises(ResyncRequired):
                 await asyncio.wait_for(anext(watcher), 5)
 
             # the restarted Redis lost its data: a new epoch, so the old cursor cannot resume
             server.start()
-            deadline = time.monotonic() + 10
-            while not broker.healthy:
-                assert time.monotonic() < deadline, "the broker did not reconnect"
-                await asyncio.sleep(0.05)
+            await eventually(lambda: broker.healthy, "the broker to reconnect to Redis")
             with pytest.raises(ResyncRequired):
                 await broker.subscribe(lambda e: True, buffer=10, after=before)  # another epoch
+            # Time itself decides here: the gap mark the broker appends on reconnecting ends
+            # every subscription made up to GAP_CLOCK_MARGIN after the loss, so a subscriber
+            # that must outlive the gap comes later than that.
+            await asyncio.sleep(max(0.0, lost_by + GAP_CLOCK_MARGIN + 0.1 - time.time()))
             fresh = await broker.subscribe(lambda e: True, buffer=10)
             await broker.publish(change(3))
             after = (await asyncio.wait_for(anext(fresh), 5)).cursor
             await broker.publish(change(4))
             resumed = await broker.subscribe(lambda e: True, buffer=10, after=after)
             assert (await asyncio.wait_for(anext(resumed), 5)).version == 4
+            # the reader has read it too, so that closing the broker interrupts an idle read
+            assert (await asyncio.wait_for(anext(fresh), 5)).version == 4
     finally:
         server.kill()
 
 
 async def test_a_gap_mark_tells_old_subscribers_and_stops_resumes(redis_url: str) -> None:
-    """The gap mark itself, as another instance appends it into a log that kept its data."""
-    async with running_broker(redis_url) as broker:
+    """The gap mark itself, as another instance appends it into a log that kept its data: one
+    that committed a change before it could reach Redis, and reached it afterwards."""
+    stream = f"test:{uuid.uuid4().hex[:8]}"
+    async with running_broker(redis_url, stream) as broker, AsyncExitStack() as stack:
         old = await broker.subscribe(lambda e: True, buffer=100)
         await broker.publish(change(1))
         before = (await asyncio.wait_for(anext(old), 5)).cursor
-        lost_at = time.time()
-        old.created_at = lost_at - 60  # it was there long before the loss
+        other = redis_broker(redis_url, stream)
+        stack.push_async_callback(other.close)
+        await other.publish(change(2))  # not started: the log is out of its reach, the event lost
+        assert other.stats.publish_failures == 1
+        # Time itself is under test: the mark ends the subscriptions made up to GAP_CLOCK_MARGIN
+        # after the loss (instances' clocks may differ), and no later one.
         await asyncio.sleep(GAP_CLOCK_MARGIN + 0.1)
         new = await broker.subscribe(lambda e: True, buffer=100)  # came after the loss
-        broker._lost_at = lost_at  # as another instance that failed to publish would hold it
-        await broker.publish(change(2))  # appends the gap mark first
+        await other.start()
+        heard = await other.subscribe(lambda e: True, buffer=10)
+        await other.publish(change(2))  # appends the gap mark first
+        # Its own reader has read what it appended, so that closing it interrupts an idle read:
+        # redis-py can swallow the cancellation of a read whose answer is arriving, and then
+        # RedisBroker.close waits for its reader for ever.
+        assert (await asyncio.wait_for(anext(heard), 5)).version == 2
         with pytest.raises(ResyncRequired, match="lost"):
             await asyncio.wait_for(anext(old), 5)
         assert (await asyncio.wait_for(anext(new), 5)).version == 2

@@ -1,8 +1,8 @@
-"""Token verification (HS256, RS256 from a JWKS file, issuer, audience) and the api-key command."""
+"""Token verification: HS256, RS256 from a JWKS file, issuer, audience, expiry. (The api-key
+command is tested with the CLI.)"""
 
 from __future__ import annotations
 
-import argparse
 import datetime as real
 import json
 import time
@@ -16,10 +16,7 @@ from jwt import api_jwt
 from jwt.algorithms import RSAAlgorithm
 
 import graphql_files.services.auth as auth_module
-from graphql_files.adapters.mongo import open_database
-from graphql_files.cli import api_key_command
-from graphql_files.errors import NotFound, Unauthenticated
-from graphql_files.services.apikeys import ApiKeys
+from graphql_files.errors import Unauthenticated
 from graphql_files.services.auth import TokenVerifier
 from graphql_files.settings import Settings
 
@@ -72,28 +69,6 @@ def test_rs256_from_a_jwks_file(tmp_path: Path) -> None:
 def test_no_user_tokens_without_keys() -> None:
     with pytest.raises(Unauthenticated, match="accepts no user tokens"):
         TokenVerifier(Settings()).verify(jwt.encode(claims(), SECRET))
-
-
-async def test_api_key_command_create_list_revoke() -> None:
-    async with open_database(Settings()) as database:
-        keys = ApiKeys(database=database)
-        await keys.ensure_indexes()
-        created = await api_key_command(
-            argparse.Namespace(action="create", expires_in_days=7, description="ci"), keys
-        )
-        secret = created[0]
-        assert secret.startswith("gfk_")
-        found = await keys.find(secret)
-        assert found is not None
-        assert found.status == "active"
-        listing = await api_key_command(argparse.Namespace(action="list"), keys)
-        assert secret not in "\n".join(listing)
-        assert f"{found.id:<14}active" in listing[1]
-        revoked = await api_key_command(argparse.Namespace(action="revoke", id=found.id), keys)
-        assert revoked == [f"revoked {found.id} (ci)"]
-        assert "revoked" in (await api_key_command(argparse.Namespace(action="list"), keys))[1]
-        with pytest.raises(NotFound):
-            await api_key_command(argparse.Namespace(action="revoke", id="nope"), keys)
 
 
 def test_a_verified_token_is_rechecked_for_expiry(monkeypatch: pytest.MonkeyPatch) -> None:

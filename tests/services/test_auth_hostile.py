@@ -20,7 +20,7 @@ from graphql_files.errors import Unauthenticated
 from graphql_files.services.auth import TokenVerifier
 from graphql_files.settings import Settings
 
-from .helpers import API_KEY, TEST_JWT_SECRET, GraphQLClient
+from ..helpers import API_KEY, TEST_JWT_SECRET, GraphQLClient
 
 SECRET = "s" * 40
 HOUR_FROM_NOW = int(time.time()) + 3600

@@ -16,6 +16,8 @@ from botocore.config import Config
 from graphql_files.adapters.s3 import Files
 from graphql_files.adapters.signing import PROBE_KEY, Credentials, UrlSigner
 
+from ..helpers import eventually
+
 NOW = datetime(2026, 11, 24, 23, 5, 7, tzinfo=UTC)
 KEYS = [
     "images/a b/ü+x.png",
@@ -81,7 +83,7 @@ def test_a_different_clock_gives_a_different_signature() -> None:
     assert parse_qs(urlsplit(later).query)["X-Amz-Date"] == ["20261124T230508Z"]
 
 
-async def test_signed_urls_follow_rotating_credentials() -> None:
+async def test_signed_urls_follow_rotating_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     start = datetime.now(UTC)
     rotations = iter([("KEY1", start + timedelta(hours=1)), ("KEY2", start + timedelta(hours=3))])
 
@@ -114,17 +116,32 @@ async def test_signed_urls_follow_rotating_credentials() -> None:
         endpoint_url=None,
         embedded=False,
     )
+    checks = 0
+    refresh_needed = credentials.refresh_needed
+
+    def counted_refresh_needed(*args: Any, **kwargs: Any) -> bool:
+        nonlocal checks
+        checks += 1
+        return bool(refresh_needed(*args, **kwargs))
+
+    monkeypatch.setattr(credentials, "refresh_needed", counted_refresh_needed)
+
+    def signed_with() -> str:
+        return files.signed_url("images/x.png", expires_in=60).url
+
     await files.refresh_signing_credentials()
-    assert "KEY1%2F" in files.signed_url("images/x.png", expires_in=60).url
+    assert "KEY1%2F" in signed_with()
+    checked_before = checks
     refresher = asyncio.create_task(files.keep_signing_credentials_fresh(every=0.01))
     try:
-        await asyncio.sleep(0.05)
-        assert "KEY1%2F" in files.signed_url("images/x.png", expires_in=60).url  # still valid
+        await eventually(
+            lambda: checks >= checked_before + 3, "the refresher to check the credentials"
+        )
+        assert "KEY1%2F" in signed_with()  # still valid
         # 55 minutes later, KEY1 is within botocore's refresh window: the refresher, off the
         # request path, takes KEY2, and signing goes on without awaiting anything
         clock[0] = start + timedelta(minutes=55)
-        while "KEY1%2F" in files.signed_url("images/x.png", expires_in=60).url:  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-        assert "KEY2%2F" in files.signed_url("images/x.png", expires_in=60).url
+        await eventually(lambda: "KEY1%2F" not in signed_with(), "the refresher to take KEY2")
+        assert "KEY2%2F" in signed_with()
     finally:
         refresher.cancel()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mongomock_motor import AsyncMongoMockClient
@@ -14,8 +13,6 @@ from graphql_files.domain import filters
 from graphql_files.domain.filters import And, Cond, Node, Not, Or
 from graphql_files.domain.models import PHOTO_ALBUM, Record
 from graphql_files.services import queries
-
-from .helpers import GraphQLClient
 
 WORDS = ["", "a", "ab", "b", "ba", "B", "é", "a.b", "images/x", "images/y"]
 DOCS: list[dict[str, Any]] = [
@@ -92,7 +89,8 @@ trees = st.recursive(
 @given(tree=trees)
 def test_mongodb_and_python_agree(tree: Node) -> None:
     async def in_mongodb() -> set[str]:
-        collection = AsyncMongoMockClient()["db"]["albums"]
+        client: AsyncMongoMockClient[dict[str, Any]] = AsyncMongoMockClient()
+        collection = client["db"]["albums"]
         await collection.insert_many([dict(d) for d in DOCS])
         return {d["_id"] async for d in collection.find(queries.to_mongo(tree))}
 
@@ -100,38 +98,3 @@ def test_mongodb_and_python_agree(tree: Node) -> None:
         d["_id"] for d in DOCS if filters.matches(tree, Record.from_document(PHOTO_ALBUM, d))
     }
     assert asyncio.run(in_mongodb()) == in_python
-
-
-LIST = "query($f: ModelSongFilterInput) { listSongs(filter: $f) { items { id } } }"
-UPDATE = """mutation($c: ModelSongConditionInput) {
-  updateSong(input: {id: "s1", name: "Two"}, condition: $c) { version } }"""
-
-
-@pytest.mark.parametrize(
-    "empty",
-    [
-        {"and": [{}]},
-        {"or": [{}]},
-        {"not": {}},
-        {"and": [{"name": {"eq": "One"}}, {}]},
-        {"or": [{"name": {}}]},  # a field with no operator sets no condition either
-        {"not": {"and": [{"name": {"eq": "One"}}, {"not": {}}]}},
-    ],
-    ids=["and", "or", "not", "and-beside-a-condition", "field-without-operator", "nested"],
-)
-async def test_an_empty_filter_inside_and_or_not_is_refused(
-    client: GraphQLClient, empty: dict[str, Any]
-) -> None:
-    """Nothing to test is a client's mistake, not "match all" (nor, under ``not``, "match
-    none"): MongoDB refuses an empty ``$and``, so it must never get one."""
-    await client.data('mutation { createSong(input: {id: "s1", name: "One"}) { id } }')
-    for query, variables in ((LIST, {"f": empty}), (UPDATE, {"c": empty})):
-        error = await client.error(query, variables)
-        assert error["extensions"]["code"] == "BAD_USER_INPUT", error
-        assert "sets no condition" in error["message"]
-
-
-async def test_an_empty_top_level_filter_is_no_filter(client: GraphQLClient) -> None:
-    await client.data('mutation { createSong(input: {id: "s1", name: "One"}) { id } }')
-    data = await client.data(LIST, {"f": {}})
-    assert data == {"listSongs": {"items": [{"id": "s1"}]}}

@@ -9,7 +9,7 @@ import pytest
 from graphql_files.domain import media
 from graphql_files.errors import BadUserInput, UnsupportedMediaType
 
-from .helpers import JPEG, MP3, PNG
+from ..helpers import JPEG, MP3, PNG
 
 DEFAULT = ("image/*", "audio/*")
 SVG = (

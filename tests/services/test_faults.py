@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -17,20 +17,22 @@ from graphql_files.app import create_app
 from graphql_files.domain.models import SONG
 from graphql_files.domain.objects import ObjectInfo
 from graphql_files.errors import StorageUnavailable
+from graphql_files.services.wiring import Services
 
-from .conftest import make_settings, services_in
-from .helpers import (
+from ..helpers import (
     FULL_ACCESS,
     PNG,
     GraphQLClient,
-    RedisProcess,
     codes,
+    eventually,
     full_access,
-    hung_server,
+    make_settings,
     multipart,
     start_live_server,
+    subscribed,
     ws_client,
 )
+from ..processes import RedisProcess, hung_server
 
 ATTACH = """mutation($f: Upload!) {
   attachSongCoverArt(input: {songId: "s", file: $f}) { coverArtPath version } }"""
@@ -56,6 +58,7 @@ async def test_a_hung_redis_does_not_hold_up_mutations(
         ):
             await http.data('mutation { createSong(input: {id: "s", name: "a"}) { id } }')
             await ws.subscribe("subscription { onUpdateSong { version } }")
+            await subscribed(live, 1)
             redis.pause()
             try:
                 # the client gives up long before redis-py's own socket timeouts would
@@ -66,30 +69,28 @@ async def test_a_hung_redis_does_not_hold_up_mutations(
                 assert ready["events"]["publish_failures"] == 1
             finally:
                 redis.resume()
-            await asyncio.wait_for(until_healthy(live.app), 20)
+            broker = live.services.broker
+            await eventually(lambda: broker.healthy, "the event reader to reach Redis", timeout=20)
             async with ws_client(live) as again:
                 await again.subscribe("subscription { onUpdateSong { version } }")
-                await asyncio.sleep(0.2)  # the subscription registers before the write
+                await subscribed(live, 1)
                 await http.data(RENAME, {"n": "after"})
                 assert (await again.next_payload(10))["data"]["onUpdateSong"] == {"version": 3}
     finally:
         redis.kill()
 
 
-async def until_healthy(app: Any) -> None:
-    while not app.state.services.broker.healthy:  # noqa: ASYNC110 - the broker has no event
-        await asyncio.sleep(0.05)
-
-
 @pytest.fixture
-async def hung_s3_app(bucket: str) -> Any:
+async def hung_s3_app(bucket: str) -> AsyncIterator[LifespanManager]:
     async with hung_server() as endpoint:
         settings = make_settings(endpoint, bucket, s3_timeout=0.3)
         async with LifespanManager(create_app(settings)) as manager:
             yield manager
 
 
-async def test_a_hung_s3_answers_storage_unavailable_in_seconds(hung_s3_app: Any) -> None:
+async def test_a_hung_s3_answers_storage_unavailable_in_seconds(
+    hung_s3_app: LifespanManager,
+) -> None:
     transport = httpx.ASGITransport(app=hung_s3_app.app)
     async with httpx.AsyncClient(
         transport=transport, base_url="http://t", headers=FULL_ACCESS
@@ -106,7 +107,7 @@ async def test_a_hung_s3_answers_storage_unavailable_in_seconds(hung_s3_app: Any
 
 
 async def test_an_upload_whose_head_fails_is_removed(
-    client: GraphQLClient, services: Any, monkeypatch: pytest.MonkeyPatch
+    client: GraphQLClient, services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The PUT succeeded, the HEAD after it failed: the request fails, and what it uploaded is
     deleted like any failed step's upload."""
@@ -123,8 +124,3 @@ async def test_an_upload_whose_head_fails_is_removed(
     assert codes(response.json()) == ["STORAGE_UNAVAILABLE"]
     assert [o.path async for o in services.files.iterate("images/")] == []
     assert (await services.records.get(full_access(services), SONG, "s")).version == 1
-
-
-@pytest.fixture
-def services(app: LifespanManager) -> Any:
-    return services_in(app)

@@ -1,0 +1,125 @@
+"""``amplify_outputs.json``: what an unmodified aws-amplify v6 needs to talk to this server.
+
+Amplify Gen 2 apps configure everything from that file (``Amplify.configure(outputs)``). Its
+``data`` section names the GraphQL endpoint, the region, the API key and the authorization
+modes; its ``model_introspection`` describes every model (fields, primary key, auth rules) so
+that ``client.models.Song.create/get/list/update/delete`` and ``onCreate``/``observeQuery``
+generate the operations this server serves. It is made from the same model descriptions the
+schema is made from, and from the rule file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from ..domain.models import MODELS, SYSTEM_FIELDS, FieldSpec, Kind, ModelSpec
+from ..domain.policy import Policy, Rule
+
+OUTPUTS_VERSION = "1.4"
+# Our field kinds as Amplify's scalar types.
+SCALARS = {
+    Kind.ID: "ID",
+    Kind.STRING: "String",
+    Kind.INT: "Int",
+    Kind.DATETIME: "AWSDateTime",
+    Kind.STRING_LIST: "String",
+}
+READ_ONLY = frozenset({"version", "createdAt", "updatedAt"})
+# A signed-in user's JWT reaches the server as Amplify's "lambda" (authToken) or "userPool"
+# (a custom token provider) modes: both send it in the Authorization header.
+USER_AUTHORIZATION = "AWS_LAMBDA"
+
+
+def amplify_outputs(
+    *, url: str, api_key: str | None, region: str, policy: Policy
+) -> dict[str, Any]:
+    """The whole file: Amplify's ``data`` section for this server."""
+    data: dict[str, Any] = {
+        "url": url,
+        "aws_region": region,
+        "default_authorization_type": "API_KEY" if api_key else USER_AUTHORIZATION,
+        "authorization_types": [USER_AUTHORIZATION] if api_key else [],
+        "model_introspection": model_introspection(policy),
+    }
+    if api_key:
+        data["api_key"] = api_key
+    return {"version": OUTPUTS_VERSION, "data": data}
+
+
+def model_introspection(policy: Policy) -> dict[str, Any]:
+    return {
+        "version": 1,
+        "models": {model.name: _model(model, policy) for model in MODELS},
+        "enums": {},
+        "nonModels": {},
+    }
+
+
+def _model(model: ModelSpec, policy: Policy) -> dict[str, Any]:
+    fields = (SYSTEM_FIELDS[0], *model.fields, *SYSTEM_FIELDS[1:])
+    return {
+        "name": model.name,
+        "fields": {f.name: _field(f) for f in fields},
+        "syncable": True,
+        "pluralName": model.plural,
+        "attributes": [
+            {"type": "model", "properties": {}},
+            {"type": "auth", "properties": {"rules": _rules(policy.data_rules(model.name))}},
+        ],
+        "primaryKeyInfo": {
+            "isCustomPrimaryKey": False,
+            "primaryKeyFieldName": "id",
+            "sortKeyFieldNames": [],
+        },
+    }
+
+
+def _field(spec: FieldSpec) -> dict[str, Any]:
+    field: dict[str, Any] = {
+        "name": spec.name,
+        "isArray": spec.kind is Kind.STRING_LIST,
+        "type": SCALARS[spec.kind],
+        "isRequired": spec.required or spec.kind is Kind.STRING_LIST,
+        "attributes": [],
+    }
+    if spec.kind is Kind.STRING_LIST:
+        field["isArrayNullable"] = not spec.required
+    if spec.name in READ_ONLY:
+        field["isReadOnly"] = True
+        field["isRequired"] = spec.name == "version"
+    return field
+
+
+def _rules(rules: Iterable[Rule]) -> list[dict[str, Any]]:
+    """The rule file's data rules as Amplify's ``authorization`` rules."""
+    out = []
+    for rule in rules:
+        operations = sorted(rule.allows)
+        if rule.kind == "publicApiKey":
+            out.append({"allow": "public", "provider": "apiKey", "operations": operations})
+        elif rule.kind == "guest":
+            out.append({"allow": "public", "provider": "iam", "operations": operations})
+        elif rule.kind == "authenticated":
+            out.append({"allow": "private", "provider": "function", "operations": operations})
+        elif rule.kind == "owner":
+            out.append(
+                {
+                    "provider": "userPools",
+                    "ownerField": "owner",
+                    "allow": "owner",
+                    "identityClaim": "sub",
+                    "operations": operations,
+                }
+            )
+        elif rule.kind == "groups":
+            out.append(
+                {
+                    "groupClaim": "groups",
+                    "provider": "userPools",
+                    "allow": "groups",
+                    "groups": [rule.group or ""],
+                    "operations": operations,
+                }
+            )
+    return out

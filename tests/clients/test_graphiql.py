@@ -1,0 +1,98 @@
+"""GraphiQL in a real headless Chromium that can reach nothing but loopback: it renders from the
+server's own assets, runs a query, and a subscription receives a change made elsewhere."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from base64 import b64encode
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+from asgi_lifespan import LifespanManager
+
+from graphql_files.api.graphiql import ASSETS
+from graphql_files.app import create_app
+from graphql_files.settings import Settings
+
+from ..helpers import FULL_ACCESS, LiveServer, services_in, subscribed
+from .devtools import chromium
+
+QUERY = "{ listSongs { items { name } } }"
+SUBSCRIPTION = "subscription { onCreateSong { name } }"
+RESPONSE = "document.querySelector('.graphiql-response')?.innerText ?? ''"
+
+
+def graphiql_url(live: LiveServer, query: str) -> str:
+    return f"{live.url}/graphql?q={quote(query)}&headers={quote(json.dumps(FULL_ACCESS))}"
+
+
+async def test_graphiql_works_with_no_network_but_loopback(
+    live: LiveServer, tmp_path: Path
+) -> None:
+    async with live.client() as http:
+        await http.data('mutation { createSong(input: {name: "Blue in Green"}) { id } }')
+        async with chromium(tmp_path / "profile") as page:
+            await page.call("Page.navigate", url=graphiql_url(live, QUERY))
+            await page.until(
+                "!!document.querySelector('.graphiql-execute-button')", "GraphiQL to render"
+            )
+            await page.evaluate("document.querySelector('.graphiql-execute-button').click()")
+            await page.until(f"{RESPONSE}.includes('Blue in Green')", "the query's result")
+
+            # a subscription tab: its headers reach the websocket as connection_init's payload
+            await page.call("Page.navigate", url=graphiql_url(live, SUBSCRIPTION))
+            await page.until(
+                "document.querySelector('.graphiql-query-editor')?.innerText"
+                ".includes('onCreateSong')",
+                "the subscription in the editor",
+            )
+            await page.evaluate("document.querySelector('.graphiql-execute-button').click()")
+            await subscribed(live, 1)
+            await http.data('mutation { createSong(input: {name: "So What"}) { id } }')
+            await page.until(f"{RESPONSE}.includes('So What')", "the subscription's event")
+            loading = await page.evaluate("document.body.innerText.includes('Loading...')")
+    assert loading is False
+    elsewhere = [
+        url for url in page.requested if not re.match(r"(https?|wss?)://127\.0\.0\.1:|data:", url)
+    ]
+    assert elsewhere == [], f"the page reached beyond the server: {elsewhere}"
+
+
+async def test_the_assets_are_the_ones_the_page_pins(live: LiveServer) -> None:
+    """Every asset the page loads is served, and matches the integrity hash the page gives."""
+    async with httpx.AsyncClient(base_url=live.url) as http:
+        page = (await http.get("/graphql", headers={"accept": "text/html"})).text
+        pinned = re.findall(r'(?:src|href)="(/graphql/assets/[^"]+)"\s+integrity="([^"]+)"', page)
+        assert len(pinned) == len(list(ASSETS.glob("*.js")) + list(ASSETS.glob("*.css")))
+        for path, integrity in pinned:
+            served = await http.get(path)
+            assert served.status_code == 200, path
+            digest = b64encode(hashlib.sha384(served.content).digest()).decode()
+            assert integrity == f"sha384-{digest}", path
+
+
+async def page_headers(settings: Settings) -> str:
+    app = create_app(settings)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            page = (await http.get("/graphql", headers={"accept": "text/html"})).text
+        welcome = services_in(app).dev_headers
+    match = re.search(r"const DEFAULT_HEADERS = (.*);", page)
+    assert match is not None
+    headers: str = json.loads(match.group(1))
+    if headers:  # what the editor holds is exactly what was made at start-up
+        assert json.loads(headers) == dict(welcome)
+    return headers
+
+
+async def test_on_the_embedded_defaults_the_headers_editor_holds_the_new_credentials() -> None:
+    embedded = Settings()  # nothing configured: a key and a token are made at start-up
+    headers = await page_headers(embedded)
+    assert '"x-api-key": "gfk_' in headers
+    assert '"Authorization": "Bearer ey' in headers
+    # listening beyond loopback, the page never shows them
+    assert await page_headers(embedded.model_copy(update={"host": "0.0.0.0"})) == ""  # noqa: S104
