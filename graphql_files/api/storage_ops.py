@@ -82,7 +82,7 @@ class GetUrlInput:
 
 @strawberry.input
 class ListFilesInput:
-    path: str = strawberry.field(description="A key prefix, e.g. images/<album id>/.")
+    path: str = strawberry.field(description="A key prefix, e.g. images/PhotoAlbum/<album id>/.")
     pageSize: int | None = strawberry.field(default=None, description="1-1000, default 100.")
     nextToken: str | None = None
 

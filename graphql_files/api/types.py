@@ -153,7 +153,7 @@ class Song(RecordType):
 
     name: str
     coverArtPath: str | None = strawberry.field(
-        description="S3 key of the cover art, e.g. images/<song id>/<uuid>-cover.png."
+        description="S3 key of the cover art. Null removes the association."
     )
 
     @strawberry.field(description="The cover art, with its URL and properties.")

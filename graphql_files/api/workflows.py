@@ -16,7 +16,7 @@ _EXPECTED = "Act only if the record is still at this version (else CONFLICT, not
 
 @strawberry.input(
     description="New cover art: a `file` sent with this request, or the "
-    "`uploadedPath` of a presigned upload inside images/<songId>/."
+    "`uploadedPath` of a presigned upload inside the song's folder."
 )
 class AttachSongCoverArtInput:
     songId: strawberry.ID
@@ -41,7 +41,7 @@ class DetachSongCoverArtInput:
 
 @strawberry.input(
     description="New images: `files` sent with this request, or the "
-    "`uploadedPaths` of presigned uploads inside images/<albumId>/."
+    "`uploadedPaths` of presigned uploads inside the album's folder."
 )
 class AddPhotoAlbumImagesInput:
     albumId: strawberry.ID
