@@ -18,7 +18,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from graphql_files.api.context import services_of
 from graphql_files.app import create_app
-from graphql_files.domain.models import PHOTO_ALBUM, SONG
+from graphql_files.domain.declaration import PHOTO_ALBUM, SONG
 from graphql_files.services.auth import Access, Principal
 from graphql_files.services.wiring import Services
 from graphql_files.settings import Settings

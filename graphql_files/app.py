@@ -24,6 +24,7 @@ from .api.context import services_of
 from .api.graphiql import ASSETS as GRAPHIQL_ASSETS
 from .api.schema import build_schema
 from .api.view import GraphQLView
+from .domain.declaration import Declaration, load_declaration
 from .services.sweep import sweep_periodically
 from .services.wiring import Services, describe, open_services
 from .settings import LOCALHOST_ORIGINS, Settings
@@ -61,13 +62,15 @@ async def no_such_websocket(websocket: WebSocket) -> None:
     await websocket.send_denial_response(PlainTextResponse("Not Found", status_code=404))
 
 
-def create_app(settings: Settings) -> Starlette:
-    """The application; nothing is opened until its lifespan starts."""
-    view = GraphQLView(build_schema(settings), settings)
+def create_app(settings: Settings, declaration: Declaration | None = None) -> Starlette:
+    """The application for ``declaration``'s models (read from ``MODELS_FILE`` when not
+    given); nothing is opened until its lifespan starts."""
+    declaration = declaration or load_declaration(settings.models_file)
+    view = GraphQLView(build_schema(settings, declaration), settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
-        async with open_services(settings) as services, AsyncExitStack() as tasks:
+        async with open_services(settings, declaration) as services, AsyncExitStack() as tasks:
             if settings.sweep_interval is not None:
                 sweeping = asyncio.create_task(
                     sweep_periodically(
@@ -86,7 +89,7 @@ def create_app(settings: Settings) -> Starlette:
                 del app.state.services
 
     routes = [
-        Route("/graphql", BodyLimit(view, settings)),
+        Route("/graphql", BodyLimit(view, settings, largest_file=declaration.largest_file)),
         WebSocketRoute("/graphql", view),
         WebSocketRoute("/graphql/realtime", AppSyncRealtime(view)),
         Mount("/graphql/assets", StaticFiles(directory=GRAPHIQL_ASSETS), name="graphiql"),

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from . import __version__, logs
 from .adapters.mongo import open_database
+from .domain.declaration import Declaration, DeclarationError, load_declaration
 from .domain.policy import PolicyError, load_policy
 from .errors import DomainError
 from .services.apikeys import ApiKeys
@@ -46,13 +47,14 @@ def serve(args: argparse.Namespace) -> int:
     from .app import create_app
 
     settings = _settings(host=args.host, port=args.port, log_level=args.log_level)
+    declaration = _declaration(settings.models_file)  # a bad file stops us in one line
     try:
-        load_policy(settings.access_file)
+        load_policy(settings.access_file, [m.name for m in declaration.models])
     except PolicyError as exc:
         sys.exit(f"graphql-files: {exc}")
     _configure_logging(settings.log_level)
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, declaration),
         host=settings.host,
         port=settings.port,
         log_config=None,
@@ -65,10 +67,38 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _declaration(path: Path | None) -> Declaration:
+    """The declared models (the built-in ones without a path), checked whole: the file parses
+    and the schema it gives builds. A bad one exits with one line naming the file and the
+    fault (and the line, for a fault the parser sees)."""
+    from .api.schema import build_schema
+
+    try:
+        declaration = load_declaration(path)
+    except DeclarationError as exc:
+        sys.exit(f"graphql-files: {exc}")
+    try:
+        build_schema(Settings.model_construct(), declaration)
+    except Exception as exc:  # strawberry's and graphql-core's own refusals, whatever their type
+        sys.exit(f"graphql-files: {path}: the schema it gives does not build: {exc}")
+    return declaration
+
+
+def check_models(args: argparse.Namespace) -> int:
+    """``check-models``: the declaration parses, and the schema it gives builds."""
+    declaration = _declaration(args.file)
+    names = ", ".join(
+        f"{m.name} ({len(m.fields)} fields, {len(m.files)} file fields)" for m in declaration.models
+    )
+    print(f"{args.file}: {len(declaration.models)} models: {names}")
+    return 0
+
+
 def schema(args: argparse.Namespace) -> int:
     from .api.schema import build_schema, sdl
 
-    text = sdl(build_schema(Settings.model_construct()))
+    declaration = _declaration(args.models or _settings().models_file)
+    text = sdl(build_schema(Settings.model_construct(), declaration))
     if args.check:
         current = args.output.read_text() if args.output.exists() else ""
         if current != text:
@@ -102,11 +132,12 @@ def sweep(args: argparse.Namespace) -> int:
         grace = parse_duration(args.grace) if args.grace else None
     except ValueError as exc:
         sys.exit(f"graphql-files sweep: --grace: {exc}")
+    declaration = _declaration(settings.models_file)  # the sweeper must know every file field
 
     async def run() -> list[str]:
         async with open_database(settings) as database:
             await database.ping()  # fail fast: opening the services waits on every index
-        async with open_services(settings) as services:
+        async with open_services(settings, declaration) as services:
             report = await services.sweeper.run(
                 grace=grace or timedelta(seconds=settings.sweep_grace), dry_run=args.dry_run
             )
@@ -171,15 +202,20 @@ def amplify_outputs_command(args: argparse.Namespace) -> int:
     from .services.amplify_outputs import amplify_outputs
 
     settings = _settings()
+    declaration = _declaration(settings.models_file)
     try:
-        policy = load_policy(settings.access_file)
+        policy = load_policy(settings.access_file, [m.name for m in declaration.models])
     except PolicyError as exc:
         sys.exit(f"graphql-files: {exc}")
     url = args.url.rstrip("/")
     if not url.endswith("/graphql"):
         url += "/graphql"
     outputs = amplify_outputs(
-        url=url, api_key=args.api_key, region=settings.s3_region, policy=policy
+        url=url,
+        api_key=args.api_key,
+        region=settings.s3_region,
+        policy=policy,
+        declaration=declaration,
     )
     text = json.dumps(outputs, indent=2) + "\n"
     if args.output is None:
@@ -213,6 +249,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--write", action="store_true", help="write the schema file")
     p.add_argument(
+        "--models",
+        type=Path,
+        help="the SDL a model declaration gives (default GRAPHQL_FILES_MODELS_FILE, else the "
+        "built-in Song and PhotoAlbum)",
+    )
+    p.add_argument(
         "--output",
         type=Path,
         default=DEFAULT_SCHEMA_FILE,
@@ -233,6 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.set_defaults(run=sweep)
+
+    p = commands.add_parser(
+        "check-models", help="validate a model declaration (TOML) without starting a server"
+    )
+    p.add_argument("file", type=Path, help="the declaration, e.g. models.toml")
+    p.set_defaults(run=check_models)
 
     p = commands.add_parser(
         "amplify-outputs",

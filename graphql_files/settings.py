@@ -122,6 +122,7 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     access_file: Path | None = None
+    models_file: Path | None = None
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
 

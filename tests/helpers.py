@@ -355,9 +355,11 @@ def full_access(services: Services) -> Access:
     return Access(services.policy, Principal(api_key="static", user=user))
 
 
-async def put_object(services: Services, path: str, data: bytes = PNG) -> None:
+async def put_object(
+    services: Services, path: str, data: bytes = PNG, *, content_type: str = "image/png"
+) -> None:
     """Plant an object straight in the bucket, past every API check."""
-    await services.files.upload(path, BytesReader(data), content_type="image/png", max_bytes=10**6)
+    await services.files.upload(path, BytesReader(data), content_type=content_type, max_bytes=10**6)
 
 
 async def multipart(

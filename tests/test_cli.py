@@ -4,6 +4,7 @@ the sweep and api-key commands."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from websockets.asyncio.client import connect
 
 from graphql_files.adapters.mongo import open_database
 from graphql_files.cli import api_key_command
@@ -19,6 +21,8 @@ from graphql_files.errors import NotFound
 from graphql_files.services.apikeys import ApiKeys
 from graphql_files.settings import Settings
 
+from .declared import POST_EXAMPLE
+from .helpers import PNG, TransportWsClient
 from .processes import ROOT, serving
 
 
@@ -213,3 +217,160 @@ def test_amplify_outputs_writes_what_amplify_configures_itself_from(tmp_path: Pa
     ]
     album = data["model_introspection"]["models"]["PhotoAlbum"]["fields"]["imagePaths"]
     assert (album["isArray"], album["isArrayNullable"], album["type"]) == (True, True, "String")
+
+
+# --- declared models ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def post_models(tmp_path: Path) -> Path:
+    path = tmp_path / "models.toml"
+    path.write_text(POST_EXAMPLE)
+    return path
+
+
+def test_check_models_validates_a_declaration(post_models: Path) -> None:
+    result = run_cli("check-models", str(post_models))
+    assert result.returncode == 0, result.stderr
+    assert "2 models: Post (6 fields, 2 file fields), User (2 fields, 1 file fields)" in (
+        result.stdout
+    )
+
+
+def test_a_malformed_declaration_stops_every_command_with_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "models.toml"
+    bad.write_text('[models.Post]\nfields.title = "String!"\nfiles.image = { one = "title" }\n')
+    expected = f"graphql-files: {bad}, line 3: 'title' is already a field"
+    for args, env in [
+        (("check-models", str(bad)), {}),
+        (("schema", "--models", str(bad)), {}),
+        (("serve",), {"GRAPHQL_FILES_MODELS_FILE": str(bad)}),
+        (("amplify-outputs", "--url", "http://x"), {"GRAPHQL_FILES_MODELS_FILE": str(bad)}),
+    ]:
+        result = run_cli(*args, env=env)
+        assert result.returncode != 0, args
+        assert result.stderr.strip().splitlines() == [expected], (args, result.stderr)
+
+
+def test_schema_models_prints_the_names_the_contract_gives(post_models: Path) -> None:
+    result = run_cli("schema", "--models", str(post_models))
+    assert result.returncode == 0, result.stderr
+    sdl = result.stdout
+    for line in [
+        "getPost(id: ID!): Post",
+        "listPosts(filter: ModelPostFilterInput = null, limit: Int = null, "
+        "nextToken: String = null, sortDirection: ModelSortDirection = null): ModelPostConnection",
+        "createPost(input: CreatePostInput!, condition: ModelPostConditionInput = null): Post",
+        "updatePost(input: UpdatePostInput!, condition: ModelPostConditionInput = null): Post",
+        "deletePost(input: DeletePostInput!, condition: ModelPostConditionInput = null): Post",
+        "onCreatePost(filter: ModelSubscriptionPostFilterInput = null): Post!",
+        "onUpdatePost(filter: ModelSubscriptionPostFilterInput = null): Post!",
+        "onDeletePost(filter: ModelSubscriptionPostFilterInput = null): Post!",
+        "image: FileRef",
+        "attachments: [FileRef!]!",
+        "attachPostImage(input: AttachPostImageInput!): Post",
+        "detachPostImage(input: DetachPostImageInput!): Post",
+        "addPostAttachments(input: AddPostAttachmentsInput!): Post",
+        "replacePostAttachment(input: ReplacePostAttachmentInput!): Post",
+        "removePostAttachments(input: RemovePostAttachmentsInput!): Post",
+        "attachUserProfilePicture(input: AttachUserProfilePictureInput!): User",
+        "status: PostStatus",
+        "tags: [String!]",
+        "  postId: ID!",
+        "  userId: ID!",
+    ]:
+        assert line in sdl, line
+    model_name = sdl[sdl.index("enum ModelName {") :].split("}")[0]
+    assert model_name.split()[3:] == ["POST", "USER"]
+    attach = sdl[sdl.index("input AttachPostImageInput {") :].split("}")[0]
+    for argument in ("postId", "file", "uploadedPath", "deletePrevious", "expectedVersion"):
+        assert f"  {argument}:" in attach, attach
+    assert "Song" not in sdl  # a declaration replaces the built-in one whole
+
+
+def test_amplify_outputs_describes_the_declared_models(post_models: Path) -> None:
+    result = run_cli(
+        "amplify-outputs", "--url", "http://x", env={"GRAPHQL_FILES_MODELS_FILE": str(post_models)}
+    )
+    assert result.returncode == 0, result.stderr
+    introspection = json.loads(result.stdout)["data"]["model_introspection"]
+    assert set(introspection["models"]) == {"Post", "User"}
+    post = introspection["models"]["Post"]["fields"]
+    assert post["status"]["type"] == {"enum": "PostStatus"}
+    assert (post["tags"]["isArray"], post["tags"]["type"]) == (True, "String")
+    assert introspection["enums"]["PostStatus"]["values"] == ["DRAFT", "PUBLISHED"]
+
+
+def test_a_server_started_with_a_declaration_serves_its_whole_api(post_models: Path) -> None:
+    """The issue's "done when": start the server with a Post declaration; create a post, attach
+    its image in one mutation, receive the update over a subscription, delete it with its files."""
+    asyncio.run(_post_round_trip(post_models))
+
+
+async def _post_round_trip(post_models: Path) -> None:
+    with serving(GRAPHQL_FILES_MODELS_FILE=str(post_models)) as served:
+        api_key, user_token = served.welcome()  # records by API key, files for signed-in users
+        headers = {"x-api-key": api_key, "authorization": f"Bearer {user_token}"}
+        async with (
+            httpx.AsyncClient(base_url=served.url, headers=headers) as http,
+            connect(
+                served.url.replace("http", "ws") + "/graphql",
+                subprotocols=[TransportWsClient.protocol],
+            ) as socket,
+        ):
+            ws = TransportWsClient(socket)
+            assert (await ws.init(headers))["type"] == "connection_ack"
+
+            async def run(query: str, variables: dict[str, object]) -> dict[str, object]:
+                response = await http.post(
+                    "/graphql", json={"query": query, "variables": variables}
+                )
+                body: dict[str, object] = response.json()
+                assert "errors" not in body, body
+                return body
+
+            created = await run(
+                'mutation { createPost(input: {id: "p1", title: "Hello", tags: ["a"], '
+                "status: DRAFT}) { id version status } }",
+                {},
+            )
+            assert created["data"] == {"createPost": {"id": "p1", "version": 1, "status": "DRAFT"}}
+            await ws.subscribe(
+                'subscription { onUpdatePost(filter: {id: {eq: "p1"}}) { id version imagePath } }'
+            )
+            attach = """mutation($input: AttachPostImageInput!) {
+              attachPostImage(input: $input) { version imagePath image { url { url } } } }"""
+            operations = {"query": attach, "variables": {"input": {"postId": "p1", "file": None}}}
+            for _ in range(100):  # the subscription is registered once an update reaches it
+                response = await http.post(
+                    "/graphql",
+                    data={
+                        "operations": json.dumps(operations),
+                        "map": json.dumps({"0": ["variables.input.file"]}),
+                    },
+                    files={"0": ("cover.png", PNG, "image/png")},
+                    headers={"apollo-require-preflight": "true"},
+                )
+                attached = response.json()
+                assert "errors" not in attached, attached
+                try:
+                    event = await ws.next_payload(timeout=0.2)
+                    break
+                except TimeoutError:
+                    continue
+            else:
+                pytest.fail("no onUpdatePost event arrived")
+            image_path = event["data"]["onUpdatePost"]["imagePath"]
+            assert image_path.startswith("images/Post/p1/"), event
+            async with httpx.AsyncClient() as browser:
+                url = attached["data"]["attachPostImage"]["image"]["url"]["url"]
+                assert (await browser.get(url)).content == PNG
+
+            deleted = await run(
+                'mutation { deletePost(input: {id: "p1", deleteFiles: true}) { id } }', {}
+            )
+            assert deleted["data"] == {"deletePost": {"id": "p1"}}
+            listing = await run(
+                'query { listFiles(input: {path: "images/Post/p1/"}) { items { path } } }', {}
+            )
+            assert listing["data"] == {"listFiles": {"items": []}}

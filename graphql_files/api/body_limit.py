@@ -42,13 +42,12 @@ class BodyLimit:
     the idle timeout, a client that declares a body and sends part of it holds a task forever.
     """
 
-    def __init__(self, app: Any, settings: Settings) -> None:
+    def __init__(self, app: Any, settings: Settings, *, largest_file: int | None = None) -> None:
         self.app = app
         self.idle_timeout = settings.body_idle_timeout
         self.json_limit = settings.max_request_bytes
-        self.multipart_limit = (
-            settings.max_upload_files * settings.max_upload_bytes + settings.max_request_bytes
-        )
+        per_file = max(settings.max_upload_bytes, largest_file or 0)  # a field may allow more
+        self.multipart_limit = settings.max_upload_files * per_file + settings.max_request_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -20,13 +20,13 @@ from ..services.records import Preconditions
 from . import filtering
 from .bindings import Binding, typed
 from .context import Info
-from .types import ModelSortDirection
+from .types import ModelSortDirection, to_stored
 
 
 def given_values(binding: Binding, obj: Any) -> dict[str, Any]:
     """The model fields an input object carries (null included, unset left out)."""
     values = {
-        f.name: getattr(obj, f.name)
+        f.name: to_stored(getattr(obj, f.name))
         for f in binding.model.fields
         if getattr(obj, f.name, UNSET) is not UNSET
     }

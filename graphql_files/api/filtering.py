@@ -8,14 +8,19 @@ where the client's shape is still in view.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from typing import Any
 
 from strawberry.types.unset import UNSET, UnsetType
 
 from ..domain.filters import MAX_FILTER_CONDITIONS, MAX_FILTER_DEPTH, And, Cond, Node, Not, Or
-from ..domain.models import Kind, ModelSpec
+from ..domain.models import FieldType, ModelSpec
 from ..errors import BadUserInput
+from .types import instant_text
+
+# Operators that compare whole instants (beginsWith and contains work on the text).
+_INSTANT_OPERATORS = frozenset({"eq", "ne", "le", "lt", "ge", "gt", "between", "in", "notIn"})
 
 # Python attribute of the GraphQL operator input -> operator name used below.
 OPERATORS: Mapping[str, str] = {
@@ -60,7 +65,7 @@ class _Parser:
             field_input = getattr(obj, spec.name, UNSET)
             if field_input is None or not _given(field_input):
                 continue
-            parts.extend(self.conditions(spec.name, spec.kind, field_input))
+            parts.extend(self.conditions(spec.name, spec.type, field_input))
         for attr, combine in (("and_", And), ("or_", Or)):
             children = getattr(obj, attr, UNSET)
             if children is None or not _given(children):
@@ -78,7 +83,7 @@ class _Parser:
             )
         return parts[0] if len(parts) == 1 else And(tuple(parts))
 
-    def conditions(self, field: str, kind: Kind, field_input: Any) -> list[Cond]:
+    def conditions(self, field: str, kind: FieldType, field_input: Any) -> list[Cond]:
         found: list[Cond] = []
         for attr, op in OPERATORS.items():
             value = getattr(field_input, attr, UNSET)
@@ -92,11 +97,24 @@ class _Parser:
                 raise self.fail(f"{field}.between takes exactly two values, got {len(value)}")
             if op in ("in", "notIn") and not value:
                 raise self.fail(f"{field}.{op} needs at least one value")
-            found.append(Cond(field, op, value, kind is Kind.STRING_LIST))
+            if kind.name == "DateTime" and op in _INSTANT_OPERATORS:
+                value = self.instants(field, op, value)
+            found.append(Cond(field, op, _stored(value), kind.is_list))
         self.count += len(found)
         if self.count > MAX_FILTER_CONDITIONS:
             raise self.fail(f"more than {MAX_FILTER_CONDITIONS} conditions")
         return found
+
+    def instants(self, field: str, op: str, value: Any) -> Any:
+        """DateTime values are stored as AWSDateTime text (``2026-01-31T12:00:00.000Z``):
+        an instant compared with them is written the same way first, so ``eq`` finds it
+        whichever ISO-8601 form the client wrote it in, and ``lt``/``gt`` order by time."""
+        if isinstance(value, list):
+            return [self.instants(field, op, item) for item in value]
+        try:
+            return instant_text(value)
+        except ValueError as exc:
+            raise self.fail(f"{field}.{op}: {exc}") from None
 
 
 def parse(model: ModelSpec, obj: Any, *, what: str = "filter") -> Node | None:
@@ -108,3 +126,10 @@ def parse(model: ModelSpec, obj: Any, *, what: str = "filter") -> Node | None:
         return None
     node = _Parser(model, what).node(obj, 1)
     return None if node == And(()) else node
+
+
+def _stored(value: Any) -> Any:
+    """A filter's value as records store it: an enum member by its name."""
+    if isinstance(value, list):
+        return [_stored(item) for item in value]
+    return value.value if isinstance(value, enum.Enum) else value

@@ -8,13 +8,16 @@ that "not given" and "given as null" stay distinct (null in an update removes a 
 No ``from __future__ import annotations``: the generated classes' annotations must be objects.
 """
 
-from dataclasses import dataclass
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any, Optional, Union, get_args, get_origin
 
 import strawberry
 from strawberry.types.unset import UNSET
 
-from ..domain.models import Kind, ModelSpec
+from ..domain.models import FieldType, ModelSpec
+from .types import python_type
 
 _OPERATOR_DOCS = {
     "eq": "equal to",
@@ -44,7 +47,7 @@ def _optional(annotation: Any) -> bool:
     return get_origin(annotation) is Union and type(None) in get_args(annotation)
 
 
-def _input(
+def input_type(
     name: str,
     annotations: dict[str, Any],
     description: str,
@@ -65,7 +68,7 @@ def _input(
         elif _optional(annotation):
             options["default"] = UNSET
         setattr(cls, attr, strawberry.field(**options))
-    return strawberry.input(cls, description=description)
+    return strawberry.input(cls, description=description or None)
 
 
 def _operator_input(name: str, scalar: Any, operators: tuple[str, ...]) -> type:
@@ -77,7 +80,7 @@ def _operator_input(name: str, scalar: Any, operators: tuple[str, ...]) -> type:
             annotations[op] = Optional[bool]
         else:
             annotations[op] = Optional[scalar]
-    return _input(
+    return input_type(
         name,
         annotations,
         f"Conditions on one {scalar.__name__} field; all must hold.",
@@ -114,33 +117,64 @@ ModelSubscriptionIDInput = _operator_input(
 )
 ModelSubscriptionIntInput = _operator_input("ModelSubscriptionIntInput", int, _SUBSCRIPTION_INT_OPS)
 
-# Dates are stored as AWSDateTime text, so they filter with the string operators, as in Amplify.
-_FILTER_INPUTS = {
-    Kind.ID: ModelIDInput,
-    Kind.STRING: ModelStringInput,
-    Kind.INT: ModelIntInput,
-    Kind.DATETIME: ModelStringInput,
-    Kind.STRING_LIST: ModelStringInput,
+_FLOAT_OPS = _INT_OPS
+_BOOLEAN_OPS = ("ne", "eq", "attribute_exists")
+_ENUM_OPS = ("ne", "eq", "attribute_exists")
+_SUBSCRIPTION_BOOLEAN_OPS = ("ne", "eq")
+_SUBSCRIPTION_ENUM_OPS = ("ne", "eq", "in_", "not_in")
+
+ModelFloatInput = _operator_input("ModelFloatInput", float, _FLOAT_OPS)
+ModelBooleanInput = _operator_input("ModelBooleanInput", bool, _BOOLEAN_OPS)
+ModelSubscriptionFloatInput = _operator_input(
+    "ModelSubscriptionFloatInput", float, _SUBSCRIPTION_INT_OPS
+)
+ModelSubscriptionBooleanInput = _operator_input(
+    "ModelSubscriptionBooleanInput", bool, _SUBSCRIPTION_BOOLEAN_OPS
+)
+
+# Dates are stored as AWSDateTime text, so they filter with the string operators, as in Amplify;
+# a list field filters with its items' operators.
+_FILTER_INPUTS: dict[str, type] = {
+    "ID": ModelIDInput,
+    "String": ModelStringInput,
+    "Int": ModelIntInput,
+    "Float": ModelFloatInput,
+    "Boolean": ModelBooleanInput,
+    "DateTime": ModelStringInput,
 }
-_SUBSCRIPTION_INPUTS = {
-    Kind.ID: ModelSubscriptionIDInput,
-    Kind.STRING: ModelSubscriptionStringInput,
-    Kind.INT: ModelSubscriptionIntInput,
-    Kind.DATETIME: ModelSubscriptionStringInput,
-    Kind.STRING_LIST: ModelSubscriptionStringInput,
+_SUBSCRIPTION_INPUTS: dict[str, type] = {
+    "ID": ModelSubscriptionIDInput,
+    "String": ModelSubscriptionStringInput,
+    "Int": ModelSubscriptionIntInput,
+    "Float": ModelSubscriptionFloatInput,
+    "Boolean": ModelSubscriptionBooleanInput,
+    "DateTime": ModelSubscriptionStringInput,
 }
-_VALUE_TYPES = {
-    Kind.ID: strawberry.ID,
-    Kind.STRING: str,
-    Kind.INT: int,
-    Kind.STRING_LIST: list[str],
-}
+
+
+@dataclass(frozen=True)
+class EnumInputs:
+    """The operator inputs of one declared enum: ``ModelPostStatusInput`` and its
+    subscription twin."""
+
+    filter: type
+    subscription: type
+
+
+def enum_inputs(enum_class: type[enum.Enum]) -> EnumInputs:
+    name = enum_class.__name__
+    return EnumInputs(
+        filter=_operator_input(f"Model{name}Input", enum_class, _ENUM_OPS),
+        subscription=_operator_input(
+            f"ModelSubscription{name}Input", enum_class, _SUBSCRIPTION_ENUM_OPS
+        ),
+    )
 
 
 def _boolean_input(
     name: str,
     model: ModelSpec,
-    per_kind: dict[Kind, type],
+    operators: Callable[[FieldType], type],
     combinators: tuple[str, ...],
     skip: tuple[str, ...],
     what: str,
@@ -148,7 +182,7 @@ def _boolean_input(
     """A filter over a model's fields with and/or/not, referring to itself."""
     cls: Any = type(name, (), {})
     annotations: dict[str, Any] = {
-        f.name: Optional[per_kind[f.kind]] for f in model.filterable if f.name not in skip
+        f.name: Optional[operators(f.type)] for f in model.filterable if f.name not in skip
     }
     for combinator in combinators:
         annotations[f"{combinator}_"] = (
@@ -182,25 +216,39 @@ class ModelInputs:
     delete: type
 
 
-def model_inputs(model: ModelSpec) -> ModelInputs:
+def model_inputs(
+    model: ModelSpec,
+    enums: Mapping[str, type[enum.Enum]],
+    enum_operators: Mapping[str, EnumInputs],
+) -> ModelInputs:
     """Every input type of one model, named as Amplify names them."""
     n = model.name
     writable = model.fields
-    create = _input(
+
+    def filters(kind: FieldType) -> type:
+        if kind.enum is not None:
+            return enum_operators[kind.name].filter
+        return _FILTER_INPUTS[kind.name]
+
+    def subscription_filters(kind: FieldType) -> type:
+        if kind.enum is not None:
+            return enum_operators[kind.name].subscription
+        return _SUBSCRIPTION_INPUTS[kind.name]
+
+    def optional(kind: FieldType) -> Any:
+        return python_type(replace(kind, required=False), enums)
+
+    create = input_type(
         f"Create{n}Input",
-        {"id": Optional[strawberry.ID]}
-        | {
-            f.name: _VALUE_TYPES[f.kind] if f.required else Optional[_VALUE_TYPES[f.kind]]
-            for f in writable
-        },
+        {"id": Optional[strawberry.ID]} | {f.name: python_type(f.type, enums) for f in writable},
         f"A new {n}. `id` is optional: 1-128 characters, no '/', no control characters; "
         "the server makes a UUID when it is left out.",
         docs={f.name: f.description for f in writable},
     )
-    update = _input(
+    update = input_type(
         f"Update{n}Input",
         {"id": strawberry.ID}
-        | {f.name: Optional[_VALUE_TYPES[f.kind]] for f in writable}
+        | {f.name: optional(f.type) for f in writable}
         | {"expectedVersion": Optional[int]},
         f"Changes to a {n}: fields left out are kept, fields given as null are removed.",
         docs={
@@ -208,7 +256,7 @@ def model_inputs(model: ModelSpec) -> ModelInputs:
             "otherwise CONFLICT with extensions.currentVersion."
         },
     )
-    delete = _input(
+    delete = input_type(
         f"Delete{n}Input",
         {"id": strawberry.ID, "expectedVersion": Optional[int], "deleteFiles": bool},
         f"Which {n} to delete.",
@@ -223,7 +271,7 @@ def model_inputs(model: ModelSpec) -> ModelInputs:
         filter=_boolean_input(
             f"Model{n}FilterInput",
             model,
-            _FILTER_INPUTS,
+            filters,
             ("and", "or", "not"),
             (),
             f"A filter on {n} records",
@@ -231,7 +279,7 @@ def model_inputs(model: ModelSpec) -> ModelInputs:
         condition=_boolean_input(
             f"Model{n}ConditionInput",
             model,
-            _FILTER_INPUTS,
+            filters,
             ("and", "or", "not"),
             ("id",),
             f"A condition the {n} must meet for the write to happen",
@@ -239,7 +287,7 @@ def model_inputs(model: ModelSpec) -> ModelInputs:
         subscription_filter=_boolean_input(
             f"ModelSubscription{n}FilterInput",
             model,
-            _SUBSCRIPTION_INPUTS,
+            subscription_filters,
             ("and", "or"),
             (),
             f"Which {n} changes to receive",

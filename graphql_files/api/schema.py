@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 import strawberry
@@ -18,9 +20,10 @@ from strawberry.extensions.max_aliases import create_validator as max_aliases_ru
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types.execution import ExecutionContext
 
+from ..domain.declaration import BUILTIN, Declaration
 from ..domain.feed import ChangeKind
 from ..settings import Settings
-from .bindings import PHOTO_ALBUM_API, SONG_API
+from .bindings import api_for
 from .budget import budgeted_execution
 from .cost import query_cost_rule
 from .crud import create_field, delete_field, get_field, list_field, update_field
@@ -29,48 +32,59 @@ from .storage_ops import StorageMutation, StorageQuery
 from .subscriptions import change_field, record_changes_field
 from .types import DATETIME_SCALAR
 from .validation import depth_limit_rule
-from .workflows import WorkflowMutation
+from .workflows import workflow_fields
 
 CACHE_SIZE = 1024
 
 
-@strawberry.type
-class RecordQuery:
-    getSong = get_field(SONG_API)
-    listSongs = list_field(SONG_API)
-    getPhotoAlbum = get_field(PHOTO_ALBUM_API)
-    listPhotoAlbums = list_field(PHOTO_ALBUM_API)
+def _strawberry_type(name: str, bases: tuple[type, ...], fields: dict[str, Any]) -> type:
+    decorated: type = strawberry.type(type(name, bases, dict(fields)))
+    return decorated
 
 
-@strawberry.type
-class RecordMutation:
-    createSong = create_field(SONG_API)
-    updateSong = update_field(SONG_API)
-    deleteSong = delete_field(SONG_API)
-    createPhotoAlbum = create_field(PHOTO_ALBUM_API)
-    updatePhotoAlbum = update_field(PHOTO_ALBUM_API)
-    deletePhotoAlbum = delete_field(PHOTO_ALBUM_API)
+@dataclass(frozen=True)
+class RootTypes:
+    query: type
+    mutation: type
+    subscription: type
 
 
-@strawberry.type
-class Query(RecordQuery, StorageQuery):
-    """Records first, then storage."""
-
-
-@strawberry.type
-class Mutation(RecordMutation, WorkflowMutation, StorageMutation):
-    """Records, then the record-file workflows, then storage."""
-
-
-@strawberry.type
-class Subscription:
-    onCreateSong = change_field(SONG_API, ChangeKind.CREATED)
-    onUpdateSong = change_field(SONG_API, ChangeKind.UPDATED)
-    onDeleteSong = change_field(SONG_API, ChangeKind.DELETED)
-    onCreatePhotoAlbum = change_field(PHOTO_ALBUM_API, ChangeKind.CREATED)
-    onUpdatePhotoAlbum = change_field(PHOTO_ALBUM_API, ChangeKind.UPDATED)
-    onDeletePhotoAlbum = change_field(PHOTO_ALBUM_API, ChangeKind.DELETED)
-    recordChanges = record_changes_field
+@cache
+def root_types(declaration: Declaration) -> RootTypes:
+    """Query, Mutation and Subscription for ``declaration``'s models, in Amplify's names: per
+    model, getX/listX; createX/updateX/deleteX; the workflows of its file fields;
+    onCreateX/onUpdateX/onDeleteX; then storage, and the change feed."""
+    api = api_for(declaration)
+    queries: dict[str, Any] = {}
+    mutations: dict[str, Any] = {}
+    workflows: dict[str, Any] = {}
+    subscriptions: dict[str, Any] = {}
+    for b in api.bindings:
+        name, plural = b.model.name, b.model.plural
+        queries[f"get{name}"] = get_field(b)
+        queries[f"list{plural}"] = list_field(b)
+        mutations[f"create{name}"] = create_field(b)
+        mutations[f"update{name}"] = update_field(b)
+        mutations[f"delete{name}"] = delete_field(b)
+        workflows.update(workflow_fields(b))
+        for kind, verb in (
+            (ChangeKind.CREATED, "Create"),
+            (ChangeKind.UPDATED, "Update"),
+            (ChangeKind.DELETED, "Delete"),
+        ):
+            subscriptions[f"on{verb}{name}"] = change_field(b, kind)
+    subscriptions["recordChanges"] = record_changes_field(api)
+    record_query = _strawberry_type("RecordQuery", (), queries)
+    record_mutation = _strawberry_type("RecordMutation", (), mutations)
+    workflow_mutation = _strawberry_type("WorkflowMutation", (), workflows)
+    return RootTypes(
+        # records first, then the record-file workflows, then storage
+        query=_strawberry_type("Query", (record_query, StorageQuery), {}),
+        mutation=_strawberry_type(
+            "Mutation", (record_mutation, workflow_mutation, StorageMutation), {}
+        ),
+        subscription=_strawberry_type("Subscription", (), subscriptions),
+    )
 
 
 class Schema(strawberry.Schema):
@@ -80,9 +94,10 @@ class Schema(strawberry.Schema):
         log_errors(errors)
 
 
-def build_schema(settings: Settings) -> Schema:
-    """The schema with the settings' limits. Rules are built here, once, so that the
-    validation cache (keyed by the rule classes) hits across requests."""
+def build_schema(settings: Settings, declaration: Declaration = BUILTIN) -> Schema:
+    """The schema of ``declaration``'s models with the settings' limits. Rules are built here,
+    once, so that the validation cache (keyed by the rule classes) hits across requests."""
+    roots = root_types(declaration)
     rules: list[type[ASTValidationRule]] = [
         depth_limit_rule(settings.max_query_depth),
         max_aliases_rule(settings.max_aliases),
@@ -97,9 +112,9 @@ def build_schema(settings: Settings) -> Schema:
     ]
     extension_factories: list[type[SchemaExtension] | Any] = extensions
     return Schema(
-        query=Query,
-        mutation=Mutation,
-        subscription=Subscription,
+        query=roots.query,
+        mutation=roots.mutation,
+        subscription=roots.subscription,
         extensions=extension_factories,
         execution_context_class=budgeted_execution(settings.max_file_work),
         config=StrawberryConfig(scalar_map={datetime: DATETIME_SCALAR}),

@@ -9,23 +9,25 @@ No ``from __future__ import annotations``: resolver annotations name per-model t
 import enum
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Optional
 
 import strawberry
 from starlette.websockets import WebSocket
 
 from ..domain import filters
 from ..domain.feed import ChangeEvent, ChangeKind, Subscription
-from ..domain.models import MODELS_BY_ENUM, Record
+from ..domain.models import Record
 from ..errors import DomainError, SlowConsumer
 from . import filtering
-from .bindings import BINDINGS, Binding, typed
+from .bindings import Api, Binding, typed
 from .closing import close_later
 from .context import Info
-from .types import ModelName, PhotoAlbum, Song
 
 CUT_OFF_CODE = 4008
-_STREAM: Any = AsyncGenerator  # subscripted with a model's type at run time (see ``typed``)
+# subscripted with a model's generated types at run time (see ``typed``)
+_STREAM: Any = AsyncGenerator
+_LIST: Any = list
+_OPTIONAL: Any = Optional
 _VERBS = {
     ChangeKind.CREATED: "created",
     ChangeKind.UPDATED: "updated",
@@ -71,12 +73,12 @@ def change_field(b: Binding, kind: ChangeKind) -> Any:
         def wanted(event: ChangeEvent) -> bool:
             if event.kind is not kind or event.model != b.model.enum_name:
                 return False
-            record = event.record
+            record = event.record(b.model)
             return visible(record) and filters.matches(where, record)
 
         async with _subscribed(info, wanted) as events:
             async for event in events:
-                yield b.object_type.from_record(event.record)
+                yield b.object_type.from_record(event.record(b.model))
 
     what = _VERBS[kind]
     extra = (
@@ -99,71 +101,95 @@ class ChangeKindType(enum.Enum):
     DELETED = "DELETED"
 
 
-@strawberry.type(description="One committed change, in the order of the change log.")
-class RecordChange:
-    cursor: str = strawberry.field(description="Pass as `after` to resume right after this change.")
-    kind: ChangeKindType
-    model: ModelName
-    id: strawberry.ID
-    version: int = strawberry.field(description="The record's version after the change.")
-    song: Song | None = strawberry.field(description="The record, when `model` is SONG.")
-    photoAlbum: PhotoAlbum | None = strawberry.field(
-        description="The record, when `model` is PHOTO_ALBUM."
+def record_change_type(api: Api) -> type:
+    """``RecordChange``: one committed change, carrying the changed record in the field of its
+    model (``song``, ``photoAlbum``, ...), so a client selects exactly what it wants of each."""
+    annotations: dict[str, Any] = {
+        "cursor": str,
+        "kind": ChangeKindType,
+        "model": api.model_name,
+        "id": strawberry.ID,
+        "version": int,
+    }
+    namespace: dict[str, Any] = {
+        "__annotations__": annotations,
+        "cursor": strawberry.field(
+            description="Pass as `after` to resume right after this change."
+        ),
+        "version": strawberry.field(description="The record's version after the change."),
+    }
+    for b in api.bindings:
+        annotations[b.model.field_name] = Optional[b.object_type]  # noqa: UP045
+        namespace[b.model.field_name] = strawberry.field(
+            description=f"The record, when `model` is {b.model.enum_name}."
+        )
+    generated = type("RecordChange", (), namespace)
+    decorated: type = strawberry.type(
+        generated, description="One committed change, in the order of the change log."
     )
+    return decorated
 
-    @classmethod
-    def from_event(cls, event: ChangeEvent) -> "RecordChange":
-        record = BINDINGS[event.model].object_type.from_record(event.record)
-        return cls(
+
+def record_changes_field(api: Api) -> Any:
+    change_type = record_change_type(api)
+
+    def from_event(event: ChangeEvent) -> Any:
+        b = api.by_enum(event.model)
+        fields: dict[str, Any] = {other.model.field_name: None for other in api.bindings}
+        fields[b.model.field_name] = b.object_type.from_record(event.record(b.model))
+        return change_type(
             cursor=event.cursor,
             kind=ChangeKindType(event.kind.value),
-            model=ModelName(event.model),
+            model=api.model_name(event.model),
             id=strawberry.ID(event.record_id),
             version=event.version,
-            song=record if isinstance(record, Song) else None,
-            photoAlbum=record if isinstance(record, PhotoAlbum) else None,
+            **fields,
         )
 
+    async def record_changes(
+        info: Info,
+        models: Any = None,
+        ids: list[strawberry.ID] | None = None,
+        after: str | None = None,
+    ) -> AsyncGenerator[Any, None]:
+        """The change feed: every committed change to the records the caller may read."""
+        records = info.context.services.records
+        declared = api.declaration
+        chosen = [declared.by_enum[m.value] for m in models] if models else None
+        visible: dict[str, Callable[[Record], bool]] = {}
+        refusal: DomainError | None = None
+        for model in chosen or declared.models:
+            try:
+                visible[model.enum_name] = records.visible(info.context.access, model)
+            except DomainError as exc:
+                if chosen is not None:  # asked for by name: refuse
+                    raise
+                refusal = refusal or exc
+        if not visible and refusal is not None:
+            raise refusal
+        wanted_ids = {str(i) for i in ids} if ids else None
 
-async def record_changes(
-    info: Info,
-    models: list[ModelName] | None = None,
-    ids: list[strawberry.ID] | None = None,
-    after: str | None = None,
-) -> AsyncGenerator[RecordChange, None]:
-    """The change feed: every committed change to the records the caller may read."""
-    records = info.context.services.records
-    chosen = [MODELS_BY_ENUM[m.value] for m in models] if models else None
-    visible: dict[str, Callable[[Record], bool]] = {}
-    refusal: DomainError | None = None
-    for model in chosen or MODELS_BY_ENUM.values():
-        try:
-            visible[model.enum_name] = records.visible(info.context.access, model)
-        except DomainError as exc:
-            if chosen is not None:  # asked for by name: refuse
-                raise
-            refusal = refusal or exc
-    if not visible and refusal is not None:
-        raise refusal
-    wanted_ids = {str(i) for i in ids} if ids else None
+        def wanted(event: ChangeEvent) -> bool:
+            sees = visible.get(event.model)
+            if sees is None:
+                return False
+            if wanted_ids is not None and event.record_id not in wanted_ids:
+                return False
+            return sees(event.record(declared.by_enum[event.model]))
 
-    def wanted(event: ChangeEvent) -> bool:
-        sees = visible.get(event.model)
-        if sees is None:
-            return False
-        if wanted_ids is not None and event.record_id not in wanted_ids:
-            return False
-        return sees(event.record)
+        async with _subscribed(info, wanted, after) as events:
+            async for event in events:
+                yield from_event(event)
 
-    async with _subscribed(info, wanted, after) as events:
-        async for event in events:
-            yield RecordChange.from_event(event)
-
-
-record_changes_field = strawberry.subscription(
-    resolver=record_changes,
-    description="Every committed change, in order. Pass the last `cursor` you saw as `after` to "
-    "receive, exactly once and in order, every change you missed, then live ones; a cursor "
-    "older than the retained history answers RESYNC_REQUIRED (re-list, then subscribe without "
-    "`after`). Without `after`: live changes only. `models`/`ids` narrow the feed.",
-)
+    return strawberry.subscription(
+        resolver=typed(
+            record_changes,
+            models=_OPTIONAL[_LIST[api.model_name]],
+            returns=_STREAM[change_type, None],
+        ),
+        description="Every committed change, in order. Pass the last `cursor` you saw as "
+        "`after` to receive, exactly once and in order, every change you missed, then live "
+        "ones; a cursor older than the retained history answers RESYNC_REQUIRED (re-list, then "
+        "subscribe without `after`). Without `after`: live changes only. `models`/`ids` narrow "
+        "the feed.",
+    )

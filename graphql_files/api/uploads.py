@@ -78,7 +78,7 @@ class UploadRequestAdapter(StarletteRequestAdapter):
             max_files=settings.max_upload_files,
             max_fields=10,
             max_part_size=settings.max_request_bytes,
-            max_file_bytes=settings.max_upload_bytes,
+            max_file_bytes=services_of(self.request).storage.upload_limit,
         )
         try:
             form = await parser.parse()

@@ -1,146 +1,222 @@
-"""The record-file workflows as mutations: one call each, returning the record after it."""
+"""The record-file workflows as mutations, generated per file field: one call each, returning
+the record after it.
 
-from __future__ import annotations
+A one-file field ``coverArt`` of ``Song`` gives ``attachSongCoverArt`` and ``detachSongCoverArt``;
+a many-file field ``images`` (singular ``Image``) of ``PhotoAlbum`` gives
+``addPhotoAlbumImages``, ``replacePhotoAlbumImage`` and ``removePhotoAlbumImages``. Their inputs
+name the record by the model's ``id_argument`` (``songId``, ``albumId``).
+
+No ``from __future__ import annotations``: generated inputs carry evaluated annotations.
+"""
+
+from typing import Any, Optional
 
 import strawberry
 from strawberry.file_uploads import Upload
 
-from ..domain.models import PHOTO_ALBUM, SONG
+from ..domain.models import FileSpec, capitalized
 from ..services.attachments import many_sources, one_source
+from .bindings import Binding, typed
 from .context import Info
+from .inputs import input_type
 from .storage_ops import optional_upload, optional_uploads
-from .types import PhotoAlbum, Song
 
 _EXPECTED = "Act only if the record is still at this version (else CONFLICT, nothing uploaded)."
 
 
-@strawberry.input(
-    description="New cover art: a `file` sent with this request, or the "
-    "`uploadedPath` of a presigned upload inside the song's folder."
-)
-class AttachSongCoverArtInput:
-    songId: strawberry.ID
-    file: Upload | None = None
-    uploadedPath: str | None = None
-    deletePrevious: bool = strawberry.field(
-        default=True,
-        description="Delete the replaced file (only if it lies in the song's "
-        "folder and no record names it) after the song stops naming it.",
+def workflow_fields(b: Binding) -> dict[str, Any]:
+    """Every workflow mutation of one model, by field name, in the declaration's order."""
+    fields: dict[str, Any] = {}
+    for file in b.model.files:
+        if file.many:
+            fields.update(_many(b, file))
+        else:
+            fields.update(_one(b, file))
+    return fields
+
+
+def _record_id(b: Binding, input: Any) -> str:
+    return str(getattr(input, b.model.id_argument))
+
+
+def _one(b: Binding, file: FileSpec) -> dict[str, Any]:
+    model, noun = b.model, b.model.noun
+    name = f"{model.name}{capitalized(file.name)}"
+    attach_input = input_type(
+        f"Attach{name}Input",
+        {
+            model.id_argument: strawberry.ID,
+            "file": Optional[Upload],
+            "uploadedPath": Optional[str],
+            "deletePrevious": bool,
+            "expectedVersion": Optional[int],
+        },
+        f"New {file.label}: a `file` sent with this request, or the `uploadedPath` of a "
+        f"presigned upload inside the {noun}'s folder.",
+        docs={
+            "deletePrevious": f"Delete the replaced file (only if it lies in the {noun}'s "
+            f"folder and no record names it) after the {noun} stops naming it.",
+            "expectedVersion": _EXPECTED,
+        },
+        defaults={
+            "file": None,
+            "uploadedPath": None,
+            "deletePrevious": True,
+            "expectedVersion": None,
+        },
     )
-    expectedVersion: int | None = strawberry.field(default=None, description=_EXPECTED)
-
-
-@strawberry.input
-class DetachSongCoverArtInput:
-    songId: strawberry.ID
-    deleteFile: bool = strawberry.field(
-        default=False, description="Also delete the file, after the song stops naming it."
+    detach_input = input_type(
+        f"Detach{name}Input",
+        {model.id_argument: strawberry.ID, "deleteFile": bool, "expectedVersion": Optional[int]},
+        "",
+        docs={
+            "deleteFile": f"Also delete the file, after the {noun} stops naming it.",
+            "expectedVersion": _EXPECTED,
+        },
+        defaults={"deleteFile": False, "expectedVersion": None},
     )
-    expectedVersion: int | None = strawberry.field(default=None, description=_EXPECTED)
 
-
-@strawberry.input(
-    description="New images: `files` sent with this request, or the "
-    "`uploadedPaths` of presigned uploads inside the album's folder."
-)
-class AddPhotoAlbumImagesInput:
-    albumId: strawberry.ID
-    files: list[Upload] | None = None
-    uploadedPaths: list[str] | None = None
-    expectedVersion: int | None = strawberry.field(default=None, description=_EXPECTED)
-
-
-@strawberry.input
-class ReplacePhotoAlbumImageInput:
-    albumId: strawberry.ID
-    path: str = strawberry.field(description="The image to replace, as the album names it.")
-    file: Upload | None = None
-    uploadedPath: str | None = None
-    deletePrevious: bool = True
-    expectedVersion: int | None = strawberry.field(default=None, description=_EXPECTED)
-
-
-@strawberry.input
-class RemovePhotoAlbumImagesInput:
-    albumId: strawberry.ID
-    paths: list[str]
-    deleteFiles: bool = strawberry.field(
-        default=False, description="Also delete the files, after the album stops naming them."
-    )
-    expectedVersion: int | None = strawberry.field(default=None, description=_EXPECTED)
-
-
-@strawberry.type
-class WorkflowMutation:
-    @strawberry.mutation(
-        description="Upload (or adopt) new cover art, point the song at it, "
-        "then delete the previous file."
-    )
-    async def attachSongCoverArt(self, info: Info, input: AttachSongCoverArtInput) -> Song | None:
+    async def attach(info: Info, input: Any) -> Any:
         record = await info.context.services.attachments.attach(
             info.context.access,
-            SONG,
-            str(input.songId),
+            model,
+            file,
+            _record_id(b, input),
             one_source(optional_upload(input.file), input.uploadedPath),
             delete_previous=input.deletePrevious,
             expected_version=input.expectedVersion,
         )
-        return Song.from_record(record)
+        return b.object_type.from_record(record)
 
-    @strawberry.mutation(description="Remove the association (and, if asked, then the file).")
-    async def detachSongCoverArt(self, info: Info, input: DetachSongCoverArtInput) -> Song | None:
+    async def detach(info: Info, input: Any) -> Any:
         record = await info.context.services.attachments.detach(
             info.context.access,
-            SONG,
-            str(input.songId),
+            model,
+            file,
+            _record_id(b, input),
             delete_file=input.deleteFile,
             expected_version=input.expectedVersion,
         )
-        return Song.from_record(record)
+        return b.object_type.from_record(record)
 
-    @strawberry.mutation(
-        description="Upload (or adopt) images and add them to the album in one "
-        "atomic update: concurrent calls never lose each other's images."
+    returns = b.object_type | None
+    return {
+        f"attach{name}": strawberry.mutation(
+            resolver=typed(attach, input=attach_input, returns=returns),
+            description=f"Upload (or adopt) new {file.label}, point the {noun} at it, then "
+            "delete the previous file.",
+        ),
+        f"detach{name}": strawberry.mutation(
+            resolver=typed(detach, input=detach_input, returns=returns),
+            description="Remove the association (and, if asked, then the file).",
+        ),
+    }
+
+
+def _many(b: Binding, file: FileSpec) -> dict[str, Any]:
+    model, noun = b.model, b.model.noun
+    plural, singular = f"{model.name}{capitalized(file.name)}", f"{model.name}{file.singular}"
+    add_input = input_type(
+        f"Add{plural}Input",
+        {
+            model.id_argument: strawberry.ID,
+            "files": Optional[list[Upload]],
+            "uploadedPaths": Optional[list[str]],
+            "expectedVersion": Optional[int],
+        },
+        f"New {file.label}: `files` sent with this request, or the `uploadedPaths` of presigned "
+        f"uploads inside the {noun}'s folder.",
+        docs={"expectedVersion": _EXPECTED},
+        defaults={"files": None, "uploadedPaths": None, "expectedVersion": None},
     )
-    async def addPhotoAlbumImages(
-        self, info: Info, input: AddPhotoAlbumImagesInput
-    ) -> PhotoAlbum | None:
+    replace_input = input_type(
+        f"Replace{singular}Input",
+        {
+            model.id_argument: strawberry.ID,
+            "path": str,
+            "file": Optional[Upload],
+            "uploadedPath": Optional[str],
+            "deletePrevious": bool,
+            "expectedVersion": Optional[int],
+        },
+        "",
+        docs={
+            "path": f"The {file.singular_label} to replace, as the {noun} names it.",
+            "expectedVersion": _EXPECTED,
+        },
+        defaults={
+            "file": None,
+            "uploadedPath": None,
+            "deletePrevious": True,
+            "expectedVersion": None,
+        },
+    )
+    remove_input = input_type(
+        f"Remove{plural}Input",
+        {
+            model.id_argument: strawberry.ID,
+            "paths": list[str],
+            "deleteFiles": bool,
+            "expectedVersion": Optional[int],
+        },
+        "",
+        docs={
+            "deleteFiles": f"Also delete the files, after the {noun} stops naming them.",
+            "expectedVersion": _EXPECTED,
+        },
+        defaults={"deleteFiles": False, "expectedVersion": None},
+    )
+
+    async def add(info: Info, input: Any) -> Any:
         record = await info.context.services.attachments.add(
             info.context.access,
-            PHOTO_ALBUM,
-            str(input.albumId),
+            model,
+            file,
+            _record_id(b, input),
             many_sources(optional_uploads(input.files), input.uploadedPaths),
             expected_version=input.expectedVersion,
         )
-        return PhotoAlbum.from_record(record)
+        return b.object_type.from_record(record)
 
-    @strawberry.mutation(description="Swap one image for a new upload, then delete the old one.")
-    async def replacePhotoAlbumImage(
-        self, info: Info, input: ReplacePhotoAlbumImageInput
-    ) -> PhotoAlbum | None:
+    async def replace(info: Info, input: Any) -> Any:
         record = await info.context.services.attachments.replace(
             info.context.access,
-            PHOTO_ALBUM,
-            str(input.albumId),
+            model,
+            file,
+            _record_id(b, input),
             input.path,
             one_source(optional_upload(input.file), input.uploadedPath),
             delete_previous=input.deletePrevious,
             expected_version=input.expectedVersion,
         )
-        return PhotoAlbum.from_record(record)
+        return b.object_type.from_record(record)
 
-    @strawberry.mutation(
-        description="Remove images from the album (and, if asked, then the files)."
-    )
-    async def removePhotoAlbumImages(
-        self, info: Info, input: RemovePhotoAlbumImagesInput
-    ) -> PhotoAlbum | None:
+    async def remove(info: Info, input: Any) -> Any:
         record = await info.context.services.attachments.remove(
             info.context.access,
-            PHOTO_ALBUM,
-            str(input.albumId),
+            model,
+            file,
+            _record_id(b, input),
             input.paths,
             delete_files=input.deleteFiles,
             expected_version=input.expectedVersion,
         )
-        return PhotoAlbum.from_record(record)
+        return b.object_type.from_record(record)
+
+    returns = b.object_type | None
+    return {
+        f"add{plural}": strawberry.mutation(
+            resolver=typed(add, input=add_input, returns=returns),
+            description=f"Upload (or adopt) {file.label} and add them to the {noun} in one "
+            f"atomic update: concurrent calls never lose each other's {file.label}.",
+        ),
+        f"replace{singular}": strawberry.mutation(
+            resolver=typed(replace, input=replace_input, returns=returns),
+            description=f"Swap one {file.singular_label} for a new upload, then delete the old "
+            "one.",
+        ),
+        f"remove{plural}": strawberry.mutation(
+            resolver=typed(remove, input=remove_input, returns=returns),
+            description=f"Remove {file.label} from the {noun} (and, if asked, then the files).",
+        ),
+    }

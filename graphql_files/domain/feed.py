@@ -25,12 +25,11 @@ import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass, replace
-from functools import cached_property
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import BadUserInput, DomainError, ResyncRequired, SlowConsumer, excerpt
-from .models import MODELS_BY_ENUM, Record
+from .models import ModelSpec, Record
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +66,19 @@ class ChangeEvent:
     model: str  # ModelSpec.enum_name
     document: dict[str, Any]  # the record after the change (as it was, for a delete)
     cursor: str = ""
+    _records: dict[str, Record] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def record_id(self) -> str:
         return str(self.document["_id"])
 
-    @cached_property
-    def record(self) -> Record:
-        """The record, parsed once per event however many subscribers look at it."""
-        return Record.from_document(MODELS_BY_ENUM[self.model], self.document)
+    def record(self, model: ModelSpec) -> Record:
+        """The record (of ``model``, which the event names), parsed once per event however
+        many subscribers look at it."""
+        parsed = self._records.get(model.name)
+        if parsed is None:
+            parsed = self._records[model.name] = Record.from_document(model, self.document)
+        return parsed
 
     @property
     def version(self) -> int:

@@ -1,13 +1,15 @@
-"""The record models, described once as data so every layer serves Song and PhotoAlbum alike.
+"""The record models, described as data, so every layer serves any declared model alike.
 
-A ``ModelSpec`` names a model's collection, its user-writable fields and which field holds its
-file paths (one path for Song, a list for PhotoAlbum). Services, filters, GraphQL inputs and
-workflows all read the spec; none of them mentions a model by name.
+A ``ModelSpec`` names a model's collection, its fields (scalars, declared enums, lists of
+these) and its file fields: each holds one file (its key stored in a ``String`` field, as
+``Song.coverArtPath``) or many (their keys in a ``[String!]`` field, as
+``PhotoAlbum.imagePaths``). Models come from a declaration (``declaration``: the built-in Song
+and PhotoAlbum, or the user's TOML file); services, filters, GraphQL types and inputs and the
+workflows all read the specs, and none of them mentions a model by name.
 """
 
 from __future__ import annotations
 
-import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,32 +18,97 @@ from typing import Any
 from ..errors import BadUserInput, excerpt
 from .object_keys import check_key
 
+SCALARS = ("ID", "String", "Int", "Float", "Boolean", "DateTime")
+MAX_ID_LENGTH = 128
+MAX_STRING_LENGTH = 1024
+MAX_LIST_LENGTH = 1000
+_BAD_ID_CHARS = re.compile(r"[/\x00-\x1f\x7f]")
+_WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 
-class Kind(enum.Enum):
-    ID = "ID"
-    STRING = "String"
-    INT = "Int"
-    DATETIME = "DateTime"
-    STRING_LIST = "[String!]"
+
+def words(name: str) -> str:
+    """``coverArt`` -> ``cover art``; ``PhotoAlbum`` -> ``photo album``."""
+    return " ".join(w.lower() for w in _WORDS.findall(name))
+
+
+def capitalized(name: str) -> str:
+    return name[:1].upper() + name[1:]
+
+
+@dataclass(frozen=True)
+class EnumSpec:
+    name: str
+    values: tuple[str, ...]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class FieldType:
+    """A field's GraphQL type: a scalar or a declared enum, maybe a list of them."""
+
+    name: str  # one of SCALARS, or an enum's name
+    is_list: bool = False
+    required: bool = False  # the field (the list, for a list) is non-null
+    items_required: bool = True  # [T!] rather than [T]
+    enum: EnumSpec | None = None
+
+    @property
+    def sdl(self) -> str:
+        item = self.name
+        if self.is_list:
+            item = f"[{item}{'!' if self.items_required else ''}]"
+        return item + ("!" if self.required else "")
 
 
 @dataclass(frozen=True)
 class FieldSpec:
     name: str  # as in GraphQL and in the MongoDB document
-    kind: Kind
-    required: bool = False
+    type: FieldType
     description: str = ""
+
+    @property
+    def required(self) -> bool:
+        return self.type.required
+
+    @property
+    def is_list(self) -> bool:
+        return self.type.is_list
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """A file field: ``coverArt`` holding one file whose key is in ``coverArtPath``, or
+    ``images`` holding many whose keys are in ``imagePaths``."""
+
+    name: str  # the FileRef field: "coverArt", "images"
+    key_field: str  # the field storing the key(s): "coverArtPath", "imagePaths"
+    many: bool
+    singular: str  # one item of a many-file field, in workflow names: "Image"
+    types: tuple[str, ...] | None = None  # accepted content types; None: ALLOWED_CONTENT_TYPES
+    max_bytes: int | None = None  # largest file; None: MAX_UPLOAD_BYTES
+    description: str = ""
+
+    @property
+    def label(self) -> str:
+        """How descriptions name it: "cover art", "images"."""
+        return words(self.name)
+
+    @property
+    def singular_label(self) -> str:
+        return words(self.singular)
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     name: str  # GraphQL type name: "Song"
     plural: str  # "Songs", for listSongs
-    collection: str
+    collection: str  # "songs"
     enum_name: str  # ModelName value: "SONG"
-    fields: tuple[FieldSpec, ...]  # user-writable fields
-    file_field: str  # the field naming this record's objects
-    """Field naming this record's S3 objects: a string (one file) or a list (many)."""
+    id_argument: str  # the workflows' record-id argument: "songId", "albumId"
+    noun: str  # how descriptions name one record: "song", "album"
+    fields: tuple[FieldSpec, ...]  # user-writable fields, file key fields included
+    files: tuple[FileSpec, ...] = ()
+    description: str = ""
 
     def field(self, name: str) -> FieldSpec:
         for spec in (*self.fields, *SYSTEM_FIELDS):
@@ -53,48 +120,37 @@ class ModelSpec:
     def filterable(self) -> tuple[FieldSpec, ...]:
         return (SYSTEM_FIELDS[0], *self.fields, *SYSTEM_FIELDS[1:])
 
+    @property
+    def key_fields(self) -> tuple[str, ...]:
+        """The fields that name this model's objects."""
+        return tuple(f.key_field for f in self.files)
+
+    def file_of(self, key_field: str) -> FileSpec | None:
+        return next((f for f in self.files if f.key_field == key_field), None)
+
+    @property
+    def field_name(self) -> str:
+        """The model in camelCase, as a field holding one of it is named: ``photoAlbum``."""
+        return self.name[:1].lower() + self.name[1:]
+
+
+def _scalar(name: str, *, required: bool = False) -> FieldType:
+    return FieldType(name, required=required)
+
 
 SYSTEM_FIELDS: tuple[FieldSpec, ...] = (
-    FieldSpec("id", Kind.ID, required=True),
-    FieldSpec("owner", Kind.STRING, description="The `sub` of the user who created the record."),
-    FieldSpec("version", Kind.INT, required=True, description="1 on create, +1 on every write."),
-    FieldSpec("createdAt", Kind.DATETIME, required=True),
-    FieldSpec("updatedAt", Kind.DATETIME, required=True),
-)
-
-SONG = ModelSpec(
-    name="Song",
-    plural="Songs",
-    collection="songs",
-    enum_name="SONG",
-    fields=(
-        FieldSpec("name", Kind.STRING, required=True),
-        FieldSpec(
-            "coverArtPath",
-            Kind.STRING,
-            description="S3 key of the cover art. Null removes the association.",
-        ),
+    FieldSpec("id", _scalar("ID", required=True)),
+    FieldSpec(
+        "owner", _scalar("String"), description="The `sub` of the user who created the record."
     ),
-    file_field="coverArtPath",
-)
-
-PHOTO_ALBUM = ModelSpec(
-    name="PhotoAlbum",
-    plural="PhotoAlbums",
-    collection="photo_albums",
-    enum_name="PHOTO_ALBUM",
-    fields=(
-        FieldSpec("name", Kind.STRING, required=True),
-        FieldSpec("imagePaths", Kind.STRING_LIST, description="S3 keys of the album's images."),
+    FieldSpec(
+        "version",
+        _scalar("Int", required=True),
+        description="1 on create, +1 on every write.",
     ),
-    file_field="imagePaths",
+    FieldSpec("createdAt", _scalar("DateTime", required=True)),
+    FieldSpec("updatedAt", _scalar("DateTime", required=True)),
 )
-
-MODELS: tuple[ModelSpec, ...] = (SONG, PHOTO_ALBUM)
-MODELS_BY_ENUM: Mapping[str, ModelSpec] = {m.enum_name: m for m in MODELS}
-
-MAX_ID_LENGTH = 128
-_BAD_ID_CHARS = re.compile(r"[/\x00-\x1f\x7f]")
 
 
 def check_record_id(record_id: str) -> str:
@@ -108,12 +164,17 @@ def check_record_id(record_id: str) -> str:
     return record_id
 
 
-def paths_in(model: ModelSpec, values: Mapping[str, Any]) -> tuple[str, ...]:
-    """The S3 keys a record's values (or a stored document) name."""
-    value = values.get(model.file_field)
+def file_paths(file: FileSpec, values: Mapping[str, Any]) -> tuple[str, ...]:
+    """The keys one file field of a record (or a stored document) names."""
+    value = values.get(file.key_field)
     if not value:
         return ()
     return tuple(value) if isinstance(value, list) else (value,)
+
+
+def paths_in(model: ModelSpec, values: Mapping[str, Any]) -> tuple[str, ...]:
+    """Every S3 key a record's values (or a stored document) name, in all its file fields."""
+    return tuple(p for file in model.files for p in file_paths(file, values))
 
 
 @dataclass(frozen=True)
@@ -132,6 +193,9 @@ class Record:
     def file_paths(self) -> tuple[str, ...]:
         """Every S3 key this record names."""
         return paths_in(self.model, self.values)
+
+    def paths_of(self, file: FileSpec) -> tuple[str, ...]:
+        return file_paths(file, self.values)
 
     @classmethod
     def from_document(cls, model: ModelSpec, doc: Mapping[str, Any]) -> Record:
@@ -164,25 +228,26 @@ class Record:
         return system[name] if name in system else self.values.get(name)
 
 
-MAX_STRING_LENGTH = 1024
-MAX_LIST_LENGTH = 1000
-
-
 def check_values(model: ModelSpec, values: Mapping[str, Any]) -> None:
-    """Refuse values no record should hold: required fields removed, oversized strings/lists."""
+    """Refuse values no record should hold: required fields removed, oversized strings and
+    lists, values outside an enum, file keys that are no keys."""
     for name, value in values.items():
         spec = model.field(name)
         if value is None:
             if spec.required:
                 raise BadUserInput(f"{model.name}.{name} is required and cannot be null")
             continue
-        items = value if spec.kind is Kind.STRING_LIST else [value]
-        if name != model.file_field and len(items) > MAX_LIST_LENGTH:  # files: Records' limit
+        items = value if spec.is_list else [value]
+        file = model.file_of(name)
+        if file is None and len(items) > MAX_LIST_LENGTH:  # files: Records' own limit
             raise BadUserInput(f"{model.name}.{name} holds at most {MAX_LIST_LENGTH} entries")
         for item in items:
             if isinstance(item, str) and len(item) > MAX_STRING_LENGTH:
                 raise BadUserInput(
                     f"{model.name}.{name} values are at most {MAX_STRING_LENGTH} characters"
                 )
-            if name == model.file_field:
+            enum = spec.type.enum
+            if enum is not None and item is not None and item not in enum.values:
+                raise BadUserInput(f"{model.name}.{name} must be one of {', '.join(enum.values)}")
+            if file is not None:
                 check_key(item, what=f"{model.name}.{name}")

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .models import MODELS
+from .toml_source import TomlSource
 
 DATA_OPERATIONS = ("create", "read", "update", "delete")
 STORAGE_ACTIONS = ("get", "list", "write", "delete")
@@ -38,17 +38,18 @@ DATA_KINDS = ("publicApiKey", "guest", "authenticated", "owner", "groups")
 STORAGE_KINDS = ("guest", "authenticated", "entity", "groups")
 ENTITY = "{entity_id}"
 
-DEFAULT_RULES = """\
 # The seed's defaults: records by API key, files under images/ for signed-in users.
-[data.Song]
-publicApiKey = "*"
-
-[data.PhotoAlbum]
-publicApiKey = "*"
-
+DEFAULT_DATA_RULE = 'publicApiKey = "*"'
+DEFAULT_STORAGE_RULES = """\
 [storage."images/*"]
 authenticated = ["read", "write", "delete"]
 """
+
+
+def default_rules(models: Iterable[str]) -> str:
+    """The built-in rule file for these models: each by API key; images/ for users."""
+    tables = [f"[data.{name}]\n{DEFAULT_DATA_RULE}\n" for name in models]
+    return "\n".join([*tables, DEFAULT_STORAGE_RULES])
 
 
 class PolicyError(ValueError):
@@ -118,50 +119,14 @@ class Policy:
 # --- loading ----------------------------------------------------------------------------------
 
 
-def _dotted(line: str) -> tuple[str, ...] | None:
-    """The table or key path a single TOML line names: '[storage."a/*"]' -> (storage, a/*)."""
-    try:
-        node: Any = tomllib.loads(line)
-    except tomllib.TOMLDecodeError:
-        return None
-    path: list[str] = []
-    while isinstance(node, dict) and len(node) == 1:
-        name, node = next(iter(node.items()))
-        path.append(name)
-    return tuple(path)
+class _Source(TomlSource):
+    """The rule text, for errors that name their line."""
 
+    def error(self, message: str, *path: str) -> PolicyError:  # type: ignore[override]
+        return PolicyError(super().error(message, *path))
 
-class _Source:
-    """The rule text, for finding the line an error is about."""
-
-    def __init__(self, name: str, text: str) -> None:
-        self.name = name
-        self.lines = text.splitlines()
-
-    def line_of(self, table: Iterable[str], key: str | None = None) -> int:
-        wanted_table = tuple(table)
-        wanted_key = tuple(key.split(".", 1)) if key else None
-        header = 0
-        for number, line in enumerate(self.lines, 1):
-            stripped = line.strip()
-            if stripped.startswith("["):
-                inside = _dotted(stripped) == wanted_table
-                header = number if inside else 0
-                if inside and wanted_key is None:
-                    return number
-            elif header and wanted_key and _dotted(stripped) == wanted_key:
-                return number
-        return next(
-            (
-                n
-                for n, line in enumerate(self.lines, 1)
-                if line.strip().startswith("[") and _dotted(line.strip()) == wanted_table
-            ),
-            1,
-        )
-
-    def error(self, message: str, table: Iterable[str], key: str | None = None) -> PolicyError:
-        return PolicyError(f"{self.name}, line {self.line_of(table, key)}: {message}")
+    def at(self, message: str, table: Iterable[str], key: str | None = None) -> PolicyError:
+        return self.error(message, *table, *(key.split(".", 1) if key else ()))
 
 
 def _allows(
@@ -176,7 +141,7 @@ def _allows(
     if value == "*":
         return frozenset(allowed)
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise source.error(f'{key} must be "*" or a list of {", ".join(allowed)}', table, key)
+        raise source.at(f'{key} must be "*" or a list of {", ".join(allowed)}', table, key)
     result: set[str] = set()
     for item in value:
         if storage and item == "read":
@@ -185,7 +150,7 @@ def _allows(
             result.add(item)
         else:
             choices = ("read", *allowed) if storage else allowed
-            raise source.error(
+            raise source.at(
                 f"{key}: unknown {'action' if storage else 'operation'} "
                 f"{item!r} (expected {', '.join(choices)})",
                 table,
@@ -207,7 +172,7 @@ def _rules(
     for kind, value in table.items():
         if kind == "groups":
             if not isinstance(value, dict) or not value:
-                raise source.error("write groups rules as groups.<name> = [...]", where, kind)
+                raise source.at("write groups rules as groups.<name> = [...]", where, kind)
             for group, group_value in value.items():
                 key = f"groups.{group}"
                 rules.append(
@@ -220,11 +185,13 @@ def _rules(
         elif kind in kinds:
             rules.append(Rule(kind, _allows(value, allowed, source, where, kind, storage=storage)))
         else:
-            raise source.error(f"unknown rule {kind!r} (expected {', '.join(kinds)})", where, kind)
+            raise source.at(f"unknown rule {kind!r} (expected {', '.join(kinds)})", where, kind)
     return tuple(rules)
 
 
-def _parse(text: str, name: str) -> tuple[dict[str, tuple[Rule, ...]], list[StoragePath] | None]:
+def _parse(
+    text: str, name: str, models: frozenset[str]
+) -> tuple[dict[str, tuple[Rule, ...]], list[StoragePath] | None]:
     source = _Source(name, text)
     try:
         document = tomllib.loads(text)
@@ -233,19 +200,18 @@ def _parse(text: str, name: str) -> tuple[dict[str, tuple[Rule, ...]], list[Stor
     unknown = set(document) - {"data", "storage"}
     if unknown:
         first = sorted(unknown)[0]
-        raise source.error(
+        raise source.at(
             f'unknown section [{first}] (expected [data.<Model>] or [storage."<path>/*"])', [first]
         )
     data: dict[str, tuple[Rule, ...]] = {}
-    models = {m.name for m in MODELS}
     for model_name, table in document.get("data", {}).items():
         where = ["data", model_name]
         if model_name not in models:
-            raise source.error(
+            raise source.at(
                 f"unknown model {model_name!r} (expected {', '.join(sorted(models))})", where
             )
         if not isinstance(table, dict):
-            raise source.error(f"[data.{model_name}] must be a table of rules", where)
+            raise source.at(f"[data.{model_name}] must be a table of rules", where)
         data[model_name] = _rules(table, DATA_KINDS, DATA_OPERATIONS, source, where, storage=False)
     storage = None
     if "storage" in document:
@@ -253,27 +219,33 @@ def _parse(text: str, name: str) -> tuple[dict[str, tuple[Rule, ...]], list[Stor
         for pattern, table in document["storage"].items():
             where = ["storage", pattern]
             if not pattern.endswith("/*") or pattern.startswith("/") or "//" in pattern:
-                raise source.error(f"storage path {pattern!r} must look like 'images/*'", where)
+                raise source.at(f"storage path {pattern!r} must look like 'images/*'", where)
             path = StoragePath(
                 pattern, _rules(table, STORAGE_KINDS, STORAGE_ACTIONS, source, where, storage=True)
             )
             if any(r.kind == "entity" for r in path.rules) and ENTITY not in path.segments:
-                raise source.error(
+                raise source.at(
                     f"an entity rule needs a {ENTITY} segment in {pattern!r}", where, "entity"
                 )
             storage.append(path)
     return data, storage
 
 
-def load_policy(path: Path | None) -> Policy:
-    """The built-in defaults, overridden by the file at ``path`` (if any)."""
-    data, storage = _parse(DEFAULT_RULES, "built-in rules")
+def load_policy(path: Path | None, models: Iterable[str] | None = None) -> Policy:
+    """The built-in defaults for ``models`` (the declared model names; the built-in
+    declaration's without them), overridden by the file at ``path`` (if any)."""
+    if models is None:
+        from .declaration import BUILTIN
+
+        models = [m.name for m in BUILTIN.models]
+    names = frozenset(models)
+    data, storage = _parse(default_rules(models), "built-in rules", names)
     if path is not None:
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise PolicyError(f"cannot read {path}: {exc.strerror}") from exc
-        file_data, file_storage = _parse(text, str(path))
+        file_data, file_storage = _parse(text, str(path), names)
         data.update(file_data)
         if file_storage is not None:
             storage = file_storage

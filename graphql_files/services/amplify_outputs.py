@@ -13,18 +13,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ..domain.models import MODELS, SYSTEM_FIELDS, FieldSpec, Kind, ModelSpec
+from ..domain.declaration import Declaration
+from ..domain.models import SYSTEM_FIELDS, FieldSpec, ModelSpec
 from ..domain.policy import Policy, Rule
 
 OUTPUTS_VERSION = "1.4"
-# Our field kinds as Amplify's scalar types.
-SCALARS = {
-    Kind.ID: "ID",
-    Kind.STRING: "String",
-    Kind.INT: "Int",
-    Kind.DATETIME: "AWSDateTime",
-    Kind.STRING_LIST: "String",
-}
+# Our scalars as Amplify's (the others are the same names).
+SCALARS = {"DateTime": "AWSDateTime"}
 READ_ONLY = frozenset({"version", "createdAt", "updatedAt"})
 # A signed-in user's JWT reaches the server as Amplify's "lambda" (authToken) or "userPool"
 # (a custom token provider) modes: both send it in the Authorization header.
@@ -32,7 +27,7 @@ USER_AUTHORIZATION = "AWS_LAMBDA"
 
 
 def amplify_outputs(
-    *, url: str, api_key: str | None, region: str, policy: Policy
+    *, url: str, api_key: str | None, region: str, policy: Policy, declaration: Declaration
 ) -> dict[str, Any]:
     """The whole file: Amplify's ``data`` section for this server."""
     data: dict[str, Any] = {
@@ -40,18 +35,18 @@ def amplify_outputs(
         "aws_region": region,
         "default_authorization_type": "API_KEY" if api_key else USER_AUTHORIZATION,
         "authorization_types": [USER_AUTHORIZATION] if api_key else [],
-        "model_introspection": model_introspection(policy),
+        "model_introspection": model_introspection(policy, declaration),
     }
     if api_key:
         data["api_key"] = api_key
     return {"version": OUTPUTS_VERSION, "data": data}
 
 
-def model_introspection(policy: Policy) -> dict[str, Any]:
+def model_introspection(policy: Policy, declaration: Declaration) -> dict[str, Any]:
     return {
         "version": 1,
-        "models": {model.name: _model(model, policy) for model in MODELS},
-        "enums": {},
+        "models": {model.name: _model(model, policy) for model in declaration.models},
+        "enums": {e.name: {"name": e.name, "values": list(e.values)} for e in declaration.enums},
         "nonModels": {},
     }
 
@@ -76,15 +71,16 @@ def _model(model: ModelSpec, policy: Policy) -> dict[str, Any]:
 
 
 def _field(spec: FieldSpec) -> dict[str, Any]:
+    kind = spec.type
     field: dict[str, Any] = {
         "name": spec.name,
-        "isArray": spec.kind is Kind.STRING_LIST,
-        "type": SCALARS[spec.kind],
-        "isRequired": spec.required or spec.kind is Kind.STRING_LIST,
+        "isArray": kind.is_list,
+        "type": {"enum": kind.name} if kind.enum else SCALARS.get(kind.name, kind.name),
+        "isRequired": kind.items_required if kind.is_list else kind.required,
         "attributes": [],
     }
-    if spec.kind is Kind.STRING_LIST:
-        field["isArrayNullable"] = not spec.required
+    if kind.is_list:
+        field["isArrayNullable"] = not kind.required
     if spec.name in READ_ONLY:
         field["isReadOnly"] = True
         field["isRequired"] = spec.name == "version"

@@ -12,7 +12,8 @@
    object's claim before asking. A failure here leaves an orphan for the sweeper, never a
    record pointing at nothing.
 
-The same machinery serves one file per record (Song.coverArtPath) and many (PhotoAlbum.imagePaths).
+The same machinery serves every file field of every model: one file (Song.coverArt, its key in
+coverArtPath) or many (PhotoAlbum.images, in imagePaths), each with its own types and size.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..domain import filters
-from ..domain.models import ModelSpec, Record
+from ..domain.models import FileSpec, ModelSpec, Record
 from ..domain.object_keys import check_key, in_folder, new_attachment_key, record_folder
 from ..errors import BadUserInput, Conflict, DomainError, NotFound
 from ..settings import Settings
@@ -88,20 +89,21 @@ class Attachments:
         self,
         access: Access,
         model: ModelSpec,
+        file: FileSpec,
         record_id: str,
         source: Source,
         *,
         delete_previous: bool = True,
         expected_version: int | None = None,
     ) -> Record:
-        """Point a one-file record at a new file (attachSongCoverArt)."""
+        """Point a one-file field at a new file (attachSongCoverArt)."""
         current = await self._current(access, model, record_id, expected_version)
         if delete_previous:
-            self._may_delete(access, model, record_id, current.file_paths)
-        async with self._staged(access, model, record_id, [source]) as staged:
+            self._may_delete(access, model, record_id, current.paths_of(file))
+        async with self._staged(access, model, file, record_id, [source]) as staged:
             (new_path,) = staged.paths
             record, previous = await self._swap(
-                current, lambda _: new_path, expected_version, access, staged.claim
+                current, file, lambda _: new_path, expected_version, access, staged.claim
             )
         if delete_previous and previous not in (None, new_path):
             await self._discard(access, model, record_id, [previous])
@@ -111,18 +113,19 @@ class Attachments:
         self,
         access: Access,
         model: ModelSpec,
+        file: FileSpec,
         record_id: str,
         *,
         delete_file: bool = False,
         expected_version: int | None = None,
     ) -> Record:
-        """Stop naming a one-file record's file, then maybe delete it (detachSongCoverArt)."""
+        """Stop naming a one-file field's file, then maybe delete it (detachSongCoverArt)."""
         current = await self._current(access, model, record_id, expected_version)
-        if current.values.get(model.file_field) is None:
+        if current.values.get(file.key_field) is None:
             return current  # nothing to detach: no write, no event
         if delete_file:
-            self._may_delete(access, model, record_id, current.file_paths)
-        record, previous = await self._swap(current, lambda _: None, expected_version, access)
+            self._may_delete(access, model, record_id, current.paths_of(file))
+        record, previous = await self._swap(current, file, lambda _: None, expected_version, access)
         if delete_file and previous is not None:
             await self._discard(access, model, record_id, [previous])
         return record
@@ -131,25 +134,26 @@ class Attachments:
         self,
         access: Access,
         model: ModelSpec,
+        file: FileSpec,
         record_id: str,
         sources: Sequence[Source],
         *,
         expected_version: int | None = None,
     ) -> Record:
-        """Add files to a many-file record in one atomic update (addPhotoAlbumImages)."""
+        """Add files to a many-file field in one atomic update (addPhotoAlbumImages)."""
         current = await self._current(access, model, record_id, expected_version)
-        self._records.check_file_count(model, len(current.file_paths) + len(sources))
+        self._records.check_file_count(model, file, len(current.paths_of(file)) + len(sources))
         async with (
-            self._staged(access, model, record_id, sources) as staged,
+            self._staged(access, model, file, record_id, sources) as staged,
             staged.claim.committing(),
         ):
             return await self._records.update(
                 access,
                 model,
                 record_id,
-                add={model.file_field: staged.paths},
+                add={file.key_field: staged.paths},
                 preconditions=Preconditions(
-                    expected_version=expected_version, room={model.file_field: len(staged.paths)}
+                    expected_version=expected_version, room={file.key_field: len(staged.paths)}
                 ),
             )
 
@@ -157,6 +161,7 @@ class Attachments:
         self,
         access: Access,
         model: ModelSpec,
+        file: FileSpec,
         record_id: str,
         old_path: str,
         source: Source,
@@ -164,20 +169,22 @@ class Attachments:
         delete_previous: bool = True,
         expected_version: int | None = None,
     ) -> Record:
-        """Swap one of a many-file record's files for another, in place (replacePhotoAlbumImage)."""
+        """Swap one of a many-file field's files for another, in place (replacePhotoAlbumImage)."""
         current = await self._current(access, model, record_id, expected_version)
-        self._require_named(current, old_path)  # refuse before uploading anything
+        self._require_named(current, file, old_path)  # refuse before uploading anything
         if delete_previous:
             self._may_delete(access, model, record_id, [old_path])
-        async with self._staged(access, model, record_id, [source]) as staged:
+        async with self._staged(access, model, file, record_id, [source]) as staged:
             (new_path,) = staged.paths
 
             def swapped(paths: list[str] | None) -> list[str]:
                 # re-checked on every try: another client may have removed it meanwhile
-                self._require_named(current, old_path, paths or [])
+                self._require_named(current, file, old_path, paths or [])
                 return [new_path if p == old_path else p for p in paths or ()]
 
-            record, _ = await self._swap(current, swapped, expected_version, access, staged.claim)
+            record, _ = await self._swap(
+                current, file, swapped, expected_version, access, staged.claim
+            )
         if delete_previous and old_path != new_path:
             await self._discard(access, model, record_id, [old_path])
         return record
@@ -186,27 +193,28 @@ class Attachments:
         self,
         access: Access,
         model: ModelSpec,
+        file: FileSpec,
         record_id: str,
         paths: Sequence[str],
         *,
         delete_files: bool = False,
         expected_version: int | None = None,
     ) -> Record:
-        """Stop naming some of a many-file record's files, then maybe delete them."""
+        """Stop naming some of a many-file field's files, then maybe delete them."""
         if not 1 <= len(paths) <= MAX_FILES_PER_CALL:
             raise BadUserInput(f"give between 1 and {MAX_FILES_PER_CALL} paths")
         current = await self._current(access, model, record_id, expected_version)
         for path in paths:
-            self._require_named(current, path)
+            self._require_named(current, file, path)
         if delete_files:
             self._may_delete(access, model, record_id, paths)
         record = await self._records.update(
             access,
             model,
             record_id,
-            pull={model.file_field: list(paths)},
+            pull={file.key_field: list(paths)},
             preconditions=Preconditions(
-                expected_version=expected_version, naming={model.file_field: list(paths)}
+                expected_version=expected_version, naming={file.key_field: list(paths)}
             ),
         )
         if delete_files:
@@ -267,13 +275,16 @@ class Attachments:
                 access.storage(path, "delete")
 
     @staticmethod
-    def _require_named(record: Record, path: str, paths: Sequence[str] | None = None) -> None:
-        if path not in (record.file_paths if paths is None else paths):
+    def _require_named(
+        record: Record, file: FileSpec, path: str, paths: Sequence[str] | None = None
+    ) -> None:
+        if path not in (record.paths_of(file) if paths is None else paths):
             raise NotFound(f"{record.model.name} {record.id!r} does not name {path}", path=path)
 
     async def _swap(
         self,
         current: Record,
+        file: FileSpec,
         change: Callable[[Any], Any],
         expected_version: int | None,
         access: Access,
@@ -289,17 +300,17 @@ class Attachments:
         give_up = loop.time() + self._retry_seconds
         delay = _FIRST_RETRY_DELAY
         while True:
-            previous = current.values.get(model.file_field)
+            previous = current.values.get(file.key_field)
             value = change(previous)
             preconditions = Preconditions(
-                expected_version=expected_version, unchanged={model.file_field: previous}
+                expected_version=expected_version, unchanged={file.key_field: previous}
             )
             write = self._records.update(
                 access,
                 model,
                 current.id,
-                set_values=None if value is None else {model.file_field: value},
-                unset=[model.file_field] if value is None else (),
+                set_values=None if value is None else {file.key_field: value},
+                unset=[file.key_field] if value is None else (),
                 preconditions=preconditions,
             )
             try:
@@ -316,7 +327,12 @@ class Attachments:
 
     @asynccontextmanager
     async def _staged(
-        self, access: Access, model: ModelSpec, record_id: str, sources: Sequence[Source]
+        self,
+        access: Access,
+        model: ModelSpec,
+        file: FileSpec,
+        record_id: str,
+        sources: Sequence[Source],
     ) -> AsyncIterator[Staged]:
         """New files in the record's folder, claimed until the block (the record write) ends;
         what this request uploaded is deleted if the write is refused."""
@@ -341,9 +357,13 @@ class Attachments:
                 for key, source in planned:
                     if source.upload is not None:
                         uploaded.append(key)  # before the PUT: a failed one may still land
-                        await self._storage.upload(access, key, source.upload)
+                        await self._storage.upload(
+                            access, key, source.upload, types=file.types, max_bytes=file.max_bytes
+                        )
                     else:
-                        await self._storage.verify_uploaded(key)
+                        await self._storage.verify_uploaded(
+                            key, types=file.types, max_bytes=file.max_bytes
+                        )
                 yield Staged([k for k, _ in planned], claim)
             except BaseException as failure:
                 if uploaded and not claim.keep:

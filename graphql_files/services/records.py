@@ -22,7 +22,15 @@ from typing import Any
 from ..adapters.mongo import Collection, Database
 from ..domain import filters, pagination
 from ..domain.feed import Broker, ChangeEvent, ChangeKind
-from ..domain.models import MAX_LIST_LENGTH, MODELS, ModelSpec, Record, check_record_id, paths_in
+from ..domain.models import (
+    MAX_LIST_LENGTH,
+    FileSpec,
+    ModelSpec,
+    Record,
+    check_record_id,
+    file_paths,
+    paths_in,
+)
 from ..errors import BadUserInput, Conflict, NotFound
 from . import queries
 from .auth import Access
@@ -123,14 +131,20 @@ class _KeyedLocks:
 
 
 class Records:
-    """CRUD over every model in ``models.MODELS``."""
+    """CRUD over every declared model."""
 
     def __init__(
-        self, *, database: Database, broker: Broker, max_files: int = MAX_LIST_LENGTH
+        self,
+        *,
+        database: Database,
+        broker: Broker,
+        models: Sequence[ModelSpec],
+        max_files: int = MAX_LIST_LENGTH,
     ) -> None:
-        self.max_files = max_files  # file paths one record may name
+        self.models = tuple(models)
+        self.max_files = max_files  # file paths one file field of a record may name
         self._collections: dict[str, Collection] = {
-            m.name: database.collection(m.collection) for m in MODELS
+            m.name: database.collection(m.collection) for m in self.models
         }
         self._broker = broker
         self._locks = _KeyedLocks()
@@ -140,10 +154,11 @@ class Records:
         return self._collections[model.name]
 
     async def ensure_indexes(self) -> None:
-        for model in MODELS:
+        for model in self.models:
             collection = self.collection(model)
             await collection.create_index([("createdAt", 1), ("_id", 1)])
-            await collection.create_index([(model.file_field, 1)])  # which record names a path
+            for key_field in model.key_fields:  # which record names a path
+                await collection.create_index([(key_field, 1)])
 
     async def get(
         self, access: Access, model: ModelSpec, record_id: str, *, purpose: str = "read"
@@ -209,7 +224,7 @@ class Records:
         """A new record, owned by the signed-in caller who creates it."""
         owner = access.data(model, "create").creator
         record_id = check_record_id(record_id) if record_id is not None else str(uuid.uuid4())
-        self.check_file_count(model, len(paths_in(model, values)))
+        self.check_file_counts(model, values)
         now = self._clock.now()
         record = Record(
             model=model,
@@ -245,7 +260,7 @@ class Records:
     ) -> Record:
         """One atomic write: ``$set``/``$unset``/``$addToSet``/``$pull`` and the version bump."""
         owner = access.data(model, "update").owner
-        self.check_file_count(model, len(paths_in(model, set_values or {})))
+        self.check_file_counts(model, set_values or {})
         update: dict[str, Any] = {
             "$set": {**(set_values or {}), "updatedAt": self._clock.now()},
             "$inc": {"version": 1},
@@ -322,28 +337,37 @@ class Records:
         if not paths:
             return found
         wanted = set(paths)
-        for model in MODELS:
-            query = {model.file_field: {"$in": list(wanted)}}
-            projection = {model.file_field: 1, "owner": 1}
+        for model in self.models:
+            if not model.files:
+                continue
+            keys = model.key_fields
+            query = {"$or": [{key: {"$in": list(wanted)}} for key in keys]}
+            projection = dict.fromkeys((*keys, "owner"), 1)
             async for doc in self.collection(model).iterate(query, projection=projection):
                 for path in set(paths_in(model, doc)) & wanted:
                     found.setdefault(path, RecordRef(model, doc["_id"], doc.get("owner")))
         return found
 
-    def check_file_count(self, model: ModelSpec, count: int) -> None:
-        """Refuse a write that would make one record name more than ``max_files`` files."""
+    def check_file_count(self, model: ModelSpec, file: FileSpec, count: int) -> None:
+        """Refuse a write that would make one file field name more than ``max_files``."""
         if count > self.max_files:
             raise BadUserInput(
-                f"a {model.name} names at most {self.max_files} files "
+                f"a {model.name}'s {file.name} names at most {self.max_files} files "
                 "(GRAPHQL_FILES_MAX_FILES_PER_RECORD)",
                 maxFiles=self.max_files,
             )
 
+    def check_file_counts(self, model: ModelSpec, values: Mapping[str, Any]) -> None:
+        for file in model.files:
+            self.check_file_count(model, file, len(file_paths(file, values)))
+
     async def iterate_paths(self, model: ModelSpec) -> AsyncIterator[tuple[str, tuple[str, ...]]]:
         """Every record id of ``model`` with the file paths it names, streamed."""
-        projection = {model.file_field: 1}
-        query = {model.file_field: {"$exists": True}}
-        async for doc in self.collection(model).iterate(query, projection=projection):
+        if not model.files:
+            return
+        keys = model.key_fields
+        query = {"$or": [{key: {"$exists": True}} for key in keys]}
+        async for doc in self.collection(model).iterate(query, projection=dict.fromkeys(keys, 1)):
             yield doc["_id"], paths_in(model, doc)
 
 

@@ -20,6 +20,7 @@ from typing import BinaryIO, Protocol
 
 from ..adapters.s3 import Files
 from ..domain import media, pagination
+from ..domain.models import ModelSpec
 from ..domain.object_keys import check_key
 from ..domain.objects import FilePage, ObjectInfo, PresignedPost, Readable, SignedUrl
 from ..errors import (
@@ -73,33 +74,80 @@ class Deletion:
     failed: list[str] = field(default_factory=list)  # kept: S3 did not delete it
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What one upload may be: its accepted content types and its largest size."""
+
+    types: tuple[str, ...]
+    max_bytes: int
+
+
 class Storage:
     def __init__(
-        self, *, files: Files, records: Records, claims: Claims, settings: Settings
+        self,
+        *,
+        files: Files,
+        records: Records,
+        claims: Claims,
+        settings: Settings,
+        models: Sequence[ModelSpec] = (),
     ) -> None:
         self._files = files  # the S3 adapter: no other service reaches it
         self.claims = claims
         self._records = records
         self._settings = settings
+        self._default = Limits(tuple(settings.allowed_content_types), settings.max_upload_bytes)
+        self._folders = {m.name: self._model_limits(m) for m in models}
+        # what any one upload may reach: a declared file field may allow more than the default
+        self.upload_limit = max(x.max_bytes for x in (self._default, *self._folders.values()))
 
     @property
     def max_bytes(self) -> int:
         return self._settings.max_upload_bytes
 
-    async def accept(self, upload: Upload, declared: str | None = None) -> str:
-        """The content type to store ``upload`` under; refuses oversize and mistyped files."""
-        if upload.size is not None and upload.size > self.max_bytes:
-            raise PayloadTooLarge(
-                f"{_name(upload)} is larger than {self.max_bytes} bytes",
-                maxBytes=self.max_bytes,
-            )
+    def _types(self, types: Sequence[str] | None) -> Sequence[str]:
+        return self._settings.allowed_content_types if types is None else types
+
+    def _model_limits(self, model: ModelSpec) -> Limits:
+        """What the folders of ``model``'s records accept: whatever one of its file fields
+        accepts, so that a client's own upload there (uploadFile, createUploadUrl) can be
+        adopted into any of them."""
+        if not model.files:
+            return self._default
+        types = (t for f in model.files for t in (f.types or self._default.types))
+        sizes = (f.max_bytes or self._default.max_bytes for f in model.files)
+        return Limits(tuple(dict.fromkeys(types)), max(sizes))
+
+    def limits(self, path: str) -> Limits:
+        """What an upload to ``path`` may be: in a record's folder
+        (``<ATTACHMENT_PREFIX><TypeName>/<id>/``), what its model's file fields accept;
+        elsewhere ``ALLOWED_CONTENT_TYPES`` up to ``MAX_UPLOAD_BYTES``."""
+        prefix = self._settings.attachment_prefix
+        if not path.startswith(prefix):
+            return self._default
+        type_name, slash, rest = path[len(prefix) :].partition("/")
+        if not slash or not rest:
+            return self._default
+        return self._folders.get(type_name, self._default)
+
+    async def accept(
+        self,
+        upload: Upload,
+        declared: str | None = None,
+        *,
+        types: Sequence[str] | None = None,
+        max_bytes: int | None = None,
+    ) -> str:
+        """The content type to store ``upload`` under; refuses oversize and mistyped files
+        (``types`` and ``max_bytes``: a file field's own, else the server's)."""
+        limit = self.max_bytes if max_bytes is None else max_bytes
+        if upload.size is not None and upload.size > limit:
+            raise PayloadTooLarge(f"{_name(upload)} is larger than {limit} bytes", maxBytes=limit)
         head = await upload.read(media.SNIFF_BYTES)
         await upload.seek(0)
         if not head:
             raise BadUserInput(f"{_name(upload)} is empty")
-        content_type = media.check_upload(
-            declared or upload.content_type, head, self._settings.allowed_content_types
-        )
+        content_type = media.check_upload(declared or upload.content_type, head, self._types(types))
         if media.decodable(content_type):
             await asyncio.to_thread(media.verify_image, upload.file, content_type)
         return content_type
@@ -112,42 +160,48 @@ class Storage:
         *,
         content_type: str | None = None,
         prevent_overwrite: bool = False,
+        types: Sequence[str] | None = None,
+        max_bytes: int | None = None,
     ) -> ObjectInfo:
         check_key(path)
         access.storage(path, "write")
-        stored_type = await self.accept(upload, content_type)
+        limits = self.limits(path)
+        types = limits.types if types is None else types
+        max_bytes = limits.max_bytes if max_bytes is None else max_bytes
+        stored_type = await self.accept(upload, content_type, types=types, max_bytes=max_bytes)
         return await self._files.upload(
             path,
             upload,
             content_type=stored_type,
-            max_bytes=self.max_bytes,
+            max_bytes=max_bytes,
             prevent_overwrite=prevent_overwrite,
             content_disposition=media.disposition(stored_type),
         )
 
-    async def verify_uploaded(self, path: str) -> ObjectInfo:
+    async def verify_uploaded(
+        self, path: str, *, types: Sequence[str] | None = None, max_bytes: int | None = None
+    ) -> ObjectInfo:
         """A presigned upload at ``path`` (a checked key), checked as an upload through the API
-        would be."""
+        would be (against a file field's own ``types`` and ``max_bytes``, when it has them)."""
+        limit = self.max_bytes if max_bytes is None else max_bytes
         info = await self._files.head(path)
         if info is None:
             raise NotFound(f"nothing was uploaded to {path}", path=path)
-        if info.size > self.max_bytes:
-            raise PayloadTooLarge(f"{path} is larger than {self.max_bytes} bytes", path=path)
+        if info.size > limit:
+            raise PayloadTooLarge(f"{path} is larger than {limit} bytes", path=path)
         if info.size == 0:
             raise BadUserInput(f"{path} is empty", path=path)
         head = await self._files.read_start(path, media.SNIFF_BYTES)
-        content_type = media.check_upload(
-            info.content_type, head, self._settings.allowed_content_types
-        )
+        content_type = media.check_upload(info.content_type, head, self._types(types))
         if media.decodable(content_type):
-            await self._verify_stored_image(path, content_type)
+            await self._verify_stored_image(path, content_type, limit)
         return info
 
-    async def _verify_stored_image(self, path: str, content_type: str) -> None:
+    async def _verify_stored_image(self, path: str, content_type: str, limit: int) -> None:
         """Decode the object as an upload's image is decoded: whole, off the event loop, from
         a spooled copy (in memory while small, then on disk)."""
         with SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
-            await self._files.read_into(path, spool, max_bytes=self.max_bytes)
+            await self._files.read_into(path, spool, max_bytes=limit)
             await asyncio.to_thread(media.verify_image, spool, content_type)
 
     async def create_upload_url(
@@ -155,14 +209,15 @@ class Storage:
     ) -> PresignedPost:
         check_key(path)
         access.storage(path, "write")  # a presigned upload is a write, granted now
-        stored_type = media.check_content_type(content_type, self._settings.allowed_content_types)
+        limits = self.limits(path)
+        stored_type = media.check_content_type(content_type, limits.types)
         if size is not None and size < 1:
             raise BadUserInput("size must be at least 1 byte", argument="size")
-        if size is not None and size > self.max_bytes:
+        if size is not None and size > limits.max_bytes:
             raise PayloadTooLarge(
-                f"size must be at most {self.max_bytes} bytes", maxBytes=self.max_bytes
+                f"size must be at most {limits.max_bytes} bytes", maxBytes=limits.max_bytes
             )
-        low, high = (size, size) if size is not None else (1, self.max_bytes)
+        low, high = (size, size) if size is not None else (1, limits.max_bytes)
         return await self._files.presigned_post(
             path,
             content_type=stored_type,

@@ -4,6 +4,9 @@
   (a presigned upload the client has not attached yet is younger). They are removed.
 - Dangling records: records naming an object that does not exist. They are reported, never
   changed: only a person knows whether the file or the reference is what is wrong.
+- Folders of models no longer declared (``images/Retired/...``, a model dropped from the
+  declaration): the sweeper cannot know what such records name, so it keeps every object in
+  them, and says how many it kept.
 
 Both sides stream, a page at a time: S3's listing in pages of 1,000 keys, each page checked
 against MongoDB with one indexed ``$in`` query per model; records in cursor batches, their paths
@@ -17,7 +20,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from ..domain.models import MODELS
+from ..domain.declaration import TYPE_NAME
 from ..domain.objects import ObjectInfo
 from ..errors import DomainError
 from .records import Records
@@ -36,6 +39,7 @@ class SweepReport:
     orphans_kept: list[ObjectInfo] = field(default_factory=list)  # dry run, or delete failed
     too_young: int = 0
     busy: int = 0  # unnamed, but another request held its claim: left for the next sweep
+    undeclared: int = 0  # in the folder of a model the declaration no longer has: kept
     dangling: list[tuple[str, str]] = field(default_factory=list)  # ("Song 1", path)
 
     def lines(self, *, dry_run: bool) -> list[str]:
@@ -58,6 +62,11 @@ class SweepReport:
             f"grace period, {self.busy} in use by a request; {len(self.dangling)} records name a "
             "missing object"
         )
+        if self.undeclared:
+            out.append(
+                f"kept {self.undeclared} objects in folders of models that are not declared "
+                f"(declare the model again, or delete them yourself)"
+            )
         return out
 
 
@@ -66,6 +75,7 @@ class Sweeper:
         self._records = records
         self._storage = storage
         self._prefix = prefix
+        self._declared = frozenset(m.name for m in records.models)
 
     async def run(
         self, *, grace: timedelta, dry_run: bool = False, now: datetime | None = None
@@ -90,6 +100,9 @@ class Sweeper:
         if not page:
             return
         report.scanned += len(page)
+        ours = [o for o in page if not self._undeclared(o.path)]
+        report.undeclared += len(page) - len(ours)
+        page = ours
         named = await self._records.named([o.path for o in page])
         unnamed = [o for o in page if o.path not in named]
         old = [o for o in unnamed if o.last_modified <= cutoff]
@@ -107,9 +120,16 @@ class Sweeper:
         report.removed += [o for o in old if o.path in deleted]
         report.orphans_kept += [o for o in old if o.path in failed]
 
+    def _undeclared(self, path: str) -> bool:
+        """Is ``path`` in the folder of a model that is not declared (``images/Retired/...``)?
+        A first segment shaped as a type name that no declared model has is taken as one;
+        any other (``images/<record id>/...``, the layout before per-model folders) is swept."""
+        folder = path[len(self._prefix) :].split("/", 1)[0]
+        return folder not in self._declared and TYPE_NAME.fullmatch(folder) is not None
+
     async def _find_dangling(self, report: SweepReport) -> None:
         batch: list[tuple[str, str]] = []
-        for model in MODELS:
+        for model in self._records.models:
             async for record_id, paths in self._records.iterate_paths(model):
                 batch += [(f"{model.name} {record_id}", p) for p in paths]
                 if len(batch) >= HEAD_BATCH:

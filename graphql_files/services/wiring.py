@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from ..adapters.mongo import Database, open_database
 from ..adapters.s3 import Files, open_files
+from ..domain.declaration import Declaration, load_declaration
 from ..domain.feed import Broker, LocalBroker
 from ..domain.policy import Policy, load_policy
 from ..errors import DomainError
@@ -43,6 +44,7 @@ class Services:
     sweeper: Sweeper
     policy: Policy
     authenticator: Authenticator
+    declaration: Declaration
     welcome: tuple[str, ...] = ()  # credentials made for the embedded defaults, shown once
     # the same credentials as request headers (GraphiQL opens with them on loopback)
     dev_headers: Mapping[str, str] = field(default_factory=dict)
@@ -60,15 +62,26 @@ class Services:
 
 
 @asynccontextmanager
-async def open_services(settings: Settings) -> AsyncIterator[Services]:
-    policy = load_policy(settings.access_file)  # a bad rule file stops us before any connection
+async def open_services(
+    settings: Settings, declaration: Declaration | None = None
+) -> AsyncIterator[Services]:
+    """Everything the server runs on, for ``declaration``'s models (read from
+    ``MODELS_FILE`` when not given); bad declarations and rule files stop us before any
+    connection."""
+    declaration = declaration or load_declaration(settings.models_file)
+    policy = load_policy(settings.access_file, [m.name for m in declaration.models])
     async with AsyncExitStack() as stack:
         database = await stack.enter_async_context(open_database(settings))
         files = await stack.enter_async_context(open_files(settings))
         broker = open_broker(settings)
         await broker.start()
         stack.push_async_callback(broker.close)
-        records = Records(database=database, broker=broker, max_files=settings.max_files_per_record)
+        records = Records(
+            database=database,
+            broker=broker,
+            models=declaration.models,
+            max_files=settings.max_files_per_record,
+        )
         claims = Claims(
             collection=database.collection("claims"),
             hold_seconds=settings.request_timeout,
@@ -83,7 +96,13 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         except DomainError as exc:
             log.warning("could not create MongoDB indexes yet (%s); /readyz will say so", exc)
         authenticator, welcome, dev_headers = await _authenticator(settings, api_keys)
-        storage = Storage(files=files, records=records, claims=claims, settings=settings)
+        storage = Storage(
+            files=files,
+            records=records,
+            claims=claims,
+            settings=settings,
+            models=declaration.models,
+        )
         yield Services(
             settings=settings,
             database=database,
@@ -95,6 +114,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             sweeper=Sweeper(records=records, storage=storage, prefix=settings.attachment_prefix),
             policy=policy,
             authenticator=authenticator,
+            declaration=declaration,
             welcome=welcome,
             dev_headers=dev_headers,
         )

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
-from graphql_files.domain.models import SONG
+from graphql_files.domain.declaration import SONG
 from graphql_files.services.wiring import Services
 
 from ..helpers import (

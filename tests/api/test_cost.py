@@ -14,7 +14,7 @@ from asgi_lifespan import LifespanManager
 
 from graphql_files.adapters.s3 import Files
 from graphql_files.app import create_app
-from graphql_files.domain.models import PHOTO_ALBUM
+from graphql_files.domain.declaration import PHOTO_ALBUM
 from graphql_files.domain.objects import ObjectInfo
 from graphql_files.services.wiring import Services
 from graphql_files.settings import Settings

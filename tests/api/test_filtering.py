@@ -42,3 +42,32 @@ async def test_an_empty_top_level_filter_is_no_filter(client: GraphQLClient) -> 
     await client.data('mutation { createSong(input: {id: "s1", name: "One"}) { id } }')
     data = await client.data(LIST, {"f": {}})
     assert data == {"listSongs": {"items": [{"id": "s1"}]}}
+
+
+async def test_instants_compare_as_instants_whichever_form_the_client_writes(
+    client: GraphQLClient,
+) -> None:
+    """DateTime values are stored as AWSDateTime text (``...T12:00:00.000Z``); a filter's
+    instant is written the same way first, so ``eq`` matches ``+00:00`` or no-milliseconds
+    forms, and an offset compares by time, not by text."""
+    made = await client.data(
+        'mutation { createSong(input: {id: "s1", name: "One"}) { createdAt } }'
+    )
+    created = made["createSong"]["createdAt"]
+    assert created.endswith("Z")
+    variants = [created, created.replace("Z", "+00:00"), created.replace(".", ",")]
+    if created[19:23] == ".000":
+        variants += [created[:19] + "Z", created[:19] + "+00:00"]
+    for written in variants:
+        body = await client.data(LIST, {"f": {"createdAt": {"eq": written}}})
+        assert [i["id"] for i in body["listSongs"]["items"]] == ["s1"], written
+    later_elsewhere = "2999-01-01T00:00:00.000+14:00"  # before ...T10:00Z of the day before
+    body = await client.data(LIST, {"f": {"createdAt": {"lt": later_elsewhere}}})
+    assert [i["id"] for i in body["listSongs"]["items"]] == ["s1"]
+    body = await client.data(LIST, {"f": {"createdAt": {"beginsWith": created[:4]}}})
+    assert [i["id"] for i in body["listSongs"]["items"]] == ["s1"]  # text operators keep text
+
+    for bad in ("yesterday", "2026-01-31T12:00:00"):  # not an instant; no time zone
+        error = await client.error(LIST, {"f": {"createdAt": {"gt": bad}}})
+        assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+        assert "createdAt.gt" in error["message"]

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from graphql_files.domain.models import PHOTO_ALBUM, SONG
+from graphql_files.domain.declaration import PHOTO_ALBUM, SONG
 from graphql_files.services.wiring import Services
 
 from ..helpers import (

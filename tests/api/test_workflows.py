@@ -440,7 +440,7 @@ async def test_conflict_at_the_write_removes_the_upload(
 
     async def upload_then_someone_writes(self: Storage, *args: Any, **kwargs: Any) -> Any:
         stored = await real_upload(self, *args, **kwargs)
-        from graphql_files.domain.models import SONG
+        from graphql_files.domain.declaration import SONG
 
         await records.update(
             full_access(services), SONG, "s1", set_values={"name": "changed meanwhile"}

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from graphql_files.domain.declaration import BUILTIN
 from graphql_files.domain.policy import load_policy
 from graphql_files.services.amplify_outputs import amplify_outputs
 from graphql_files.settings import Settings
@@ -88,7 +89,11 @@ async def test_amplify_v6_works_unchanged(settings: Settings, tmp_path: Path) ->
         assert live.url.startswith("https://")
         url = live.url.replace("127.0.0.1", "localhost") + "/graphql"
         outputs = amplify_outputs(
-            url=url, api_key=TEST_API_KEY, region="us-east-1", policy=load_policy(None)
+            url=url,
+            api_key=TEST_API_KEY,
+            region="us-east-1",
+            policy=load_policy(None),
+            declaration=BUILTIN,
         )
         (tmp_path / "amplify_outputs.json").write_text(json.dumps(outputs))
         seen = await run_scenario(

@@ -17,8 +17,18 @@ from graphql_files.api.graphiql import ASSETS
 from graphql_files.app import create_app
 from graphql_files.settings import Settings
 
-from ..helpers import FULL_ACCESS, LiveServer, services_in, subscribed
-from .devtools import chromium
+from ..declared import POST_EXAMPLE
+from ..helpers import (
+    FULL_ACCESS,
+    PNG,
+    LiveServer,
+    make_settings,
+    multipart,
+    services_in,
+    start_live_server,
+    subscribed,
+)
+from .devtools import Page, chromium
 
 QUERY = "{ listSongs { items { name } } }"
 SUBSCRIPTION = "subscription { onCreateSong { name } }"
@@ -96,3 +106,63 @@ async def test_on_the_embedded_defaults_the_headers_editor_holds_the_new_credent
     assert '"Authorization": "Bearer ey' in headers
     # listening beyond loopback, the page never shows them
     assert await page_headers(embedded.model_copy(update={"host": "0.0.0.0"})) == ""  # noqa: S104
+
+
+async def run_in_graphiql(page: Page, live: LiveServer, query: str, expected: str) -> None:
+    """Open ``query`` in GraphiQL, run it, and wait until the response shows ``expected``."""
+    await page.call("Page.navigate", url=graphiql_url(live, query))
+    first_word = json.dumps(query.split("(")[0].split("{")[0].strip()[:20])
+    await page.until(
+        f"document.querySelector('.graphiql-query-editor')?.innerText.includes({first_word})",
+        "the operation in the editor",
+    )
+    await page.evaluate("document.querySelector('.graphiql-execute-button').click()")
+    await page.until(f"{RESPONSE}.includes({json.dumps(expected)})", f"a response with {expected}")
+
+
+async def test_a_declared_post_from_graphiql(s3_endpoint: str, bucket: str, tmp_path: Path) -> None:
+    """Issue 11's "done when", in a browser: a server started with a Post declaration; from
+    GraphiQL, create a post, watch its updates while its image is attached in one mutation,
+    and delete it with its files. (GraphiQL sends no files: the attach comes from an app.)"""
+    models = tmp_path / "models.toml"
+    models.write_text(POST_EXAMPLE)
+    settings = make_settings(s3_endpoint, bucket, models_file=models)
+    async with start_live_server(settings) as live, live.client() as http:
+        async with chromium(tmp_path / "profile") as page:
+            await run_in_graphiql(
+                page,
+                live,
+                'mutation { createPost(input: {id: "p1", title: "Hi", status: DRAFT}) { id } }',
+                '"id": "p1"',
+            )
+            await page.call(
+                "Page.navigate",
+                url=graphiql_url(live, "subscription { onUpdatePost { id imagePath } }"),
+            )
+            await page.until(
+                "document.querySelector('.graphiql-query-editor')?.innerText"
+                ".includes('onUpdatePost')",
+                "the subscription in the editor",
+            )
+            await page.evaluate("document.querySelector('.graphiql-execute-button').click()")
+            await subscribed(live, 1)
+            response = await multipart(
+                http,
+                """mutation($input: AttachPostImageInput!) {
+                  attachPostImage(input: $input) { imagePath } }""",
+                {"input": {"postId": "p1", "file": None}},
+                {"variables.input.file": ("cover.png", PNG, "image/png")},
+            )
+            assert "errors" not in response.json(), response.text
+            await page.until(f"{RESPONSE}.includes('images/Post/p1/')", "the update event")
+
+            await run_in_graphiql(
+                page,
+                live,
+                'mutation { deletePost(input: {id: "p1", deleteFiles: true}) { id version } }',
+                '"version": 3',
+            )
+        listing = await http.data(
+            '{ listFiles(input: {path: "images/Post/p1/"}) { items { path } } }'
+        )
+        assert listing == {"listFiles": {"items": []}}

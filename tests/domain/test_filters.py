@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 from mongomock_motor import AsyncMongoMockClient
 
 from graphql_files.domain import filters
+from graphql_files.domain.declaration import PHOTO_ALBUM
 from graphql_files.domain.filters import And, Cond, Node, Not, Or
-from graphql_files.domain.models import PHOTO_ALBUM, Record
+from graphql_files.domain.models import Record
 from graphql_files.services import queries
 
 WORDS = ["", "a", "ab", "b", "ba", "B", "é", "a.b", "images/x", "images/y"]

@@ -8,37 +8,37 @@ from typing import Any
 
 import pytest
 
+from graphql_files.domain.declaration import BUILTIN, PHOTO_ALBUM, SONG, parse_declaration
 from graphql_files.domain.models import (
     MAX_ID_LENGTH,
     MAX_LIST_LENGTH,
     MAX_STRING_LENGTH,
-    MODELS_BY_ENUM,
-    PHOTO_ALBUM,
-    SONG,
-    FieldSpec,
-    Kind,
     ModelSpec,
     Record,
     check_record_id,
     check_values,
     paths_in,
+    words,
 )
 from graphql_files.errors import BadUserInput
 
-# A model beside the two the server declares, to exercise what they do not have: a list field
-# that names no files.
-TAGGED = ModelSpec(
-    name="Tagged",
-    plural="Taggeds",
-    collection="tagged",
-    enum_name="TAGGED",
-    fields=(
-        FieldSpec("name", Kind.STRING, required=True),
-        FieldSpec("tags", Kind.STRING_LIST),
-        FieldSpec("files", Kind.STRING_LIST),
-    ),
-    file_field="files",
+# Models beside the two built-in ones, to exercise what they do not have: a list field that
+# names no files, an enum, several file fields.
+DECLARED = parse_declaration(
+    """
+[enums.Mood]
+values = ["HAPPY", "SAD"]
+
+[models.Tagged]
+fields.name = "String!"
+fields.tags = "[String!]"
+fields.mood = "Mood"
+files.files = { many = "filePaths", singular = "File" }
+files.cover = { one = "coverPath" }
+""",
+    "test models",
 )
+TAGGED = DECLARED.model("Tagged")
 
 
 @pytest.mark.parametrize("record_id", ["s1", "a b", "é", "...", "x" * MAX_ID_LENGTH])
@@ -71,6 +71,7 @@ def test_an_invalid_id_is_quoted_short() -> None:
         # the number of files is the records service's limit, not this check's
         (PHOTO_ALBUM, {"imagePaths": [f"images/p/{n}.png" for n in range(MAX_LIST_LENGTH + 1)]}),
         (TAGGED, {"tags": ["t"] * MAX_LIST_LENGTH}),
+        (TAGGED, {"mood": "SAD"}),
     ],
 )
 def test_values_a_record_may_hold(model: ModelSpec, values: dict[str, Any]) -> None:
@@ -94,6 +95,8 @@ def test_values_a_record_may_hold(model: ModelSpec, values: dict[str, Any]) -> N
             "PhotoAlbum.imagePaths values are at most 1024",
         ),
         (TAGGED, {"tags": ["t"] * (MAX_LIST_LENGTH + 1)}, "Tagged.tags holds at most 1000"),
+        (TAGGED, {"mood": "ANGRY"}, "Tagged.mood must be one of HAPPY, SAD"),
+        (TAGGED, {"coverPath": "../x"}, "Tagged.coverPath must not contain '.' or '..'"),
     ],
 )
 def test_values_no_record_should_hold(model: ModelSpec, values: dict[str, Any], says: str) -> None:
@@ -102,9 +105,9 @@ def test_values_no_record_should_hold(model: ModelSpec, values: dict[str, Any], 
 
 
 def test_a_field_is_found_among_the_models_and_the_system_fields() -> None:
-    assert SONG.field("coverArtPath").kind is Kind.STRING
-    assert PHOTO_ALBUM.field("imagePaths").kind is Kind.STRING_LIST
-    assert SONG.field("version").kind is Kind.INT
+    assert SONG.field("coverArtPath").type.sdl == "String"
+    assert PHOTO_ALBUM.field("imagePaths").type.sdl == "[String!]"
+    assert SONG.field("version").type.sdl == "Int!"
     with pytest.raises(KeyError):
         SONG.field("imagePaths")
     assert [f.name for f in SONG.filterable] == [
@@ -116,7 +119,7 @@ def test_a_field_is_found_among_the_models_and_the_system_fields() -> None:
         "createdAt",
         "updatedAt",
     ]
-    assert MODELS_BY_ENUM["PHOTO_ALBUM"] is PHOTO_ALBUM
+    assert BUILTIN.by_enum["PHOTO_ALBUM"] is PHOTO_ALBUM
 
 
 @pytest.mark.parametrize(
@@ -130,6 +133,8 @@ def test_a_field_is_found_among_the_models_and_the_system_fields() -> None:
             {"imagePaths": ["images/a.png", "images/b.png"]},
             ("images/a.png", "images/b.png"),
         ),
+        # several file fields: every key, in the declaration's order
+        (TAGGED, {"filePaths": ["a", "b"], "coverPath": "c", "tags": ["t"]}, ("a", "b", "c")),
     ],
 )
 def test_the_paths_a_record_names(
@@ -173,3 +178,16 @@ def test_unset_and_null_fields_are_absent_from_a_record() -> None:
     assert record.field_value("owner") is None
     assert "owner" not in record.to_document()
     assert "coverArtPath" not in record.to_document()
+
+
+@pytest.mark.parametrize(
+    ("name", "spoken"),
+    [
+        ("coverArt", "cover art"),
+        ("PhotoAlbum", "photo album"),
+        ("images", "images"),
+        ("HTTPServer", "http server"),
+    ],
+)
+def test_names_become_words_for_descriptions(name: str, spoken: str) -> None:
+    assert words(name) == spoken

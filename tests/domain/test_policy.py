@@ -68,6 +68,19 @@ def test_each_line_is_one_rule(policy: Policy) -> None:
     )
 
 
+def test_declared_models_get_the_built_in_rule_and_their_own_tables(tmp_path: Path) -> None:
+    rules = tmp_path / "access.toml"
+    rules.write_text('[data.Post]\nowner = "*"\n')
+    policy = load_policy(rules, ["Post", "User"])
+    everything = frozenset(DATA_OPERATIONS)
+    assert policy.data_rules("Post") == (Rule("owner", everything),)
+    assert policy.data_rules("User") == (Rule("publicApiKey", everything),)
+    assert policy.data_rules("Song") == ()  # not declared: no rule reaches it
+    rules.write_text('[data.Song]\nowner = "*"\n')
+    with pytest.raises(PolicyError, match=r"unknown model 'Song' \(expected Post, User\)"):
+        load_policy(rules, ["Post", "User"])
+
+
 def test_a_data_table_replaces_only_its_models_rules(policy: Policy) -> None:
     assert policy.data_rules("PhotoAlbum") == load_policy(None).data_rules("PhotoAlbum")
     assert policy.data_rules("NoSuchModel") == ()
@@ -162,7 +175,7 @@ def test_what_guests_may_do_anywhere(policy: Policy) -> None:
             2,
             'owner must be "*" or a list of create, read, update, delete',
         ),
-        ("[data]\nSong = 1\n", 1, "[data.Song] must be a table of rules"),
+        ("[data]\nSong = 1\n", 2, "[data.Song] must be a table of rules"),
         (
             '[storage."images"]\nguest = ["read"]\n',
             1,

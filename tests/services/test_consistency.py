@@ -39,18 +39,19 @@ from starlette.datastructures import Headers, UploadFile
 
 from graphql_files.adapters.mongo import Collection
 from graphql_files.adapters.s3 import Files
-from graphql_files.domain.models import PHOTO_ALBUM, SONG, ModelSpec
+from graphql_files.domain.declaration import BUILTIN, Declaration
+from graphql_files.domain.models import FileSpec, ModelSpec
 from graphql_files.errors import DatabaseUnavailable, DomainError, StorageUnavailable
 from graphql_files.services.attachments import Source
 from graphql_files.services.auth import Access, Principal, User
 from graphql_files.services.storage import Upload
 from graphql_files.services.wiring import Services, open_services
 
-from ..helpers import PNG, full_access, make_settings, put_object
+from ..declared import DECLARED, required_values, sample_file
+from ..helpers import full_access, make_settings, put_object
 
-MODELS = {"Song": SONG, "PhotoAlbum": PHOTO_ALBUM}
 RECORDS = 2  # per model: few, so operations collide
-NAMES = ("p0.png", "p1.png")  # presigned uploads a client may adopt
+PRESIGNED = 2  # presigned uploads per file field a client may adopt
 STATS: Counter[str] = Counter()
 
 
@@ -148,14 +149,17 @@ def inject_faults(monkeypatch: pytest.MonkeyPatch) -> None:
 Op = Callable[["Consistency"], Awaitable[Any]]
 
 
-def upload() -> Upload:
-    """A file sent with the request, as the server receives it (Starlette's ``UploadFile``)."""
-    headers = Headers({"content-type": "image/png"})
-    return UploadFile(io.BytesIO(PNG), size=len(PNG), filename="new.png", headers=headers)
+def upload(file: FileSpec) -> Upload:
+    """A file sent with the request, as the server receives it (Starlette's ``UploadFile``):
+    one that ``file`` accepts."""
+    data, content_type, name = sample_file(file)
+    headers = Headers({"content-type": content_type})
+    return UploadFile(io.BytesIO(data), size=len(data), filename=name, headers=headers)
 
 
-def source(choice: str | None) -> Source:
-    return Source(upload=upload()) if choice is None else Source(uploaded_path=choice)
+def presigned_name(file: FileSpec, index: int) -> str:
+    """A client's presigned upload for ``file``, which a workflow may adopt."""
+    return f"{file.name}-{index}-{sample_file(file)[2]}"
 
 
 @dataclass(frozen=True)
@@ -168,59 +172,70 @@ class Target:
         return f"{self.model.name[0].lower()}{self.index}"
 
 
-targets = st.builds(Target, st.sampled_from([SONG, PHOTO_ALBUM]), st.integers(0, RECORDS - 1))
-songs = st.builds(Target, st.just(SONG), st.integers(0, RECORDS - 1))
-albums = st.builds(Target, st.just(PHOTO_ALBUM), st.integers(0, RECORDS - 1))
-adoptable = st.one_of(st.none(), st.sampled_from(NAMES))  # None: a file sent with the request
+@dataclass(frozen=True)
+class FileTarget(Target):
+    file: FileSpec = field(kw_only=True)
 
 
-def attach(t: Target, choice: str | None, delete_previous: bool) -> Op:
+def source(t: FileTarget, choice: int | None, m: Consistency) -> Source:
+    if choice is None:
+        return Source(upload=upload(t.file))
+    return Source(uploaded_path=m.folder(t) + presigned_name(t.file, choice))
+
+
+def attach(t: FileTarget, choice: int | None, delete_previous: bool) -> Op:
     async def run(m: Consistency) -> Any:
-        path = None if choice is None else m.folder(t) + choice
         return await m.services.attachments.attach(
-            m.access, t.model, t.id, source(path), delete_previous=delete_previous
+            m.access, t.model, t.file, t.id, source(t, choice, m), delete_previous=delete_previous
         )
 
     return run
 
 
-def detach(t: Target, delete_file: bool) -> Op:
+def detach(t: FileTarget, delete_file: bool) -> Op:
     async def run(m: Consistency) -> Any:
-        return await m.services.attachments.detach(m.access, t.model, t.id, delete_file=delete_file)
+        return await m.services.attachments.detach(
+            m.access, t.model, t.file, t.id, delete_file=delete_file
+        )
 
     return run
 
 
-def add(t: Target, choices: list[str | None]) -> Op:
+def add(t: FileTarget, choices: list[int | None]) -> Op:
     async def run(m: Consistency) -> Any:
-        paths = [None if c is None else m.folder(t) + c for c in choices]
-        return await m.services.attachments.add(m.access, t.model, t.id, [source(p) for p in paths])
+        sources = [source(t, c, m) for c in choices]
+        return await m.services.attachments.add(m.access, t.model, t.file, t.id, sources)
 
     return run
 
 
-def replace(t: Target, which: int, choice: str | None, delete_previous: bool) -> Op:
+def replace(t: FileTarget, which: int, choice: int | None, delete_previous: bool) -> Op:
     async def run(m: Consistency) -> Any:
         named = await m.named_by(t)
         if not named:
             return None
-        new = None if choice is None else m.folder(t) + choice
         old = named[which % len(named)]
         return await m.services.attachments.replace(
-            m.access, t.model, t.id, old, source(new), delete_previous=delete_previous
+            m.access,
+            t.model,
+            t.file,
+            t.id,
+            old,
+            source(t, choice, m),
+            delete_previous=delete_previous,
         )
 
     return run
 
 
-def remove(t: Target, which: int, delete_files: bool) -> Op:
+def remove(t: FileTarget, which: int, delete_files: bool) -> Op:
     async def run(m: Consistency) -> Any:
         named = await m.named_by(t)
         if not named:
             return None
         paths = [named[which % len(named)]]
         return await m.services.attachments.remove(
-            m.access, t.model, t.id, paths, delete_files=delete_files
+            m.access, t.model, t.file, t.id, paths, delete_files=delete_files
         )
 
     return run
@@ -238,17 +253,18 @@ def delete_record(t: Target, delete_files: bool) -> Op:
 def create(t: Target) -> Op:
     async def run(m: Consistency) -> Any:
         return await m.services.records.create(
-            full_access(m.services), t.model, {"name": "r"}, record_id=t.id
+            full_access(m.services), t.model, required_values(t.model), record_id=t.id
         )
 
     return run
 
 
-def upload_file(t: Target, name: str) -> Op:
+def upload_file(t: FileTarget, choice: int) -> Op:
     """A client's own upload into a record's folder (uploadFile), adoptable later."""
 
     async def run(m: Consistency) -> Any:
-        return await m.services.storage.upload(m.access, m.folder(t) + name, upload())
+        path = m.folder(t) + presigned_name(t.file, choice)
+        return await m.services.storage.upload(m.access, path, upload(t.file))
 
     return run
 
@@ -257,7 +273,8 @@ def remove_file(t: Target, which: int) -> Op:
     """removeFile of a named object or of a presigned upload."""
 
     async def run(m: Consistency) -> Any:
-        candidates = [*(await m.named_by(t)), *(m.folder(t) + n for n in NAMES)]
+        presigned = [presigned_name(f, i) for f in t.model.files for i in range(PRESIGNED)]
+        candidates = [*(await m.named_by(t)), *(m.folder(t) + n for n in presigned)]
         return await m.services.storage.remove(m.access, candidates[which % len(candidates)])
 
     return run
@@ -270,17 +287,40 @@ def sweep() -> Op:
     return run
 
 
-operations = st.one_of(
-    st.builds(attach, songs, adoptable, st.booleans()),
-    st.builds(detach, songs, st.booleans()),
-    st.builds(add, albums, st.lists(adoptable, min_size=1, max_size=2)),
-    st.builds(replace, albums, st.integers(0, 5), adoptable, st.booleans()),
-    st.builds(remove, albums, st.integers(0, 5), st.booleans()),
-    st.builds(delete_record, targets, st.booleans()),
-    st.builds(upload_file, targets, st.sampled_from(NAMES)),
-    st.builds(remove_file, targets, st.integers(0, 5)),
-    st.builds(sweep),
-)
+def file_targets(declaration: Declaration, many: bool) -> st.SearchStrategy[FileTarget]:
+    pairs = [(m, f) for m in declaration.models for f in m.files if f.many is many]
+    return st.builds(
+        lambda pair, index: FileTarget(pair[0], index, file=pair[1]),
+        st.sampled_from(pairs),
+        st.integers(0, RECORDS - 1),
+    )
+
+
+def operations(declaration: Declaration) -> st.SearchStrategy[Op]:
+    """Every path that adopts or deletes an object, over every file field declared."""
+    targets = st.builds(Target, st.sampled_from(declaration.models), st.integers(0, RECORDS - 1))
+    ones, manies = file_targets(declaration, False), file_targets(declaration, True)
+    anything = st.one_of(file_targets(declaration, False), manies)
+    adoptable = st.one_of(st.none(), st.integers(0, PRESIGNED - 1))  # None: sent with the request
+    return st.one_of(
+        st.builds(attach, ones, adoptable, st.booleans()),
+        st.builds(detach, ones, st.booleans()),
+        st.builds(add, manies, st.lists(adoptable, min_size=1, max_size=2)),
+        st.builds(replace, manies, st.integers(0, 5), adoptable, st.booleans()),
+        st.builds(remove, manies, st.integers(0, 5), st.booleans()),
+        st.builds(delete_record, targets, st.booleans()),
+        st.builds(upload_file, anything, st.integers(0, PRESIGNED - 1)),
+        st.builds(remove_file, targets, st.integers(0, 5)),
+        st.builds(sweep),
+    )
+
+
+def plantings(declaration: Declaration) -> st.SearchStrategy[list[tuple[FileTarget, int]]]:
+    """Clients' presigned uploads that land straight in S3, unchecked."""
+    anything = st.one_of(file_targets(declaration, False), file_targets(declaration, True))
+    return st.lists(st.tuples(anything, st.integers(0, PRESIGNED - 1)), max_size=3)
+
+
 # Most operations make 2-8 such calls (a claim taken, an upload, a record write, a claim
 # released, a delete...): a fault lands on each of them in turn.
 # Or a fault aimed at one kind of call, where faults matter most.
@@ -307,12 +347,15 @@ plans = st.one_of(
 class Environment:
     loop: asyncio.AbstractEventLoop
     s3_endpoint: str
+    declaration: Declaration
     examples: int = 0
     steps: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
 
 
 class Consistency(RuleBasedStateMachine):
+    """The invariants, for any declaration; ``machine`` adds the rule, drawn from its models."""
+
     def __init__(self, env: Environment) -> None:
         super().__init__()
         self.env = env
@@ -334,7 +377,8 @@ class Consistency(RuleBasedStateMachine):
         bucket = f"hyp-{uuid.uuid4().hex[:20]}"
         boto3.client("s3", endpoint_url=self.env.s3_endpoint).create_bucket(Bucket=bucket)
         settings = make_settings(self.env.s3_endpoint, bucket, claim_wait=0.2)
-        return await self.stack.enter_async_context(open_services(settings))
+        services = open_services(settings, self.env.declaration)
+        return await self.stack.enter_async_context(services)
 
     def teardown(self) -> None:
         self.run(self.stack.aclose())
@@ -343,39 +387,32 @@ class Consistency(RuleBasedStateMachine):
         return self.services.attachments.folder(t.model, t.id)
 
     async def recreate_deleted(self) -> None:
-        for model in MODELS.values():
+        for model in self.env.declaration.models:
             for index in range(RECORDS):
                 with contextlib.suppress(DomainError):  # it exists
                     await create(Target(model, index))(self)
 
     async def named_by(self, t: Target) -> list[str]:
+        """What the record names: in ``t``'s file field, or in all of them."""
         try:
-            return list(
-                (
-                    await self.services.records.get(full_access(self.services), t.model, t.id)
-                ).file_paths
-            )
+            record = await self.services.records.get(full_access(self.services), t.model, t.id)
         except DomainError:
             return []
+        return list(record.paths_of(t.file) if isinstance(t, FileTarget) else record.file_paths)
 
-    @rule(
-        first=operations,
-        second=operations,
-        plan1=plans,
-        plan2=plans,
-        plant=st.lists(st.tuples(targets, st.sampled_from(NAMES)), max_size=3),
-    )
     def two_at_once(
         self,
         first: Op,
         second: Op,
         plan1: Plan | None,
         plan2: Plan | None,
-        plant: list[tuple[Target, str]],
+        plant: list[tuple[FileTarget, int]],
     ) -> None:
         self.run(self.recreate_deleted())  # deleting is tested; a deleted record stops nothing
-        for target, name in plant:  # clients' presigned uploads land (straight in S3, unchecked)
-            self.run(put_object(self.services, self.folder(target) + name))
+        for target, index in plant:  # clients' presigned uploads land (straight in S3, unchecked)
+            data, content_type, _ = sample_file(target.file)
+            path = self.folder(target) + presigned_name(target.file, index)
+            self.run(put_object(self.services, path, data, content_type=content_type))
 
         async def with_plan(op: Op, plan: Plan | None) -> object:
             PLAN.set(plan)
@@ -410,7 +447,7 @@ class Consistency(RuleBasedStateMachine):
 
     @invariant()
     def versions_only_grow(self) -> None:
-        for model in MODELS.values():
+        for model in self.env.declaration.models:
             for index in range(RECORDS):
                 t = Target(model, index)
                 try:
@@ -447,7 +484,7 @@ class Consistency(RuleBasedStateMachine):
 
     async def all_named(self) -> set[str]:
         paths: set[str] = set()
-        for model in MODELS.values():
+        for model in self.env.declaration.models:
             async for _, named in self.services.records.iterate_paths(model):
                 paths.update(named)
         return paths
@@ -456,17 +493,45 @@ class Consistency(RuleBasedStateMachine):
         return {o.path async for o in self.services.files.iterate("images/")}
 
 
+def machine(declaration: Declaration) -> type[Consistency]:
+    """The state machine for ``declaration``: two operations at a time, over all its models."""
+    steps = operations(declaration)
+
+    class ForDeclaration(Consistency):
+        @rule(
+            first=steps,
+            second=steps,
+            plan1=plans,
+            plan2=plans,
+            plant=plantings(declaration),
+        )
+        def step(
+            self,
+            first: Op,
+            second: Op,
+            plan1: Plan | None,
+            plan2: Plan | None,
+            plant: list[tuple[FileTarget, int]],
+        ) -> None:
+            self.two_at_once(first, second, plan1, plan2, plant)
+
+    return ForDeclaration
+
+
+@pytest.mark.parametrize("declaration", [BUILTIN, DECLARED], ids=["built-in", "declared"])
 def test_the_promise_holds_under_concurrency_and_faults(
-    s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+    s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, declaration: Declaration
 ) -> None:
     inject_faults(monkeypatch)
+    STATS.clear()
     loop = asyncio.new_event_loop()
-    env = Environment(loop, s3_endpoint)
+    env = Environment(loop, s3_endpoint, declaration)
+    machine_type = machine(declaration)
     try:
         run_state_machine_as_test(
             # hypothesis annotates this type[RuleBasedStateMachine]; its docstring (and its code)
             # take any callable that returns a machine
-            lambda: Consistency(env),  # type: ignore[arg-type]
+            lambda: machine_type(env),  # type: ignore[arg-type]
             settings=settings(
                 max_examples=30,
                 stateful_step_count=12,

@@ -9,10 +9,12 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from graphql_files.app import create_app
-from graphql_files.domain.models import PHOTO_ALBUM, SONG
+from graphql_files.domain.declaration import PHOTO_ALBUM, SONG
 from graphql_files.services.wiring import Services
 
 from ..helpers import eventually, full_access, make_settings, put_object, services_in
+
+GRACE = timedelta(seconds=2.5)
 
 
 async def keys(services: Services) -> set[str]:
@@ -37,18 +39,19 @@ async def test_sweep_removes_old_orphans_keeps_fresh_and_named(services: Service
         record_id="a1",
     )
     # Time itself is under test here: the grace period is compared with S3's LastModified,
-    # which has whole seconds, so only a real second and more sets the old objects apart.
-    await asyncio.sleep(1.5)
+    # which has whole seconds (an object may look up to 1 s older than it is): the old objects
+    # are 4 s old, the fresh one looks at most 1 s + the sweeps' own time old, grace is between.
+    await asyncio.sleep(4)
     await put_object(
         services, "images/gone/fresh-orphan.png"
     )  # a presigned upload not attached yet
 
-    dry = await services.sweeper.run(grace=timedelta(seconds=1), dry_run=True)
+    dry = await services.sweeper.run(grace=GRACE, dry_run=True)
     assert [o.path for o in dry.orphans_kept] == ["images/gone/old-orphan.png"]
     assert dry.removed == []
     assert await keys(services) >= {"images/gone/old-orphan.png"}
 
-    report = await services.sweeper.run(grace=timedelta(seconds=1))
+    report = await services.sweeper.run(grace=GRACE)
     assert [o.path for o in report.removed] == ["images/gone/old-orphan.png"]
     assert report.too_young == 1
     assert report.scanned == 4  # objects outside the attachment prefix are not the sweeper's
@@ -102,3 +105,22 @@ async def test_the_server_sweeps_when_asked(s3_endpoint: str, bucket: str) -> No
 
         await eventually(swept, "the server's own sweep to remove the orphan")
         assert await keys(services) == set()
+
+
+async def test_folders_of_models_no_longer_declared_are_kept(services: Services) -> None:
+    """A model dropped from the declaration: the sweeper cannot know what its records name,
+    so nothing in its folder is an orphan to it. Declared models' and pre-per-model-folder
+    (``images/<record id>/``) orphans are still removed."""
+    kept = "images/Retired/r1/cover.png"
+    for path in (kept, "images/Song/s9/orphan.png", "images/s9/legacy-orphan.png"):
+        await put_object(services, path)
+    report = await services.sweeper.run(grace=timedelta(0))
+    assert sorted(o.path for o in report.removed) == [
+        "images/Song/s9/orphan.png",
+        "images/s9/legacy-orphan.png",
+    ]
+    assert report.undeclared == 1
+    assert await keys(services) == {kept}
+    assert "kept 1 objects in folders of models that are not declared" in "\n".join(
+        report.lines(dry_run=False)
+    )
