@@ -95,15 +95,14 @@ def main() -> None:
     port = int(sys.argv[1])
     settings = Settings(port=port, log_level="warning")
     app = create_app(settings)
-    app.router.routes.extend(
-        [
-            Route("/bare/song/{id}", bare_song),
-            Route("/seed", seed, methods=["POST"]),
-            Route("/seed-albums", seed_albums, methods=["POST"]),
-            Route("/bare-broadcast", bare_broadcast, methods=["POST"]),
-            WebSocketRoute("/bare-ws", bare_ws),
-        ]
-    )
+    # first: the app ends with a catch-all websocket route that answers 404
+    app.router.routes[:0] = [
+        Route("/bare/song/{id}", bare_song),
+        Route("/seed", seed, methods=["POST"]),
+        Route("/seed-albums", seed_albums, methods=["POST"]),
+        Route("/bare-broadcast", bare_broadcast, methods=["POST"]),
+        WebSocketRoute("/bare-ws", bare_ws),
+    ]
     uvicorn.run(
         app,
         host="127.0.0.1",
