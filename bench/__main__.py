@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from . import fanout, http_throughput, listing, signing
+from . import fanout, http_throughput, listing, signing, uploads
 
 SECTIONS = {
     "http": http_throughput.run,
     "signing": signing.run,
     "listing": listing.run,
     "fanout": fanout.run,
+    "uploads": uploads.run,
 }
 
 

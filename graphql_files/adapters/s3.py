@@ -13,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import IO, Any
 
 import aioboto3
@@ -199,7 +200,11 @@ class Files:
         content_disposition: str | None = None,
     ) -> ObjectInfo:
         """Stream ``source`` to ``key``; ``Conflict`` if ``prevent_overwrite`` and it exists.
-        ``content_disposition`` is stored with the object (``attachment`` for scriptable types)."""
+        ``content_disposition`` is stored with the object (``attachment`` for scriptable types).
+
+        The properties returned come from S3's answer to the PUT (or to the multipart upload's
+        completion) and the bytes counted on the way: S3 has the object once it answers, so no
+        HEAD follows."""
         guard = {"IfNoneMatch": "*"} if prevent_overwrite else {}
         headers = {"ContentType": content_type}
         if content_disposition is not None:
@@ -209,17 +214,21 @@ class Files:
         with translated("upload"), self._precondition(key):
             if not second:
                 _check_size(len(first), max_bytes)
-                await self._client.put_object(
+                response = await self._client.put_object(
                     Bucket=self.bucket, Key=key, Body=first, **headers, **guard
                 )
+                size = len(first)
             else:
-                await self._multipart_upload(
+                response, size = await self._multipart_upload(
                     key, source, [first, second], headers, max_bytes, guard
                 )
-        info = await self.head(key)
-        if info is None:  # pragma: no cover - S3 is read-after-write consistent
-            raise StorageUnavailable(f"{key} vanished right after its upload")
-        return info
+        return ObjectInfo(
+            path=key,
+            size=size,
+            content_type=content_type,
+            etag=response.get("ETag"),
+            last_modified=_answered_at(response),
+        )
 
     async def _multipart_upload(
         self,
@@ -229,7 +238,8 @@ class Files:
         headers: dict[str, str],
         max_bytes: int,
         guard: dict[str, str],
-    ) -> None:
+    ) -> tuple[dict[str, Any], int]:
+        """The completion's answer and the bytes sent."""
         created = await self._client.create_multipart_upload(Bucket=self.bucket, Key=key, **headers)
         upload_id = created["UploadId"]
         parts: list[dict[str, Any]] = []
@@ -247,13 +257,14 @@ class Files:
                     Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=chunk
                 )
                 parts.append({"ETag": response["ETag"], "PartNumber": number})
-            await self._client.complete_multipart_upload(
+            completed: dict[str, Any] = await self._client.complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=key,
                 UploadId=upload_id,
                 MultipartUpload={"Parts": parts},
                 **guard,
             )
+            return completed, sent
         except BaseException:
             try:
                 await self._client.abort_multipart_upload(
@@ -390,6 +401,16 @@ class Files:
             path=key,
             expires_at=now + timedelta(seconds=expires_in),
         )
+
+
+def _answered_at(response: dict[str, Any]) -> datetime:
+    """When S3 answered a write (its ``Date`` header, to the second as ``Last-Modified`` is):
+    the object's last-modified time, which the answer to a PUT does not otherwise carry."""
+    date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+    try:
+        return parsedate_to_datetime(date).astimezone(UTC)
+    except (TypeError, ValueError):
+        return datetime.now(UTC).replace(microsecond=0)
 
 
 def _check_size(size: int, max_bytes: int) -> None:

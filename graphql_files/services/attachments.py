@@ -9,8 +9,9 @@
    land, and nothing may delete those files before it has.
 3. Only then delete what the write unlinked (when asked, only inside the record's folder, and
    only objects no record names any more), through ``Storage.delete_unnamed``, which takes each
-   object's claim before asking. A failure here leaves an orphan for the sweeper, never a
-   record pointing at nothing.
+   object's claim before asking. This runs after the answer, in the background (see
+   ``background``): the client waits for the write, not for S3. A failure here leaves an orphan
+   for the sweeper, never a record pointing at nothing.
 
 The same machinery serves every file field of every model: one file (Song.coverArt, its key in
 coverArtPath) or many (PhotoAlbum.images, in imagePaths), each with its own types and size.
@@ -32,6 +33,7 @@ from ..domain.object_keys import check_key, in_folder, new_attachment_key, recor
 from ..errors import BadUserInput, Conflict, DomainError, NotFound
 from ..settings import Settings
 from .auth import Access
+from .background import Background
 from .claims import Claim
 from .records import Preconditions, Records
 from .storage import Storage, Upload
@@ -77,9 +79,12 @@ class Staged:
 
 
 class Attachments:
-    def __init__(self, *, records: Records, storage: Storage, settings: Settings) -> None:
+    def __init__(
+        self, *, records: Records, storage: Storage, settings: Settings, background: Background
+    ) -> None:
         self._records = records
         self._storage = storage
+        self._background = background
         self._prefix = settings.attachment_prefix
         self._retry_seconds = settings.request_timeout
 
@@ -106,7 +111,7 @@ class Attachments:
                 current, file, lambda _: new_path, expected_version, access, staged.claim
             )
         if delete_previous and previous not in (None, new_path):
-            await self._discard(access, model, record_id, [previous])
+            self._discard(access, model, record_id, [previous])
         return record
 
     async def detach(
@@ -127,7 +132,7 @@ class Attachments:
             self._may_delete(access, model, record_id, current.paths_of(file))
         record, previous = await self._swap(current, file, lambda _: None, expected_version, access)
         if delete_file and previous is not None:
-            await self._discard(access, model, record_id, [previous])
+            self._discard(access, model, record_id, [previous])
         return record
 
     async def add(
@@ -186,7 +191,7 @@ class Attachments:
                 current, file, swapped, expected_version, access, staged.claim
             )
         if delete_previous and old_path != new_path:
-            await self._discard(access, model, record_id, [old_path])
+            self._discard(access, model, record_id, [old_path])
         return record
 
     async def remove(
@@ -218,7 +223,7 @@ class Attachments:
             ),
         )
         if delete_files:
-            await self._discard(access, model, record_id, paths)
+            self._discard(access, model, record_id, paths)
         return record
 
     async def delete_record(
@@ -242,7 +247,7 @@ class Attachments:
             preconditions=Preconditions(expected_version=expected_version, condition=condition),
         )
         if delete_files:
-            await self._discard(access, model, record_id, record.file_paths)
+            self._discard(access, model, record_id, record.file_paths)
         return record
 
     # --- the machinery -----------------------------------------------------------------------
@@ -383,11 +388,12 @@ class Attachments:
         except DomainError as exc:
             log.warning("could not delete %s (%s); the sweeper will", uploaded, exc)
 
-    async def _discard(
+    def _discard(
         self, access: Access, model: ModelSpec, record_id: str, paths: Sequence[str]
     ) -> None:
-        """Delete unlinked files that lie in the record's folder, that the caller may delete,
-        and that no record names."""
+        """Delete, after the answer, the unlinked files that lie in the record's folder, that
+        the caller may delete, and that no record names (the write that unlinked them has
+        committed: the caller calls this only after it)."""
         folder = self.folder(model, record_id)
         owned = []
         for path in dict.fromkeys(paths):
@@ -395,6 +401,13 @@ class Attachments:
                 log.info("kept %s: it lies outside %s, the folder %s owns", path, folder, record_id)
             elif _may(access, path, "delete"):
                 owned.append(path)
+        if owned:
+            self._background.start(
+                self._delete_unlinked(model, record_id, owned),
+                name=f"delete {len(owned)} file(s) unlinked from {model.name} {record_id}",
+            )
+
+    async def _delete_unlinked(self, model: ModelSpec, record_id: str, owned: list[str]) -> None:
         try:
             outcome = await self._storage.delete_unnamed(owned, reason="unlinked")
         except DomainError as exc:
@@ -402,6 +415,8 @@ class Attachments:
             return
         for path in outcome.busy:
             log.info("kept %s: another request holds it; the sweeper will decide", path)
+        for path in outcome.failed:
+            log.warning("kept %s: storage did not delete it; the sweeper will", path)
 
 
 def _may(access: Access, path: str, action: str) -> bool:

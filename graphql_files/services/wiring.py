@@ -24,6 +24,7 @@ from ..settings import Settings
 from .apikeys import ApiKeys
 from .attachments import Attachments
 from .auth import Authenticator, TokenVerifier
+from .background import Background
 from .claims import Claims
 from .records import Records
 from .storage import Storage
@@ -41,6 +42,7 @@ class Services:
     records: Records
     storage: Storage
     attachments: Attachments
+    background: Background  # deletions that run after the answer: ``drain()`` awaits them
     sweeper: Sweeper
     policy: Policy
     authenticator: Authenticator
@@ -103,6 +105,9 @@ async def open_services(
             settings=settings,
             models=declaration.models,
         )
+        # closed first (the stack unwinds in reverse): pending deletions still have S3 and MongoDB
+        background = Background()
+        stack.push_async_callback(background.close)
         yield Services(
             settings=settings,
             database=database,
@@ -110,7 +115,10 @@ async def open_services(
             broker=broker,
             records=records,
             storage=storage,
-            attachments=Attachments(records=records, storage=storage, settings=settings),
+            attachments=Attachments(
+                records=records, storage=storage, settings=settings, background=background
+            ),
+            background=background,
             sweeper=Sweeper(records=records, storage=storage, prefix=settings.attachment_prefix),
             policy=policy,
             authenticator=authenticator,

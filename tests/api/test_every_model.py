@@ -201,6 +201,7 @@ async def test_one_file_attach_replace_detach(
     record = ok(await send(client, case, "attach", file.name, {"uploadedPath": presigned}), attach)
     assert record[file.key_field] == presigned
     assert record["version"] == 3
+    await services.background.drain()  # deletions run after the answer
     assert await keys(services.files, folder) == {presigned}  # deletePrevious: the first is gone
 
     _, detach = workflow("detach", model, file.name)
@@ -209,6 +210,7 @@ async def test_one_file_attach_replace_detach(
     assert record[file.key_field] is None
     assert record[file.name] is None
     assert record["version"] == 4
+    await services.background.drain()  # deletions run after the answer
     assert await keys(services.files, folder) == set()
     other = [f for f in model.files if f is not file]
     assert all(record[f.key_field] in (None, []) for f in other)  # the other fields untouched
@@ -362,6 +364,7 @@ async def test_delete_with_files_removes_the_records_folder(
       delete{model.name}(input: $input) {{ id version }} }}"""
     body = await client.data(text, {"input": {"id": "r1", "deleteFiles": True}})
     assert body[f"delete{model.name}"]["version"] == len(model.files) + 2
+    await services.background.drain()  # deletions run after the answer
     assert await keys(services.files, folder) == set()
     assert (await client.data(f'{{ get{model.name}(id: "r1") {{ id }} }}'))[
         f"get{model.name}"

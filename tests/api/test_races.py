@@ -121,6 +121,7 @@ async def test_adopt_races_remove_file(live: LiveServer, client: GraphQLClient) 
             rng,
         )
         tally.saw(attach, remove)
+        await services.background.drain()  # deletions run after the answer
         song = await services.records.get(full_access(services), SONG, song_id)
         tally.dangling += await missing(services, list(song.file_paths))
     print(tally.outcomes)
@@ -151,6 +152,7 @@ async def test_detach_and_delete_races_reattach(live: LiveServer, client: GraphQ
             rng,
         )
         tally.saw(detach, attach)
+        await services.background.drain()  # deletions run after the answer
         song = await services.records.get(full_access(services), SONG, song_id)
         tally.dangling += await missing(services, list(song.file_paths))
     print(tally.outcomes)
@@ -181,6 +183,7 @@ async def test_remove_and_delete_races_add(live: LiveServer, client: GraphQLClie
             rng,
         )
         tally.saw(remove, add)
+        await services.background.drain()  # deletions run after the answer
         album = await services.records.get(full_access(services), PHOTO_ALBUM, album_id)
         tally.dangling += await missing(services, list(album.file_paths))
     print(tally.outcomes)
@@ -214,6 +217,7 @@ async def test_fifty_concurrent_attaches_without_expected_version_all_succeed(
         versions = sorted(b["data"]["attachSongCoverArt"]["version"] for b in bodies)
         assert versions == list(range(2, 52))
         services = live.services
+        await services.background.drain()  # deletions run after the answer
         left = [o.path async for o in services.files.iterate(folder("Song", "busy"))]
         song = await services.records.get(full_access(services), SONG, "busy")
         assert left == list(song.file_paths)

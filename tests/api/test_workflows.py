@@ -97,7 +97,9 @@ async def attach(
     return song
 
 
-async def test_song_cover_art_lifecycle(client: GraphQLClient, s3: Files) -> None:
+async def test_song_cover_art_lifecycle(
+    client: GraphQLClient, s3: Files, services: Services
+) -> None:
     await create_song(client)
     song = await attach(client, name="My Cover (final).png")
     path = song["coverArtPath"]
@@ -113,6 +115,7 @@ async def test_song_cover_art_lifecycle(client: GraphQLClient, s3: Files) -> Non
     assert replaced["coverArtPath"] != path
     assert replaced["version"] == 3
     assert (await get(replaced["coverArt"]["url"]["url"])).content == JPEG
+    await services.background.drain()  # deletions run after the answer
     assert await keys(s3) == [replaced["coverArtPath"]]
 
     # keep the previous file when asked
@@ -131,6 +134,7 @@ async def test_song_cover_art_lifecycle(client: GraphQLClient, s3: Files) -> Non
         "detachSongCoverArt"
     ]
     assert gone["coverArtPath"] is None
+    await services.background.drain()
     assert again["coverArtPath"] not in await keys(s3)
 
     # detaching nothing writes nothing
@@ -138,7 +142,9 @@ async def test_song_cover_art_lifecycle(client: GraphQLClient, s3: Files) -> Non
     assert nothing["version"] == gone["version"]
 
 
-async def test_delete_song_with_its_files(client: GraphQLClient, s3: Files) -> None:
+async def test_delete_song_with_its_files(
+    client: GraphQLClient, s3: Files, services: Services
+) -> None:
     await create_song(client)
     song = await attach(client)
     await client.data('mutation { createSong(input: {id: "other", name: "B"}) { id } }')
@@ -146,6 +152,7 @@ async def test_delete_song_with_its_files(client: GraphQLClient, s3: Files) -> N
         "deleteSong"
     ]
     assert deleted["version"] == song["version"] + 1
+    await services.background.drain()
     assert await keys(s3) == []
     assert await client.run('{ getSong(id: "s1") { id } }') == {"data": {"getSong": None}}
 
@@ -158,7 +165,7 @@ async def test_delete_without_delete_files_keeps_them(client: GraphQLClient, s3:
 
 
 async def test_files_outside_the_record_folder_are_never_deleted(
-    client: GraphQLClient, s3: Files
+    client: GraphQLClient, s3: Files, services: Services
 ) -> None:
     upload = """mutation($input: UploadFileInput!) { uploadFile(input: $input) { path } }"""
     for path in ("images/shared/logo.png", "images/Song/s1/direct.png"):
@@ -177,9 +184,11 @@ async def test_files_outside_the_record_folder_are_never_deleted(
         'coverArtPath: "images/Song/s1/direct.png"}) { id } }'
     )
     await attach(client)  # replaces images/shared/logo.png: outside images/Song/s1/, kept
+    await services.background.drain()
     assert "images/shared/logo.png" in await keys(s3)
     await client.data(DELETE_SONG, {"input": {"id": "s1", "deleteFiles": True}})
     # images/Song/s1/direct.png lies in s1's folder, but s2 still names it: kept
+    await services.background.drain()
     assert sorted(await keys(s3)) == ["images/Song/s1/direct.png", "images/shared/logo.png"]
 
 
@@ -250,7 +259,7 @@ async def test_exactly_one_source(client: GraphQLClient) -> None:
     assert codes(both.json()) == ["BAD_USER_INPUT"]
 
 
-async def test_album_images_lifecycle(client: GraphQLClient, s3: Files) -> None:
+async def test_album_images_lifecycle(client: GraphQLClient, s3: Files, services: Services) -> None:
     await create_album(client)
     added = await upload_data(
         client,
@@ -279,6 +288,7 @@ async def test_album_images_lifecycle(client: GraphQLClient, s3: Files) -> None:
     new_path = replaced["imagePaths"][1]
     assert new_path not in paths
     assert (await get(replaced["images"][1]["url"]["url"])).content == JPEG
+    await services.background.drain()
     assert sorted(await keys(s3)) == sorted([paths[0], new_path, paths[2]])
 
     kept = (await client.data(REMOVE, {"input": {"albumId": "a1", "paths": [paths[0]]}}))[
@@ -293,6 +303,7 @@ async def test_album_images_lifecycle(client: GraphQLClient, s3: Files) -> None:
         )
     )["removePhotoAlbumImages"]
     assert removed["imagePaths"] == [paths[2]]
+    await services.background.drain()
     assert new_path not in await keys(s3)
 
     missing = await client.run(REMOVE, {"input": {"albumId": "a1", "paths": [new_path]}})
@@ -305,6 +316,7 @@ async def test_album_images_lifecycle(client: GraphQLClient, s3: Files) -> None:
     assert not_named == ["NOT_FOUND"]
 
     await client.data(DELETE_ALBUM, {"input": {"id": "a1", "deleteFiles": True}})
+    await services.background.drain()
     assert await keys(s3) == [paths[0]]  # the one unlinked earlier is an orphan for the sweeper
 
 
@@ -484,7 +496,7 @@ async def test_storage_down_before_upload_changes_nothing(
 
 
 async def test_storage_down_after_the_write_leaves_an_orphan_not_a_dangling_record(
-    client: GraphQLClient, s3: Files, monkeypatch: pytest.MonkeyPatch
+    client: GraphQLClient, s3: Files, services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await create_song(client)
     first = await attach(client)
@@ -494,6 +506,7 @@ async def test_storage_down_after_the_write_leaves_an_orphan_not_a_dangling_reco
 
     monkeypatch.setattr(Files, "delete_many", storage_down)
     second = await attach(client, JPEG, "b.jpg", "image/jpeg")
+    await services.background.drain()  # the deletion runs after the answer
     monkeypatch.undo()
     assert second["coverArtPath"] != first["coverArtPath"]
     assert (await get(second["coverArt"]["url"]["url"])).content == JPEG

@@ -424,6 +424,8 @@ class Consistency(RuleBasedStateMachine):
             )
 
         results = self.run(both())
+        # deletions after the answer carry their operation's plan (a task copies the context)
+        self.run(self.services.background.drain())
         if IN_FLIGHT:  # what the lost calls still do lands within the lease's margin
             self.run(asyncio.wait(IN_FLIGHT))
             IN_FLIGHT.clear()
