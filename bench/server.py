@@ -23,6 +23,8 @@ from graphql_files.services.auth import Access, Principal
 from graphql_files.services.wiring import Services
 from graphql_files.settings import Settings
 
+from .common import raise_open_files_limit
+
 SONG_FIELDS = ("id", "name", "coverArtPath", "version", "createdAt", "updatedAt")
 
 
@@ -92,6 +94,7 @@ async def bare_broadcast(request: Request) -> JSONResponse:
 
 
 def main() -> None:
+    raise_open_files_limit()
     port = int(sys.argv[1])
     settings = Settings(port=port, log_level="warning")
     app = create_app(settings)

@@ -22,6 +22,7 @@ from .api.appsync import AppSyncRealtime
 from .api.body_limit import BodyLimit
 from .api.context import services_of
 from .api.graphiql import ASSETS as GRAPHIQL_ASSETS
+from .api.multiplex import Multiplexer, multiplexer_of
 from .api.schema import build_schema
 from .api.view import GraphQLView
 from .domain.declaration import Declaration, load_declaration
@@ -52,8 +53,12 @@ async def readyz(request: Request) -> JSONResponse:
         "healthy": services.broker.healthy,
         **services.broker.stats.as_dict(),
     }
+    # Websocket subscriptions: groups of subscribers sharing one execution, and their members.
+    multiplexer = multiplexer_of(request)
+    subscriptions = multiplexer.stats() if multiplexer is not None else {}
     return JSONResponse(
-        {"ready": ready, **report, "events": events}, status_code=200 if ready else 503
+        {"ready": ready, **report, "events": events, "subscriptions": subscriptions},
+        status_code=200 if ready else 503,
     )
 
 
@@ -106,4 +111,7 @@ def create_app(settings: Settings, declaration: Declaration | None = None) -> St
             allow_headers=["*"],
         )
     ]
-    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    # every websocket protocol's subscriptions, grouped to share executions
+    app.state.multiplexer = Multiplexer(view.schema, max_tokens=settings.max_tokens)
+    return app

@@ -28,6 +28,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
 from graphql_files.adapters.mongo import open_database
+from graphql_files.api.multiplex import Multiplexer
 from graphql_files.app import create_app
 from graphql_files.services.auth import Access, Principal, User
 from graphql_files.services.wiring import Services
@@ -117,12 +118,19 @@ async def eventually(
 
 
 async def subscribed(live: LiveServer, count: int) -> None:
-    """Wait until ``live`` holds ``count`` subscriptions: then a subscription sent over a
-    websocket is registered with the broker, and every change committed from now on reaches it."""
-    broker = live.services.broker
+    """Wait until ``live`` holds ``count`` websocket subscriptions registered with the broker
+    (subscribers sharing one execution count one each): then every change committed from now
+    on reaches them."""
+    multiplexer = multiplexer_in(live.app)
     await eventually(
-        lambda: broker.subscriber_count == count, f"the server to hold {count} subscriptions"
+        lambda: multiplexer.subscribed == count, f"the server to hold {count} subscriptions"
     )
+
+
+def multiplexer_in(app: Starlette) -> Multiplexer:
+    """The multiplexer of an app's websocket subscriptions."""
+    multiplexer: Multiplexer = app.state.multiplexer
+    return multiplexer
 
 
 @dataclass

@@ -20,8 +20,9 @@ carries ``host`` and its credentials (``x-api-key``, or ``Authorization`` with a
 
 A ``start`` authenticates with its own ``extensions.authorization`` when it has one (and then
 with that alone), else with the handshake's header, under the same rules as every other
-request. ``start_ack`` is sent once the subscription is registered with the broker, so a change
-made after it is never missed. Refusals
+request. Subscriptions run through the multiplexer (``multiplex``), shared with every
+subscriber of the same operation on any protocol. ``start_ack`` is sent once the subscription is
+registered with the broker, so a change made after it is never missed. Refusals
 are AppSync-shaped (``{"errors": [{"errorType": ..., "message": ...}]}``) so that Amplify
 reports them, and does not retry what cannot succeed (``UnauthorizedException``,
 ``BadRequestException``).
@@ -50,6 +51,7 @@ from .closing import close_later
 from .context import Context, authenticate, services_of
 from .error_shaping import shape
 from .json_guard import JsonTooDeep, nests_deeper
+from .multiplex import Delivery, Outcome, Subscriber, multiplexer_of
 
 if TYPE_CHECKING:
     from .view import GraphQLView
@@ -135,9 +137,12 @@ class _Connection:
         return self.view.settings
 
     async def send(self, message: Mapping[str, Any]) -> None:
+        await self.send_text(json.dumps(message, separators=(",", ":")))
+
+    async def send_text(self, text: str) -> None:
         if self.websocket.application_state == WebSocketState.CONNECTED:
             with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-                await self.websocket.send_text(json.dumps(message, separators=(",", ":")))
+                await self.websocket.send_text(text)
 
     async def serve(self) -> None:
         keep_alive: asyncio.Task[None] | None = None
@@ -256,16 +261,16 @@ class _Connection:
             await self.refuse(operation_id, error.code, error.message)
             return
         operation = _Operation()
-
-        def subscribed() -> None:  # registered with the broker: nothing after this is missed
-            acking = asyncio.get_running_loop().create_task(self.ack(operation_id))
-            self.pending.add(acking)
-            acking.add_done_callback(self.pending.discard)
-
-        context.on_subscribed = subscribed
+        context.on_subscribed = lambda _: self.ack_soon(operation_id)
         self.operations[operation_id] = operation
         operation.task = asyncio.create_task(self.run(operation_id, query, variables, context))
         self.expire_with_token(context)
+
+    def ack_soon(self, operation_id: str) -> None:
+        """Registered with the broker: nothing after this is missed; say so."""
+        acking = asyncio.get_running_loop().create_task(self.ack(operation_id))
+        self.pending.add(acking)
+        acking.add_done_callback(self.pending.discard)
 
     def operation(self, payload: object) -> tuple[str, dict[str, Any] | None, dict[str, str]]:
         """The query, variables and per-operation headers of a ``start``'s payload."""
@@ -291,6 +296,22 @@ class _Connection:
     async def run(
         self, operation_id: str, query: str, variables: dict[str, Any] | None, context: Context
     ) -> None:
+        """Through the application's multiplexer (shared with every subscriber of the same
+        operation), or alone when it runs none or refused the operation before executing it."""
+        try:
+            multiplexer = multiplexer_of(self.websocket)
+            if multiplexer is not None and multiplexer.serves(query, None):
+                subscriber = Subscriber(query, variables, None, context)
+                sink = _Sink(self, operation_id)
+                if await multiplexer.serve(subscriber, sink) is not Outcome.FALLBACK:
+                    return
+            await self.run_alone(operation_id, query, variables, context)
+        finally:
+            self.operations.pop(operation_id, None)
+
+    async def run_alone(
+        self, operation_id: str, query: str, variables: dict[str, Any] | None, context: Context
+    ) -> None:
         try:
             stream = await self.view.schema.subscribe(
                 query, variable_values=variables, context_value=context
@@ -310,8 +331,6 @@ class _Connection:
             raise
         except DomainError as exc:  # pragma: no cover - resolvers' errors come as results
             await self.refuse(operation_id, exc.code, exc.message)
-        finally:
-            self.operations.pop(operation_id, None)
 
     async def stop(self, operation_id: str) -> None:
         operation = self.operations.pop(operation_id, None)
@@ -327,6 +346,31 @@ class _Connection:
         if user is not None and user.expires_at is not None:
             delay = max(0.0, (user.expires_at - datetime.now(UTC)).total_seconds())
             self.closers.append(close_later(self.websocket, 4401, "token expired", delay=delay))
+
+
+class _Sink:
+    """A member of a shared subscription: ``start_ack`` once registered, then each result's
+    shared ``{"data"}`` payload framed with this operation's id; a result with errors and no
+    data ends the operation with an AppSync-shaped ``error``."""
+
+    def __init__(self, connection: _Connection, operation_id: str) -> None:
+        self.connection = connection
+        self.operation_id = operation_id
+        self.prefix = f'{{"type":"data","id":{json.dumps(operation_id)},"payload":'
+
+    def subscribed(self) -> None:
+        self.connection.ack_soon(self.operation_id)
+
+    async def deliver(self, delivery: Delivery) -> bool:
+        result = delivery.result
+        if result.errors and not result.data:  # refused, before or after start_ack
+            errors = from_graphql(result.errors)
+            message = {"type": "error", "id": self.operation_id, "payload": {"errors": errors}}
+            await self.connection.send(message)
+            return False
+        await self.connection.ack(self.operation_id)
+        await self.connection.send_text(self.prefix + delivery.data_payload + "}")
+        return True
 
 
 def _only_subscriptions(query: str) -> None:

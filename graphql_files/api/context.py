@@ -12,8 +12,9 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.dataloader import DataLoader
 
+from ..domain.feed import Subscription
 from ..domain.objects import ObjectInfo
-from ..errors import DomainError
+from ..errors import DomainError, SlowConsumer
 from ..services.auth import Access
 from ..services.wiring import Services
 
@@ -31,8 +32,11 @@ class Context:
     services: Services
     access: Access  # who is calling; replaced on a websocket once connection_init arrives
     connection_params: dict[str, Any] | None = None
-    # called once a subscription is registered with the broker (AppSync's start_ack waits for it)
-    on_subscribed: Callable[[], None] | None = None
+    # called once a subscription is registered with the broker (a shared subscription's members
+    # wait for it; AppSync's start_ack is sent then)
+    on_subscribed: Callable[[Subscription], None] | None = None
+    # called when that subscription is cut off for falling behind (default: close the websocket)
+    on_cut_off: Callable[[SlowConsumer], None] | None = None
     properties: DataLoader[str, ObjectInfo | None] = field(init=False)  # FileRef.properties
 
     def __post_init__(self) -> None:

@@ -36,7 +36,10 @@ _VERBS = {
 
 
 def _closer(info: Info) -> Callable[[SlowConsumer], None] | None:
-    """What to do when this subscriber is cut off: close its websocket, saying why."""
+    """What to do when this subscriber is cut off: what its context says (a shared
+    subscription cuts off each of its members), else close its websocket, saying why."""
+    if info.context.on_cut_off is not None:
+        return info.context.on_cut_off
     websocket = info.context.response
     if not isinstance(websocket, WebSocket):
         return None
@@ -58,7 +61,7 @@ async def _subscribed(
         wanted, buffer=services.settings.subscriber_buffer, after=after, on_cut_off=_closer(info)
     )
     if info.context.on_subscribed is not None:
-        info.context.on_subscribed()
+        info.context.on_subscribed(subscription)
     try:
         yield subscription
     finally:

@@ -3,26 +3,37 @@ with what real clients need of them: malformed messages close with 4400 and a re
 credentials with 4403 (on both protocols), deep frames are refused, and one connection runs at
 most ``MAX_SUBSCRIPTIONS_PER_CONNECTION`` operations.
 
+Subscriptions run through the multiplexer (``multiplex``): subscribers of the same operation
+share one execution per event, and each is sent the shared payload framed for its own
+operation id. Queries and mutations over graphql-transport-ws, documents that do not parse, and
+subscriptions refused before execution take strawberry's own path, so they answer as they
+always have.
+
 These subclass strawberry's protocol handlers and override their hooks (``handle_message``,
-``handle_subscribe``, ``handle_start``, ``handle_connection_init``, ``handle_task_exception``);
-``tests/api/test_strawberry_hooks.py`` fails loudly when an upgrade changes them, and the
+``handle_subscribe``, ``run_operation``, ``handle_start``, ``handle_async_results``,
+``handle_connection_init``, ``handle_task_exception``); this is the one module that knows
+them, ``tests/api/test_library_hooks.py`` fails loudly when an upgrade changes them, and the
 strawberry version is pinned to the one tested.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any, cast
 
 from graphql import GraphQLFormattedError
+from starlette.websockets import WebSocket as StarletteWebSocket
 from starlette.websockets import WebSocketDisconnected as StarletteWebSocketDisconnected
 from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
+    Operation,
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     Message as TransportMessage,
@@ -38,6 +49,7 @@ from strawberry.subscriptions.protocols.graphql_ws.types import (
 from .context import Context
 from .error_shaping import BAD_USER_INPUT
 from .json_guard import JsonTooDeep
+from .multiplex import Delivery, Outcome, Subscriber, multiplexer_of
 
 if TYPE_CHECKING:
     from .view import GraphQLView
@@ -80,6 +92,39 @@ class WebSocketAdapter(ASGIWebSocketAdapter):
                 yield message
         except JsonTooDeep as exc:
             await self.close(4400, str(exc))
+
+
+class FramedSink:
+    """A member of a shared subscription on graphql-transport-ws (``next``) or graphql-ws
+    (``data``): the shared payload, framed with this operation's id."""
+
+    def __init__(self, context: Context, message_type: str, operation_id: str) -> None:
+        assert isinstance(context.request, StarletteWebSocket)
+        self.websocket = context.request
+        self.prefix = f'{{"type":"{message_type}","id":{json.dumps(operation_id)},"payload":'
+
+    def subscribed(self) -> None:
+        pass
+
+    async def deliver(self, delivery: Delivery) -> bool:
+        await self.websocket.send_text(self.prefix + delivery.payload + "}")
+        return True
+
+
+async def run_shared(
+    context: Context,
+    sink: FramedSink,
+    query: str,
+    variables: dict[str, object] | None,
+    operation_name: str | None,
+) -> Outcome:
+    """A subscription through the application's multiplexer; ``FALLBACK`` when it is not one
+    the multiplexer runs (the protocol's own path answers it)."""
+    multiplexer = multiplexer_of(sink.websocket)
+    if multiplexer is None or not multiplexer.serves(query, operation_name):
+        return Outcome.FALLBACK
+    subscriber = Subscriber(query, variables, operation_name, context)
+    return await multiplexer.serve(subscriber, sink)
 
 
 def subscription_cap(view: object) -> int:
@@ -128,6 +173,18 @@ class TransportWsHandler(BaseGraphQLTransportWSHandler[Context, None]):
             return
         await super().handle_subscribe(message)
 
+    async def run_operation(self, operation: Operation[Context, None]) -> None:
+        """A subscription runs shared (``multiplex``); anything else, strawberry's way."""
+        sink = FramedSink(self.context, "next", operation.id)
+        outcome = await run_shared(
+            self.context, sink, operation.query, operation.variables, operation.operation_name
+        )
+        if outcome is Outcome.FALLBACK:
+            await super().run_operation(operation)
+        elif outcome is Outcome.ENDED:
+            with contextlib.suppress(StarletteWebSocketDisconnected, WebSocketDisconnected):
+                await operation.send_operation_message({"id": operation.id, "type": "complete"})
+
     async def handle_task_exception(self, error: Exception) -> None:
         # An operation still sending when its connection closed (a subscriber cut off for being
         # too slow, a client gone) is not a server error.
@@ -167,6 +224,29 @@ class LegacyWsHandler(BaseGraphQLWSHandler[Context, None]):
             await super().handle_start(message)
             return
         await self.websocket.send_json({"type": "error", "id": message["id"], "payload": [error]})
+
+    async def handle_async_results(
+        self,
+        operation_id: str,
+        query: str,
+        operation_name: str | None,
+        variables: dict[str, object] | None,
+    ) -> None:
+        """A subscription runs shared (``multiplex``), answering as strawberry's does: a
+        ``complete`` when it ends or is stopped; anything else, strawberry's way."""
+        sink = FramedSink(self.context, "data", operation_id)
+        try:
+            outcome = await run_shared(self.context, sink, query, variables, operation_name)
+            if outcome is Outcome.FALLBACK:
+                await super().handle_async_results(operation_id, query, operation_name, variables)
+                return
+            if outcome is Outcome.ENDED:
+                await self.send_message({"type": "complete", "id": operation_id})
+        except asyncio.CancelledError:
+            await self.send_message({"type": "complete", "id": operation_id})
+        finally:
+            self.subscriptions.pop(operation_id, None)
+            self.tasks.pop(operation_id, None)
 
     def _full(self, operation_id: str) -> bool:
         """A ``start`` with a running operation's id replaces it: it takes no more room."""

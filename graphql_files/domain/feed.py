@@ -226,11 +226,14 @@ class Broker:
     def deliver(self, event: ChangeEvent) -> None:
         for subscriber in tuple(self._subscribers):
             if not subscriber.offer(event):
-                self.stats.cut_off += 1
                 self._subscribers.discard(subscriber)
-                log.warning(
-                    "cut off a subscriber that fell behind (cursor %s)", subscriber.last_cursor
-                )
+                self.count_cut_off(subscriber.last_cursor)
+
+    def count_cut_off(self, last_cursor: str | None) -> None:
+        """Count, and log, a subscriber cut off for falling behind: here, or downstream of one
+        of these subscriptions (a member of a shared subscription, whose own outbox filled)."""
+        self.stats.cut_off += 1
+        log.warning("cut off a subscriber that fell behind (cursor %s)", last_cursor)
 
     def fail_all(self, why: str) -> None:
         """Tell every subscriber it may have missed events; they re-list and resubscribe."""

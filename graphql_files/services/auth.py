@@ -17,11 +17,11 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jwt
 
@@ -245,18 +245,54 @@ class Access:
         user = self.principal.user
         creator = user.sub if user else None
         rules = self.policy.data_rules(model.name)
+        granted = self._data_grant(rules, operation)
+        if granted == "all":
+            return DataGrant(owner=None, creator=creator)
+        if granted == "own":
+            restricted = None if operation == "create" else creator
+            return DataGrant(owner=restricted, creator=creator)
+        raise self._refusal(f"{operation} {model.name} records", _needs(rules, operation))
+
+    def _data_grant(self, rules: Iterable[Rule], operation: str) -> Literal["all", "own"] | None:
+        """ "all" when a rule lets this caller ``operation`` every record, "own" when only an
+        owner rule does, None when none does."""
         as_owner = False
         for rule in rules:
             if operation not in rule.allows:
                 continue
-            if rule.kind == "owner" and user is not None:
+            if rule.kind == "owner" and self.principal.user is not None:
                 as_owner = True
             elif self._grants(rule):
-                return DataGrant(owner=None, creator=creator)
-        if as_owner:
-            restricted = None if operation == "create" else creator
-            return DataGrant(owner=restricted, creator=creator)
-        raise self._refusal(f"{operation} {model.name} records", _needs(rules, operation))
+                return "all"
+        return "own" if as_owner else None
+
+    def sharing_class(self) -> Hashable | None:
+        """What of this caller the rules can tell apart; callers of one class are allowed and
+        refused alike and see the same records, files and URLs, so they may share one
+        execution of a subscription. It holds whether there is an API key and a user, the
+        user's groups that rules name, and the user's sub where entity paths exist. None (share
+        with no one): bad credentials, or a user who may read some model's records only as
+        their owner."""
+        if self.error is not None:
+            return None
+        user = self.principal.user
+        if user is None:
+            return (self.principal.api_key is not None, False, frozenset(), None)
+        models = self.policy.data.values()
+        if any(self._data_grant(model_rules, "read") == "own" for model_rules in models):
+            return None
+        rules = [
+            *(rule for model_rules in models for rule in model_rules),
+            *(rule for path in self.policy.storage for rule in path.rules),
+        ]
+        named = {rule.group for rule in rules if rule.group is not None}
+        entity = any(rule.kind == "entity" for rule in rules)
+        return (
+            self.principal.api_key is not None,
+            True,
+            user.groups & named,
+            user.sub if entity else None,
+        )
 
     def storage(self, path: str, action: str) -> None:
         """Raise unless the caller may ``action`` (get, list, write, delete) at ``path``."""

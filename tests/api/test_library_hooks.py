@@ -16,8 +16,11 @@ from strawberry.http.async_base_view import AsyncBaseHTTPView
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
+    Operation,
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.types import ExecutionResult
+from strawberry.types.execution import PreExecutionError
 
 from graphql_files.api.uploads import part_is_a_file
 
@@ -34,9 +37,17 @@ HOOKS = [
     (BaseGraphQLTransportWSHandler, "handle_subscribe", ["message"], "api/websockets.py"),
     (BaseGraphQLTransportWSHandler, "handle_task_exception", ["error"], "api/websockets.py"),
     (BaseGraphQLTransportWSHandler, "handle_invalid_message", ["error_message"], "websockets"),
+    (BaseGraphQLTransportWSHandler, "run_operation", ["operation"], "api/websockets.py"),
+    (Operation, "send_operation_message", ["message"], "api/websockets.py"),
     (BaseGraphQLWSHandler, "handle_message", ["message"], "api/websockets.py"),
     (BaseGraphQLWSHandler, "handle_start", ["message"], "api/websockets.py"),
     (BaseGraphQLWSHandler, "handle_connection_init", ["message"], "api/websockets.py"),
+    (
+        BaseGraphQLWSHandler,
+        "handle_async_results",
+        ["operation_id", "query", "operation_name", "variables"],
+        "api/websockets.py",
+    ),
     (AsyncBaseHTTPView, "parse_json", ["data"], "api/view.py"),
     (AsyncBaseHTTPView, "decode_json", ["data"], "api/view.py"),
     (AsyncBaseHTTPView, "parse_http_body", ["request"], "api/view.py"),
@@ -78,6 +89,22 @@ def test_every_hook_we_override_is_still_there(
         f"{owner.__qualname__}.{name} now takes {signature}, not {parameters}: "
         f"{used_by} overrides it"
     )
+
+
+def test_the_operation_state_the_multiplexed_handlers_use_is_still_there() -> None:
+    """``api/websockets.py`` runs subscriptions itself (``multiplex``) inside strawberry's
+    operation tasks: it reads a graphql-transport-ws ``Operation``'s fields, keeps graphql-ws's
+    per-operation bookkeeping (``tasks``, ``subscriptions``) as strawberry does, and hands a
+    subscription back to strawberry when its first result is a ``PreExecutionError``."""
+    assert {"id", "query", "variables", "operation_name"} <= set(Operation.__slots__)
+    legacy_init = inspect.getsource(BaseGraphQLWSHandler.__init__)
+    assert "self.tasks" in legacy_init
+    assert "self.subscriptions" in legacy_init
+    assert issubclass(PreExecutionError, ExecutionResult)
+    transport_subscribe = inspect.getsource(BaseGraphQLTransportWSHandler.handle_subscribe)
+    assert "self.run_operation(operation)" in transport_subscribe
+    legacy_start = inspect.getsource(BaseGraphQLWSHandler.handle_start)
+    assert "self.handle_async_results(" in legacy_start
 
 
 def test_the_execution_context_strawberry_passes_through_is_the_one_we_extend() -> None:
