@@ -215,14 +215,15 @@ class Member:
         self._outbox.append(outcome)
         self._wake()
 
-    def cut_off(self) -> None:
+    def cut_off(self, *, counted: bool = False) -> None:
         """End this member with ``SLOW_CONSUMER`` and close its websocket with 4008, naming
-        the last cursor it was sent."""
+        the last cursor it was sent; ``counted`` when the broker counted it already."""
         if self.cut:
             return
         self.cut = True
         self.group.remove(self)
-        self.broker.count_cut_off(self.last_cursor)
+        if not counted:
+            self.broker.count_cut_off(self.last_cursor)
         error = SlowConsumer(
             f"this subscriber fell {self.buffer} events behind and was cut off; resume from "
             "the last cursor it received",
@@ -294,9 +295,10 @@ class Group:
             member.sink.subscribed()
 
     def _cut_off(self, error: SlowConsumer) -> None:
-        """The group itself fell behind the broker: every member is cut off."""
+        """The group itself fell behind the broker (which counts that once): every member is
+        cut off, each naming the last cursor it was sent."""
         for member in tuple(self.members):
-            member.cut_off()
+            member.cut_off(counted=True)
 
     def _close(self, outcome: Outcome | None = None) -> None:
         """Leave the multiplexer and the broker; end the members with ``outcome``."""

@@ -19,7 +19,6 @@ strawberry version is pinned to the one tested.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import AsyncGenerator
@@ -176,14 +175,18 @@ class TransportWsHandler(BaseGraphQLTransportWSHandler[Context, None]):
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         """A subscription runs shared (``multiplex``); anything else, strawberry's way."""
         sink = FramedSink(self.context, "next", operation.id)
-        outcome = await run_shared(
-            self.context, sink, operation.query, operation.variables, operation.operation_name
-        )
+        try:
+            outcome = await run_shared(
+                self.context, sink, operation.query, operation.variables, operation.operation_name
+            )
+            if outcome is Outcome.ENDED:
+                await operation.send_operation_message({"id": operation.id, "type": "complete"})
+        except Exception as error:  # as strawberry's own: reported, and the id freed
+            await self.handle_task_exception(error)
+            self.operations.pop(operation.id, None)
+            return
         if outcome is Outcome.FALLBACK:
             await super().run_operation(operation)
-        elif outcome is Outcome.ENDED:
-            with contextlib.suppress(StarletteWebSocketDisconnected, WebSocketDisconnected):
-                await operation.send_operation_message({"id": operation.id, "type": "complete"})
 
     async def handle_task_exception(self, error: Exception) -> None:
         # An operation still sending when its connection closed (a subscriber cut off for being
