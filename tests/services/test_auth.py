@@ -16,8 +16,9 @@ from jwt import api_jwt
 from jwt.algorithms import RSAAlgorithm
 
 import graphql_files.services.auth as auth_module
+from graphql_files.domain.policy import Policy, load_policy
 from graphql_files.errors import Unauthenticated
-from graphql_files.services.auth import TokenVerifier
+from graphql_files.services.auth import Access, Principal, TokenVerifier, User
 from graphql_files.settings import Settings
 
 SECRET = "s" * 40
@@ -87,3 +88,37 @@ def test_a_verified_token_is_rechecked_for_expiry(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(api_jwt, "datetime", Later)
     with pytest.raises(Unauthenticated, match="expired"):
         verifier.verify(token)
+
+
+def _caller(policy: Policy, api_key: bool, sub: str | None, *groups: str) -> Access:
+    user = User(sub, frozenset(groups), None) if sub is not None else None
+    return Access(policy, Principal(api_key="k" if api_key else None, user=user))
+
+
+def test_sharing_classes_hold_only_what_the_rules_tell_apart(tmp_path: Path) -> None:
+    """Callers of one class may share a subscription's execution (``api/multiplex.py``)."""
+    seed = load_policy(None)  # records by API key, images/ for signed-in users
+    assert (
+        _caller(seed, True, "alice").sharing_class()
+        == _caller(seed, True, "bob", "x").sharing_class()
+    )
+    classes = {_caller(seed, k, s).sharing_class() for k in (True, False) for s in ("a", None)}
+    assert len(classes) == 4  # key or not, user or not
+    assert _caller(seed, True, "a").sharing_class() is not None
+
+    rules = tmp_path / "access.toml"
+    rules.write_text(
+        '[data.Song]\nowner = "*"\ngroups.admins = "*"\npublicApiKey = ["read"]\n'
+        '[storage."private/{entity_id}/*"]\nentity = ["read"]\n'
+    )
+    policy = load_policy(rules)
+    # reads limited to their own records: never shared
+    assert _caller(policy, False, "bob").sharing_class() is None
+    # an API key reads every Song: the owner rule does not limit this user
+    assert _caller(policy, True, "bob").sharing_class() is not None
+    # entity paths tell users apart; named groups do; unnamed groups do not
+    root = _caller(policy, False, "root", "admins", "other").sharing_class()
+    assert root == _caller(policy, False, "root", "admins").sharing_class()
+    assert root != _caller(policy, False, "toor", "admins").sharing_class()
+    # bad credentials share with no one
+    assert Access(seed, error=Unauthenticated("no")).sharing_class() is None
