@@ -29,6 +29,7 @@ from websockets.typing import Subprotocol
 
 from graphql_files.adapters.mongo import open_database
 from graphql_files.api.multiplex import Multiplexer
+from graphql_files.api.schema import Schema
 from graphql_files.app import create_app
 from graphql_files.services.auth import Access, Principal, User
 from graphql_files.services.wiring import Services
@@ -94,6 +95,12 @@ def services_in(app: Starlette) -> Services:
     """The services a running app opened: its lifespan keeps them in ``app.state``."""
     services: Services = app.state.services
     return services
+
+
+def schema_of(app: Starlette) -> Schema:
+    """The schema ``create_app`` built, kept in ``app.state``."""
+    schema: Schema = app.state.schema
+    return schema
 
 
 async def eventually(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -345,9 +345,28 @@ class Files:
         self, key: str, *, expires_in: int, content_disposition: str | None = None
     ) -> SignedUrl:
         """A presigned GET URL, signed locally: no network call, no await."""
+        return self.url_batch(expires_in=expires_in, content_disposition=content_disposition)(key)
+
+    def url_batch(
+        self, *, expires_in: int, content_disposition: str | None = None
+    ) -> Callable[[str], SignedUrl]:
+        """Signs GET URLs for many keys with these options and one reading of the clock (a
+        page of URLs, all expiring together): locally, per key only a hash and an HMAC."""
         if self._signing_credentials is None:  # pragma: no cover - open_files takes them first
             raise StorageUnavailable("no credentials to sign URLs with yet")
-        return self._sign(key, self._signing_credentials, expires_in, content_disposition)
+        now = datetime.now(UTC).replace(microsecond=0)
+        batch = self._signer.batch(
+            credentials=self._signing_credentials,
+            expires_in=expires_in,
+            now=now,
+            content_disposition=content_disposition,
+        )
+        expires_at = now + timedelta(seconds=expires_in)
+
+        def sign(key: str) -> SignedUrl:
+            return SignedUrl(url=batch.sign(key), expires_at=expires_at)
+
+        return sign
 
     async def botocore_signed_url(self, key: str, *, expires_in: int) -> str:
         """The same URL as botocore's own ``generate_presigned_url`` makes it: the reference the
@@ -356,19 +375,6 @@ class Files:
             "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
         )
         return url
-
-    def _sign(
-        self, key: str, credentials: Credentials, expires_in: int, content_disposition: str | None
-    ) -> SignedUrl:
-        now = datetime.now(UTC).replace(microsecond=0)
-        url = self._signer.sign(
-            key,
-            credentials=credentials,
-            expires_in=expires_in,
-            now=now,
-            content_disposition=content_disposition,
-        )
-        return SignedUrl(url=url, expires_at=now + timedelta(seconds=expires_in))
 
     async def presigned_post(
         self,

@@ -40,6 +40,16 @@ def _encode(value: str) -> str:
     return quote(value.encode("utf-8"), safe="-_.~")
 
 
+# ASCII characters as botocore's quote(key, safe="/~") writes them; other keys go through quote
+_PATH_TABLE = str.maketrans({chr(c): quote(chr(c), safe="/~") for c in range(128)})
+
+
+def quote_key(key: str) -> str:
+    """``quote(key.encode(), safe="/~")``, by one table lookup per character when ``key`` is
+    ASCII (the usual case)."""
+    return key.translate(_PATH_TABLE) if key.isascii() else quote(key.encode("utf-8"), safe="/~")
+
+
 def _host(scheme: str, netloc: str) -> str:
     # botocore signs the host without a default port
     default = {"http": ":80", "https": ":443"}.get(scheme)
@@ -68,18 +78,34 @@ class UrlSigner:
         content_disposition: str | None = None,
     ) -> str:
         """The presigned GET URL for ``key``, valid ``expires_in`` seconds from ``now`` (UTC)."""
+        return self.batch(
+            credentials=credentials,
+            expires_in=expires_in,
+            now=now,
+            content_disposition=content_disposition,
+        ).sign(key)
+
+    def batch(
+        self,
+        *,
+        credentials: Credentials,
+        expires_in: int,
+        now: datetime,
+        content_disposition: str | None = None,
+    ) -> SigningBatch:
+        """A signer for many keys with the same options and clock (a page of URLs)."""
         timestamp = now.strftime("%Y%m%dT%H%M%SZ")
-        query, canonical_query, scope, signing_key = self._template(
+        query, canonical_query, scope, key = self._template(
             credentials, timestamp, expires_in, content_disposition
         )
-        path = self._path_prefix + quote(key.encode("utf-8"), safe="/~")
-        canonical_request = (
-            f"GET\n{path}\n{canonical_query}\nhost:{self._host}\n\nhost\nUNSIGNED-PAYLOAD"
+        return SigningBatch(
+            origin=self._origin,
+            path_prefix=self._path_prefix,
+            query=query,
+            canonical_suffix=f"\n{canonical_query}\nhost:{self._host}\n\nhost\nUNSIGNED-PAYLOAD",
+            string_to_sign_prefix=f"{ALGORITHM}\n{timestamp}\n{scope}\n",
+            signing_key=key,
         )
-        digest = hashlib.sha256(canonical_request.encode("utf-8")).hexdigest()
-        string_to_sign = f"{ALGORITHM}\n{timestamp}\n{scope}\n{digest}"
-        signature = hmac.new(signing_key, string_to_sign.encode("utf-8"), hashlib.sha256)
-        return f"{self._origin}{path}?{query}&X-Amz-Signature={signature.hexdigest()}"
 
     @lru_cache(maxsize=256)  # noqa: B019 - one signer per app; entries are per second
     def _template(
@@ -108,3 +134,37 @@ class UrlSigner:
         encoded = [f"{_encode(k)}={_encode(v)}" for k, v in params]
         key = signing_key(credentials.secret_key, datestamp, self._region)
         return "&".join(encoded), "&".join(sorted(encoded)), scope, key
+
+
+class SigningBatch:
+    """Signs keys under one set of options and one clock reading: per key, only the key's own
+    part of the canonical request is hashed, and the HMAC resumes from a state that has already
+    taken the string to sign's shared prefix."""
+
+    def __init__(
+        self,
+        *,
+        origin: str,
+        path_prefix: str,
+        query: str,
+        canonical_suffix: str,
+        string_to_sign_prefix: str,
+        signing_key: bytes,
+    ) -> None:
+        self._origin = origin
+        self._canonical_prefix = f"GET\n{path_prefix}"
+        self._path_prefix = path_prefix
+        self._canonical_suffix = canonical_suffix
+        self._query = query
+        self._hmac = hmac.new(signing_key, string_to_sign_prefix.encode("utf-8"), hashlib.sha256)
+
+    def sign(self, key: str) -> str:
+        quoted = quote_key(key)
+        canonical_request = self._canonical_prefix + quoted + self._canonical_suffix
+        digest = hashlib.sha256(canonical_request.encode("utf-8")).hexdigest()
+        signature = self._hmac.copy()
+        signature.update(digest.encode("ascii"))
+        return (
+            f"{self._origin}{self._path_prefix}{quoted}?{self._query}"
+            f"&X-Amz-Signature={signature.hexdigest()}"
+        )

@@ -15,14 +15,14 @@ operation, it is seen by every resolver, including those graphql-core runs in ch
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Hashable
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import ExecutionResult
 
 from ..errors import BadUserInput
+from .execution import LeanExecutor
 
 T = TypeVar("T")
 YIELD_EVERY = 200  # units of work between two yields to the event loop
@@ -42,6 +42,8 @@ class Budget:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.spent = 0
+        # per-file work shared by the fields of this execution: signers per URL options
+        self.shared: dict[Hashable, Any] = {}
         self.exceeded: BudgetExceeded | None = None
         self._yielded_at = 0
         self._turns: asyncio.Lock | None = None  # deferred records go one per loop turn
@@ -107,10 +109,10 @@ def end_over_budget(result: ExecutionResult) -> None:
             return
 
 
-def budgeted_execution(limit: int) -> type[StrawberryGraphQLCoreExecutionContext]:
+def budgeted_execution(limit: int) -> type[LeanExecutor]:
     """An execution context class starting a budget of ``limit`` units for every execution."""
 
-    class BudgetedExecution(StrawberryGraphQLCoreExecutionContext):
+    class BudgetedExecution(LeanExecutor):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             _CURRENT.set(Budget(limit))

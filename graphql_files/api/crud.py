@@ -20,6 +20,7 @@ from ..services.records import Preconditions
 from . import filtering
 from .bindings import Binding, typed
 from .context import Info
+from .execution import plain
 from .types import ModelSortDirection, to_stored
 
 
@@ -40,6 +41,7 @@ def _expected_version(obj: Any) -> int | None:
 
 
 def get_field(b: Binding) -> Any:
+    @plain(takes_source=False)
     async def resolve(info: Info, id: strawberry.ID) -> Any:
         try:
             record = await info.context.services.records.get(info.context.access, b.model, id)

@@ -5,16 +5,16 @@
   ``BAD_USER_INPUT``;
 - anything else is a bug: the client sees "Internal server error" with
   ``INTERNAL_SERVER_ERROR``, and ``Schema.process_errors`` has logged its traceback.
+
+The schema (``execution.LeanSchema``) logs, then shapes, the errors of every execution and of
+every subscription event.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from typing import Any
 
 from graphql import GraphQLError
-from strawberry.extensions import SchemaExtension
 
 from ..errors import INTERNAL_SERVER_ERROR, DomainError
 
@@ -48,24 +48,6 @@ def shape(error: GraphQLError) -> GraphQLError:
         path=error.path,
         extensions={**(error.extensions or {}), "code": BAD_USER_INPUT},
     )
-
-
-def _shape_result(result: Any) -> None:
-    errors = getattr(result, "errors", None)
-    if errors:
-        result.errors = [shape(e) for e in errors]
-
-
-class ErrorShaping(SchemaExtension):
-    """Runs after every operation and on every subscription event."""
-
-    def on_operation(self) -> Iterator[None]:
-        yield
-        _shape_result(self.execution_context.result)
-
-    def on_stream_result(self, result: Any) -> Iterator[None]:
-        _shape_result(result)
-        yield
 
 
 def log_errors(errors: list[GraphQLError]) -> None:

@@ -9,16 +9,8 @@ from typing import Any
 
 import strawberry
 from graphql import ASTValidationRule, GraphQLError
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxTokensLimiter,
-    ParserCache,
-    SchemaExtension,
-    ValidationCache,
-)
 from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
 from strawberry.schema.config import StrawberryConfig
-from strawberry.types.execution import ExecutionContext
 
 from ..domain.declaration import BUILTIN, Declaration
 from ..domain.feed import ChangeKind
@@ -27,7 +19,8 @@ from .bindings import api_for
 from .budget import budgeted_execution
 from .cost import query_cost_rule
 from .crud import create_field, delete_field, get_field, list_field, update_field
-from .error_shaping import ErrorShaping, log_errors
+from .error_shaping import log_errors
+from .execution import LeanSchema
 from .storage_ops import StorageMutation, StorageQuery
 from .subscriptions import change_field, record_changes_field
 from .types import DATETIME_SCALAR
@@ -87,35 +80,27 @@ def root_types(declaration: Declaration) -> RootTypes:
     )
 
 
-class Schema(strawberry.Schema):
-    def process_errors(
-        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
-    ) -> None:
+class Schema(LeanSchema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
         log_errors(errors)
 
 
 def build_schema(settings: Settings, declaration: Declaration = BUILTIN) -> Schema:
     """The schema of ``declaration``'s models with the settings' limits. Rules are built here,
-    once, so that the validation cache (keyed by the rule classes) hits across requests."""
+    once: the prepared-operation cache holds each document's validation result."""
     roots = root_types(declaration)
     rules: list[type[ASTValidationRule]] = [
         depth_limit_rule(settings.max_query_depth),
         max_aliases_rule(settings.max_aliases),
         query_cost_rule(settings.max_query_cost),
     ]
-    extensions: list[Any] = [
-        lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
-        lambda: ParserCache(maxsize=CACHE_SIZE),
-        lambda: AddValidationRules(rules),
-        lambda: ValidationCache(maxsize=CACHE_SIZE),
-        ErrorShaping,
-    ]
-    extension_factories: list[type[SchemaExtension] | Any] = extensions
     return Schema(
         query=roots.query,
         mutation=roots.mutation,
         subscription=roots.subscription,
-        extensions=extension_factories,
+        rules=rules,
+        max_tokens=settings.max_tokens,
+        cache_size=CACHE_SIZE,
         execution_context_class=budgeted_execution(settings.max_file_work),
         config=StrawberryConfig(scalar_map={datetime: DATETIME_SCALAR}),
     )

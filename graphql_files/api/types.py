@@ -12,6 +12,7 @@ local variables, which strawberry must see evaluated.
 import enum
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, ClassVar, Optional, Self
 
 import strawberry
@@ -23,8 +24,10 @@ from ..errors import excerpt
 from .budget import current_budget, yielding
 from .context import Info
 from .cost import HEAD_COST, URL_COST
+from .execution import plain
 
 
+@lru_cache(maxsize=1024)  # a page of signed URLs shares one expiry; records share instants
 def _serialize_datetime(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -117,19 +120,22 @@ class FileRef:
         "the server's SIGNED_URL_TTL; `contentDisposition` has at most 1024 characters and no "
         "line breaks or control characters. Null with an error when storage rules deny it."
     )
+    @plain(takes_source=True)
     def url(
         self,
         info: Info,
         expiresIn: int | None = None,
         contentDisposition: str | None = None,
     ) -> SignedUrlType | None:
-        current_budget().spend(URL_COST)
-        signed = info.context.services.storage.file_url(
-            info.context.access,
-            self.path,
-            expires_in=expiresIn,
-            content_disposition=contentDisposition,
-        )
+        budget = current_budget()
+        budget.spend(URL_COST)
+        options = ("url", expiresIn, contentDisposition)
+        sign = budget.shared.get(options)
+        if sign is None:  # one signer per execution and options: one clock reading, one key
+            sign = budget.shared[options] = info.context.services.storage.url_batch(
+                info.context.access, expires_in=expiresIn, content_disposition=contentDisposition
+            )
+        signed = sign(self.path)
         return SignedUrlType.from_signed(signed)
 
     @strawberry.field(

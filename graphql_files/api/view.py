@@ -18,12 +18,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
+import orjson
 from cross_web import AsyncHTTPRequestAdapter, HTTPException, parse_content_type
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -32,6 +32,7 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, process_result
+from strawberry.http.types import HTTPMethod
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
@@ -67,6 +68,9 @@ NOT_AN_OBJECT = (
     "(batching is not enabled)"
 )
 BAD_JSON = "Unable to parse the request's JSON"
+BAD_OPERATION_NAME = (
+    "The GraphQL operation's `operationName` must be a string or null, if provided."
+)
 SUBSCRIPTIONS_NEED_A_WEBSOCKET = (
     "subscriptions are served over a websocket only (graphql-transport-ws or graphql-ws at "
     "/graphql), not over HTTP"
@@ -113,6 +117,25 @@ def needs_preflight_header(request: Request) -> bool:
     if media_type not in SIMPLE_CONTENT_TYPES:
         return False
     return not any(request.headers.get(h, "").strip() for h in PREFLIGHT_HEADERS)
+
+
+def request_data_from(data: dict[str, Any]) -> GraphQLRequestData:
+    """An operation from a JSON body, checked as strawberry's ``parse_http_body`` checks it
+    (same messages)."""
+    fields = {"query": "a string", "variables": "an object", "extensions": "an object"}
+    for name, kind in (("query", str), ("variables", dict), ("extensions", dict)):
+        if not isinstance(data.get(name), kind | None):
+            raise HTTPException(
+                400,
+                f"The GraphQL operation's `{name}` must be {fields[name]} or null, if provided.",
+            )
+    return GraphQLRequestData(
+        query=data.get("query"),
+        variables=data.get("variables"),
+        operation_name=data.get("operationName"),
+        extensions=data.get("extensions"),
+        protocol="http",
+    )
 
 
 class GraphQLView(GraphQL[Context, None]):
@@ -166,7 +189,10 @@ class GraphQLView(GraphQL[Context, None]):
             # a multipart body may take long to arrive: its clock starts once it has
             multipart = request.headers.get("content-type", "").lower().startswith(MULTIPART)
             async with request_deadline(request.scope, seconds, started=not multipart) as deadline:
-                response = await self.run(request)
+                if self._takes_fast_path(request):
+                    response = await self._run_json(request)
+                else:
+                    response = await self.run(request)
         except TimeoutError:
             if not deadline.expired():
                 raise
@@ -186,6 +212,31 @@ class GraphQLView(GraphQL[Context, None]):
                 response.status_code = 400
         return response
 
+    def _takes_fast_path(self, request: Request) -> bool:
+        """A single ``POST application/json`` that wants one JSON answer: the common request,
+        served by ``_run_json``. Batches, GET, multipart and streaming Accept headers go
+        through strawberry's own path."""
+        if request.method != "POST":
+            return False
+        content_type = request.headers.get("content-type", "")
+        if content_type.partition(";")[0].strip().lower() != JSON:
+            return False
+        # strawberry's own test for an Accept header that asks for a stream (multipart, SSE)
+        return self._get_stream_transport_from_headers(request.headers) is None
+
+    async def _run_json(self, request: Request) -> Response:
+        """strawberry's ``run`` for one JSON operation, with its checks and messages, minus
+        what this request cannot need (content negotiation through the ``email`` module, the
+        IDE, batches, streaming)."""
+        data = self.parse_json(await request.body())
+        if not isinstance(data, dict):
+            raise HTTPException(400, NOT_AN_OBJECT)
+        request_data = request_data_from(data)
+        sub_response = await self.get_sub_response(request)
+        context = await self.get_context(request, sub_response)
+        result = await self._execute("POST", context, request_data)
+        return self.create_response(await self.process_result(request, result), sub_response)
+
     async def _upload_refusal(self, request: Request) -> DomainError | None:
         """Why an upload is refused from its headers alone, before its body (up to
         ``max_upload_files`` x ``max_upload_bytes``, spooled to disk) is read: bad credentials,
@@ -202,14 +253,21 @@ class GraphQLView(GraphQL[Context, None]):
         return None
 
     def decode_json(self, data: str | bytes) -> object:
+        """JSON from a body, GET variables or multipart ``operations`` (orjson: UTF-8 only, as
+        RFC 8259 requires), refused past ``MAX_JSON_DEPTH``."""
         limit = self.settings.max_json_depth
         try:
-            value = json.loads(data)
-        except RecursionError as exc:  # nested past the interpreter's limit, far past ours
-            raise JsonTooDeep(limit) from exc
+            value = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            if str(exc).startswith("depth limit exceeded"):  # orjson's own cap, far past ours
+                raise JsonTooDeep(limit) from exc
+            raise
         if nests_deeper(value, limit):
             raise JsonTooDeep(limit)
         return value
+
+    def encode_json(self, data: object) -> bytes:
+        return orjson.dumps(data)
 
     def parse_json(self, data: str | bytes) -> Any:
         try:
@@ -254,15 +312,22 @@ class GraphQLView(GraphQL[Context, None]):
         root_value: None,
         request_data: GraphQLRequestData,
     ) -> ExecutionResult:
-        """strawberry's, refusing subscriptions: they are served over websockets, and
-        strawberry would run one over HTTP as if it were a query (and fail)."""
-        allowed = OperationType.from_http(request_adapter.method) - {OperationType.SUBSCRIPTION}
-        if not self.allow_queries_via_get and request_adapter.method == "GET":
+        """strawberry's path ends here too (see ``_execute``)."""
+        return await self._execute(request_adapter.method, context, request_data)
+
+    async def _execute(
+        self, method: HTTPMethod, context: Context, request_data: GraphQLRequestData
+    ) -> ExecutionResult:
+        """One operation, as strawberry runs it but refusing subscriptions: they are served
+        over websockets, and strawberry would run one over HTTP as if it were a query."""
+        allowed = OperationType.from_http(method) - {OperationType.SUBSCRIPTION}
+        if not self.allow_queries_via_get and method == "GET":
             allowed -= {OperationType.QUERY}
+        if not isinstance(request_data.operation_name, str | None):
+            raise HTTPException(400, BAD_OPERATION_NAME)
         try:
             return await self.schema.execute(
                 request_data.query,
-                root_value=root_value,
                 variable_values=request_data.variables,
                 context_value=context,
                 operation_name=request_data.operation_name,
@@ -272,7 +337,7 @@ class GraphQLView(GraphQL[Context, None]):
         except InvalidOperationTypeError as exc:
             if exc.operation_type is OperationType.SUBSCRIPTION:
                 raise HTTPException(400, SUBSCRIPTIONS_NEED_A_WEBSOCKET) from exc
-            raise HTTPException(400, exc.as_http_error_reason(request_adapter.method)) from exc
+            raise HTTPException(400, exc.as_http_error_reason(method)) from exc
         except CannotGetOperationTypeError as exc:
             raise HTTPException(400, exc.as_http_error_reason()) from exc
         except MissingQueryError as exc:

@@ -107,6 +107,13 @@ class Policy:
             for rule in path.rules
         )
 
+    @staticmethod
+    def folder(key: str) -> str:
+        """What of ``key`` the storage rules read: every segment but the last (a path's rules
+        match its leading segments and need one more after them), so keys in one folder are
+        decided alike, and a page of them can be decided once."""
+        return key.rpartition("/")[0]
+
     def storage_path(self, key: str) -> tuple[StoragePath | None, str | None]:
         """The most specific path that ``key`` lies under, and its entity segment."""
         for path in self.storage:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -302,6 +302,22 @@ class Access:
             rules, _ = self.policy.storage_path(path)
             needed = _needs(rules.rules if rules else (), action)
             raise self._refusal(f"{action} {path}", needed)
+
+    def storage_check(self, action: str) -> Callable[[str], None]:
+        """``storage(path, action)`` for many paths: the rules decide by folder
+        (``Policy.folder``), so each folder is decided once; a refusal is raised as ``storage``
+        raises it for that path."""
+        decided: dict[str, bool] = {}
+
+        def check(path: str) -> None:
+            folder = self.policy.folder(path)
+            allowed = decided.get(folder)
+            if allowed is None:
+                allowed = decided[folder] = self.may_storage(path, action)
+            if not allowed:
+                self.storage(path, action)
+
+        return check
 
     def may_storage(self, path: str, action: str) -> bool:
         """``storage`` as a question, for filtering (a listing's keys, say): the rules of the

@@ -6,15 +6,17 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from unittest import mock
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import aioboto3
 import pytest
 from aiobotocore.credentials import AioRefreshableCredentials
 from botocore.config import Config
+from hypothesis import given
+from hypothesis import strategies as st
 
 from graphql_files.adapters.s3 import Files
-from graphql_files.adapters.signing import PROBE_KEY, Credentials, UrlSigner
+from graphql_files.adapters.signing import PROBE_KEY, Credentials, UrlSigner, quote_key
 
 from ..helpers import eventually
 
@@ -72,6 +74,49 @@ async def test_urls_are_byte_identical_to_botocore(
                             content_disposition=disposition,
                         )
                         assert actual == expected, key
+
+
+@pytest.mark.parametrize(("endpoint", "region", "style", "token"), CONFIGS)
+async def test_a_batch_signs_every_key_as_botocore_does(
+    endpoint: str | None, region: str, style: str, token: str | None
+) -> None:
+    """A page of keys through one ``SigningBatch`` (one clock reading, the HMAC resumed from a
+    shared state) gives, key for key, botocore's URLs for that clock."""
+    session = aioboto3.Session(
+        aws_access_key_id="AKIDEXAMPLE",
+        aws_secret_access_key="se/cret+",
+        aws_session_token=token,
+        region_name=region,
+    )
+    config = Config(s3={"addressing_style": style}, signature_version="s3v4")
+    keys = [*KEYS, "".join(chr(c) for c in range(32, 127)), "images/x/" + "a" * 300]
+    async with session.client("s3", endpoint_url=endpoint, config=config) as client:
+        with mock.patch(
+            "botocore.auth.get_current_datetime", return_value=NOW.replace(tzinfo=None)
+        ):
+            probe = await client.generate_presigned_url(
+                "get_object", Params={"Bucket": "my-bucket", "Key": PROBE_KEY}, ExpiresIn=60
+            )
+            for disposition in (None, 'inline; filename="x.png"'):
+                batch = UrlSigner(probe, region).batch(
+                    credentials=Credentials("AKIDEXAMPLE", "se/cret+", token),
+                    expires_in=900,
+                    now=NOW,
+                    content_disposition=disposition,
+                )
+                for key in keys:
+                    params = {"Bucket": "my-bucket", "Key": key}
+                    if disposition:
+                        params["ResponseContentDisposition"] = disposition
+                    expected = await client.generate_presigned_url(
+                        "get_object", Params=params, ExpiresIn=900
+                    )
+                    assert batch.sign(key) == expected, key
+
+
+@given(st.text())
+def test_key_quoting_is_urllibs(key: str) -> None:
+    assert quote_key(key) == quote(key.encode("utf-8"), safe="/~")
 
 
 def test_a_different_clock_gives_a_different_signature() -> None:

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from typing import Any, Protocol, runtime_checkable
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from graphql import get_introspection_query
-from strawberry.extensions import ParserCache, ValidationCache
+from starlette.applications import Starlette
 
-from graphql_files.api.schema import CACHE_SIZE
 from graphql_files.app import create_app
 from graphql_files.services.records import Records
 
-from ..helpers import FULL_ACCESS, GraphQLClient, make_settings
+from ..helpers import FULL_ACCESS, GraphQLClient, make_settings, schema_of
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 CREATE = 'mutation { createSong(input: {id: "s1", name: "A"}) { id } }'
@@ -188,36 +186,28 @@ async def test_token_limit(client: GraphQLClient) -> None:
     assert "tokens" in error["message"]
 
 
-@runtime_checkable
-class LruCache(Protocol):
-    """What ``functools.lru_cache`` wraps a function in (its ``cache_info``)."""
-
-    def cache_info(self) -> Any: ...
-
-
-def cache_hits(cached: object) -> int:
-    """The hits so far of an LRU-cached function."""
-    assert isinstance(cached, LruCache), f"{cached!r} is no longer an LRU cache"
-    hits: int = cached.cache_info().hits
-    return hits
-
-
-async def test_caches_hit_on_repeated_queries(client: GraphQLClient) -> None:
-    # Strawberry's cache extensions share one LRU cache per size, whatever the instance: a new
-    # instance's cached function is the very one the schema's requests go through.
-    def parse_hits() -> int:
-        return cache_hits(ParserCache(maxsize=CACHE_SIZE).cached_parse_document)
-
-    def validate_hits() -> int:
-        return cache_hits(ValidationCache(maxsize=CACHE_SIZE).cached_validate_document)
-
+async def test_prepared_operations_are_reused(
+    client: GraphQLClient, starlette_app: Starlette
+) -> None:
+    schema = schema_of(starlette_app)
     query = "query CacheProbe { listSongs(limit: 7) { nextToken } }"
     await client.data(query)
-    parsed, validated = parse_hits(), validate_hits()
+    hits, misses = schema.prepared.hits, schema.prepared.misses
     for _ in range(3):
         await client.data(query)
-    assert parse_hits() >= parsed + 3
-    assert validate_hits() >= validated + 3
+    assert schema.prepared.hits == hits + 3
+    assert schema.prepared.misses == misses  # parsed and validated once
+
+
+async def test_a_request_error_is_prepared_once_and_answered_alike(
+    client: GraphQLClient, starlette_app: Starlette
+) -> None:
+    schema = schema_of(starlette_app)
+    answers = [await client.error("{ listSongs { nosuchfield } }") for _ in range(3)]
+    assert answers[0] == answers[1] == answers[2]
+    assert answers[0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "nosuchfield" in answers[0]["message"]
+    assert schema.prepared.hits >= 2
 
 
 async def test_unexpected_errors_are_masked_and_logged(

@@ -1,0 +1,606 @@
+"""Prepared operations and a lean execute path: GraphQL's fixed cost paid once per document.
+
+strawberry's ``Schema.execute`` runs every request through its extension machinery (a runner, a
+context, hooks for parsing, validation and execution), which on a small query costs more than
+graphql-core's execution itself. This schema class does the same work without it:
+
+- ``prepare`` parses (with the token limit) and validates (graphql-core's rules, strawberry's
+  two, and ours: depth, aliases, query cost) once per (query, operationName), kept in an LRU;
+- ``execute`` and ``stream`` run graphql-core's ``execute``/``subscribe`` on the prepared
+  document with the schema's executor class, then log and shape errors as ``ErrorShaping`` did.
+
+What strawberry raised or answered is kept: the same exceptions for a missing query, an
+operation type that cannot be told or is not allowed, the same ``PreExecutionError`` results on
+websockets, the same messages. A schema built with extensions or custom directives is refused:
+this path would skip them silently.
+
+Every strawberry internal this relies on is imported here and nowhere else;
+``tests/api/test_library_hooks.py`` checks them against the pinned version.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections import OrderedDict
+from collections.abc import AsyncGenerator, Callable, Iterable
+from contextlib import aclosing
+from dataclasses import dataclass
+from inspect import isawaitable
+from typing import Any, NamedTuple, TypeVar, cast
+
+import strawberry
+from graphql import (
+    ASTValidationRule,
+    DocumentNode,
+    GraphQLError,
+    GraphQLLeafType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLScalarType,
+    GraphQLSchema,
+    Undefined,
+    execute,
+    is_leaf_type,
+    parse,
+    specified_rules,
+    subscribe,
+    validate,
+)
+from graphql import ExecutionResult as CoreResult
+from graphql.execution.executor import to_nodes
+from graphql.execution.values import get_argument_values
+from graphql.pyutils import Path, gather_with_cancel
+from strawberry.exceptions import MissingQueryError
+from strawberry.execution import optimized_is_awaitable
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.schema.schema import (
+    DEFAULT_ALLOWED_OPERATION_TYPES,
+    StrawberryGraphQLCoreExecutionContext,
+)
+from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
+from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
+from strawberry.types import ExecutionResult
+from strawberry.types.execution import PreExecutionError
+from strawberry.types.field import StrawberryField
+from strawberry.types.graphql import OperationType
+from strawberry.utils.operation import get_operation_type
+
+from .error_shaping import shape
+
+log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
+DEFINITION_BACKREF = GraphQLCoreConverter.DEFINITION_BACKREF  # a GraphQL field's strawberry field
+
+# what strawberry's validate_document adds to the rules it is given
+STRAWBERRY_RULES: tuple[type[ASTValidationRule], ...] = (
+    MaybeNullValidationRule,
+    OneOfInputValidationRule,
+)
+PLURAL = {
+    OperationType.QUERY: "queries",
+    OperationType.MUTATION: "mutations",
+    OperationType.SUBSCRIPTION: "subscriptions",
+}
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One (query, operationName), parsed and validated: a request error, or a document."""
+
+    document: DocumentNode | None
+    operation_type: OperationType | None  # None: the document names no such operation
+    errors: tuple[GraphQLError, ...]  # parse or validation errors; nothing executes then
+    parsed: bool  # False: a syntax error (strawberry answers those before the operation type)
+
+
+class PreparedCache:
+    """An LRU of ``Prepared`` operations; a hit costs one dict lookup and a move."""
+
+    def __init__(
+        self,
+        prepare: Callable[[str, str | None], Prepared],
+        maxsize: int,
+    ) -> None:
+        self._prepare = prepare
+        self._entries: OrderedDict[tuple[str, str | None], Prepared] = OrderedDict()
+        self.maxsize = maxsize
+        self.hits = self.misses = 0
+
+    def get(self, query: str, operation_name: str | None) -> Prepared:
+        key = (query, operation_name)
+        entry = self._entries.get(key)
+        if entry is not None:
+            self.hits += 1
+            self._entries.move_to_end(key)
+            return entry
+        self.misses += 1
+        entry = self._entries[key] = self._prepare(query, operation_name)
+        if len(self._entries) > self.maxsize:
+            self._entries.popitem(last=False)
+        return entry
+
+
+class LeanSchema(strawberry.Schema):
+    """A strawberry schema whose ``execute`` and ``stream`` (``subscribe``) take the lean path.
+
+    ``rules`` are added to graphql-core's and strawberry's validation rules; ``max_tokens``
+    bounds parsing; ``cache_size`` prepared operations are kept.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        rules: Iterable[type[ASTValidationRule]] = (),
+        max_tokens: int | None = None,
+        cache_size: int = 1024,
+        **kwargs: Any,
+    ) -> None:
+        if kwargs.get("extensions"):
+            raise ValueError(
+                "LeanSchema executes without strawberry's extension runner: pass limits as "
+                "validation rules, not extensions (they would be skipped)"
+            )
+        super().__init__(*args, **kwargs)
+        if self.directives:
+            raise ValueError(
+                "LeanSchema does not run custom directives (strawberry's DirectivesExtension)"
+            )
+        self.rules = (*specified_rules, *rules, *STRAWBERRY_RULES)
+        simplify(self._schema)
+        self.max_tokens = max_tokens
+        self.prepared = PreparedCache(self._prepare, cache_size)
+
+    # --- preparing ---------------------------------------------------------------------------
+
+    def _prepare(self, query: str, operation_name: str | None) -> Prepared:
+        try:
+            document = parse(query, max_tokens=self.max_tokens)
+        except GraphQLError as error:
+            return Prepared(None, None, (error,), parsed=False)
+        try:
+            operation_type: OperationType | None = get_operation_type(document, operation_name)
+        except RuntimeError:
+            operation_type = None
+        errors = tuple(validate(self._schema, document, self.rules))
+        return Prepared(document, operation_type, errors, parsed=True)
+
+    def prepare(
+        self,
+        query: str | None,
+        operation_name: str | None,
+        allowed: Iterable[OperationType] | None,
+    ) -> Prepared:
+        """The prepared operation; strawberry's exceptions for a missing query, an operation
+        that cannot be found, or one of a type not ``allowed``. A syntax error comes back as
+        the prepared operation's errors before the type is looked at, as in strawberry."""
+        if not query:
+            raise MissingQueryError
+        prepared = self.prepared.get(query, operation_name)
+        if not prepared.parsed:
+            return prepared
+        if prepared.operation_type is None:
+            raise CannotGetOperationTypeError(operation_name)
+        if prepared.operation_type not in (allowed or DEFAULT_ALLOWED_OPERATION_TYPES):
+            raise InvalidOperationTypeError(prepared.operation_type)
+        return prepared
+
+    # --- executing ---------------------------------------------------------------------------
+
+    def _finish(self, data: Any, errors: Iterable[GraphQLError] | None) -> ExecutionResult:
+        """Errors logged (bugs with their traceback) before they are shaped for the client."""
+        if not errors:
+            return ExecutionResult(data=data, errors=None)
+        errors = list(errors)
+        self.process_errors(errors)
+        return ExecutionResult(data=data, errors=[shape(e) for e in errors])
+
+    def _refused(self, errors: Iterable[GraphQLError]) -> PreExecutionError:
+        result = self._finish(None, errors)
+        return PreExecutionError(data=None, errors=result.errors)
+
+    async def execute(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> ExecutionResult:
+        prepared = self.prepare(query, operation_name, allowed_operation_types)
+        if prepared.errors or prepared.document is None:
+            return self._refused(prepared.errors)
+        try:
+            result = execute(
+                self._schema,
+                prepared.document,
+                root_value=root_value,
+                context_value=context_value,
+                variable_values=variable_values,
+                operation_name=operation_name,
+                executor_class=self.execution_context_class,
+                is_awaitable=cast(Any, optimized_is_awaitable),
+                operation_extensions=operation_extensions,
+            )
+            if isawaitable(result):
+                result = await result
+        except Exception as exc:
+            return self._refused([_coerce(exc)])
+        assert isinstance(result, CoreResult)
+        return self._finish(result.data, result.errors)
+
+    async def stream(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+    ) -> Any:
+        """The results of any operation over a streaming transport (websockets): one for a
+        query or mutation, one per event for a subscription; request errors as strawberry's
+        ``PreExecutionError``."""
+        return self._lean_stream(
+            query,
+            variable_values,
+            context_value,
+            root_value,
+            operation_name,
+            operation_extensions,
+            allowed_operation_types,
+        )
+
+    async def _lean_stream(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None,
+        context_value: Any | None,
+        root_value: Any | None,
+        operation_name: str | None,
+        operation_extensions: dict[str, Any] | None,
+        allowed_operation_types: Iterable[OperationType] | None,
+    ) -> AsyncGenerator[ExecutionResult, None]:
+        try:
+            prepared = self.prepare(query, operation_name, allowed_operation_types)
+        except (MissingQueryError, CannotGetOperationTypeError, InvalidOperationTypeError) as exc:
+            yield self._refused([_pre_execution_error(exc)])
+            return
+        if prepared.errors or prepared.document is None:
+            yield self._refused(prepared.errors)
+            return
+        if prepared.operation_type is not OperationType.SUBSCRIPTION:
+            yield await self.execute(
+                query,
+                variable_values,
+                context_value,
+                root_value,
+                operation_name,
+                allowed_operation_types,
+                operation_extensions,
+            )
+            return
+        try:
+            source = subscribe(
+                self._schema,
+                prepared.document,
+                root_value=root_value,
+                context_value=context_value,
+                variable_values=variable_values,
+                operation_name=operation_name,
+                executor_class=self.execution_context_class,
+                operation_extensions=operation_extensions,
+            )
+            if isawaitable(source):
+                source = await source
+        except Exception as exc:
+            yield self._refused([_coerce(exc)])
+            return
+        if isinstance(source, CoreResult):  # refused before any event: variables, the resolver
+            yield self._refused(source.errors or ())
+            return
+        try:
+            async with aclosing(cast(Any, source)):
+                async for event in source:
+                    yield self._finish(event.data, event.errors)
+        except Exception as exc:
+            yield self._finish(None, [_coerce(exc)])
+
+
+def _coerce(error: Exception) -> GraphQLError:
+    return (
+        error if isinstance(error, GraphQLError) else GraphQLError(str(error), original_error=error)
+    )
+
+
+def _pre_execution_error(error: Exception) -> GraphQLError:
+    """The error strawberry streams for a request it cannot run (over websockets)."""
+    if isinstance(error, CannotGetOperationTypeError):
+        return GraphQLError(error.as_http_error_reason(), original_error=error)
+    if isinstance(error, InvalidOperationTypeError):
+        return GraphQLError(f"{PLURAL[error.operation_type]} are not allowed", original_error=error)
+    return _coerce(error)
+
+
+# --- plain fields: graphql-core's resolver protocol, and leaves completed inline ---------------
+
+LEAVES_KEY = "graphql_files.plain_leaves"  # in GraphQLSchema.extensions: type -> field -> Leaf
+PLAIN_RESOLVER = "__graphql_files_plain__"
+INLINE = "__graphql_files_inline__"
+# Python values a leaf type passes through unchanged (graphql-core would return them as they are)
+NATIVE: dict[str, type] = {"String": str, "ID": str, "Boolean": bool, "Float": float}
+INT_RANGE = range(-(2**31), 2**31)
+
+
+def plain(*, takes_source: bool) -> Callable[[F], F]:
+    """Mark a resolver whose arguments need no conversion (scalars, named as in GraphQL) and
+    that reads nothing of ``info`` but ``context``: graphql-core calls it directly, without
+    strawberry's per-call wrapper. ``takes_source``: a method (it gets the parent object)."""
+
+    def mark(resolver: F) -> F:
+        setattr(resolver, PLAIN_RESOLVER, takes_source)
+        return resolver
+
+    return mark
+
+
+class Leaf(NamedTuple):
+    """A field read straight off its object: ``attr``, completed as ``type_`` completes it."""
+
+    attr: str
+    type_: GraphQLLeafType
+    nullable: bool
+    native: type | None  # values of exactly this type pass unchanged
+    is_list: bool  # a list of non-null leaves ([String!]), itself nullable when ``nullable``
+
+
+def _attribute(name: str) -> Callable[..., Any]:
+    def resolve(source: Any, info: Any, **_: Any) -> Any:
+        return getattr(source, name, None)
+
+    return resolve
+
+
+def _call(resolver: Callable[..., Any], takes_source: bool) -> Callable[..., Any]:
+    if takes_source:
+        call = lambda source, info, **args: resolver(source, info, **args)  # noqa: E731
+    else:
+        call = lambda source, info, **args: resolver(info, **args)  # noqa: E731
+    if not inspect.iscoroutinefunction(resolver):
+        setattr(call, INLINE, True)  # a plain, synchronous resolver: LeanExecutor may inline it
+    return call
+
+
+def simplify(schema: GraphQLSchema) -> None:
+    """Give every field strawberry would only read off its object (no resolver, no field
+    extensions) a plain attribute getter, and every ``plain`` resolver a direct call; record the
+    leaf fields among them so ``LeanExecutor`` completes them inline."""
+    plan: dict[str, dict[str, Leaf]] = {}
+    for type_ in schema.type_map.values():
+        if not isinstance(type_, GraphQLObjectType) or type_.name.startswith("__"):
+            continue
+        if type_ is schema.subscription_type:
+            continue  # its fields resolve events, through strawberry's subscribe wrapper
+        for name, field in type_.fields.items():
+            definition = field.extensions.get(DEFINITION_BACKREF)
+            if not isinstance(definition, StrawberryField) or definition.extensions:
+                continue
+            resolver = definition.base_resolver
+            if resolver is not None:
+                function = resolver.wrapped_func
+                takes_source = getattr(function, PLAIN_RESOLVER, None)
+                if takes_source is not None and callable(function):
+                    field.resolve = _call(function, takes_source)
+                continue
+            field.resolve = _attribute(definition.python_name)
+            leaf = _leaf(definition.python_name, field.type)
+            if leaf is not None:
+                plan.setdefault(type_.name, {})[name] = leaf
+    schema.extensions[LEAVES_KEY] = plan
+
+
+def _leaf(attr: str, type_: GraphQLOutputType) -> Leaf | None:
+    nullable = not isinstance(type_, GraphQLNonNull)
+    inner: Any = type_.of_type if isinstance(type_, GraphQLNonNull) else type_
+    is_list = isinstance(inner, GraphQLList)
+    if is_list:
+        item = inner.of_type
+        if not isinstance(item, GraphQLNonNull) or not is_leaf_type(item.of_type):
+            return None
+        inner = item.of_type
+    if not is_leaf_type(inner):
+        return None
+    native = NATIVE.get(inner.name) if isinstance(inner, GraphQLScalarType) else None
+    if is_list and native is None:
+        return None
+    return Leaf(attr, inner, nullable, native, is_list)
+
+
+def _complete_leaf(leaf: Leaf, value: Any) -> Any:
+    """``value`` completed, or ``Undefined`` when graphql-core's own path must say why not
+    (a null in a non-null field, a value the type refuses)."""
+    if value is None:
+        return None if leaf.nullable else Undefined
+    if leaf.is_list:
+        native = leaf.native
+        if type(value) is list and all(type(v) is native for v in value):
+            return value
+        return Undefined
+    if type(value) is leaf.native:
+        return value
+    if type(value) is int and leaf.type_.name == "Int":
+        return value if value in INT_RANGE else Undefined
+    try:
+        coerced = leaf.type_.coerce_output_value(value)
+    except Exception:
+        return Undefined
+    return Undefined if coerced is None else coerced
+
+
+class Inline(NamedTuple):
+    """A field whose plain, synchronous resolver returns an object of which only leaves are
+    selected (``url { url expiresAt }``): resolved and completed in one step."""
+
+    resolve: Callable[..., Any]
+    args: dict[str, Any]
+    nullable: bool
+    fields: tuple[tuple[str, Leaf], ...]  # (response name, leaf) in selection order
+
+
+class _ContextOnly(NamedTuple):
+    """What a ``plain`` resolver may read of its info: the context."""
+
+    context: Any
+
+
+class LeanExecutor(StrawberryGraphQLCoreExecutionContext):
+    """graphql-core's executor, completing plain fields inline: a leaf read off its object
+    and passed (or coerced) at once, and an object of leaves from a plain synchronous resolver
+    built in one step, instead of a resolve-info, a resolver call through strawberry and
+    ``complete_value`` per field. Anything unusual (a null in a non-null field, a value the
+    type refuses, a field read twice under one name, a resolver that raises) goes through
+    graphql-core's own path, so results and errors are graphql-core's."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._inline: dict[tuple[str, int], Inline | None] = {}
+        self._context_only = _ContextOnly(self.context_value)
+
+    def execute_fields(
+        self,
+        parent_type: GraphQLObjectType,
+        source_value: Any,
+        path: Path | None,
+        grouped_field_set: Any,
+        position_context: Any,
+    ) -> Any:
+        plan = self.schema.extensions.get(LEAVES_KEY, {})
+        leaves = plan.get(parent_type.name, {})
+        results: dict[str, Any] = {}
+        is_awaitable = self.is_awaitable
+        awaitable_fields: list[str] = []
+        try:
+            for response_name, field_details_list in grouped_field_set.items():
+                if len(field_details_list) == 1:
+                    node = field_details_list[0].node
+                    leaf = leaves.get(node.name.value)
+                    if leaf is not None:
+                        value = _complete_leaf(leaf, getattr(source_value, leaf.attr, None))
+                        if value is not Undefined:
+                            results[response_name] = value
+                            continue
+                    else:
+                        inline = self._inline_plan(parent_type, field_details_list, plan)
+                        if inline is not None:
+                            result = results[response_name] = self._execute_inline(
+                                inline, parent_type, source_value, field_details_list, path
+                            )
+                            if is_awaitable(result):  # pragma: no cover - objects of leaves
+                                awaitable_fields.append(response_name)
+                            continue
+                result = self.execute_field(
+                    parent_type,
+                    source_value,
+                    field_details_list,
+                    Path(path, response_name, parent_type.name),
+                    position_context,
+                )
+                if result is not Undefined:
+                    results[response_name] = result
+                    if is_awaitable(result):
+                        awaitable_fields.append(response_name)
+        except Exception:
+            if awaitable_fields:  # as graphql-core: settle what other fields started
+                self.settle_in_background([results[f] for f in awaitable_fields])
+            raise
+        if not awaitable_fields:
+            return results
+
+        async def get_results() -> dict[str, Any]:
+            awaited = await gather_with_cancel(*(results[f] for f in awaitable_fields))
+            results.update(zip(awaitable_fields, awaited, strict=True))
+            return results
+
+        return get_results()
+
+    def _inline_plan(
+        self,
+        parent_type: GraphQLObjectType,
+        field_details_list: Any,
+        plan: dict[str, dict[str, Leaf]],
+    ) -> Inline | None:
+        """How to inline this field in this execution (its arguments fixed, as the variables
+        are), or None; worked out once per field node."""
+        details = field_details_list[0]
+        key = (parent_type.name, id(details.node))
+        if key in self._inline:
+            return self._inline[key]
+        self._inline[key] = None
+        field = parent_type.fields.get(details.node.name.value)
+        if (
+            field is None
+            or not getattr(field.resolve, INLINE, False)
+            or details.fragment_variable_values is not None
+            or self.middleware_manager
+        ):
+            return None
+        nullable = not isinstance(field.type, GraphQLNonNull)
+        return_type = field.type.of_type if isinstance(field.type, GraphQLNonNull) else field.type
+        if not isinstance(return_type, GraphQLObjectType) or return_type.is_type_of:
+            return None
+        grouped, deferred, _ = self.collect_subfields(return_type, field_details_list)
+        leaves = plan.get(return_type.name, {})
+        fields = []
+        for response_name, sub_details in grouped.items():
+            leaf = leaves.get(sub_details[0].node.name.value)
+            if deferred or len(sub_details) != 1 or leaf is None:
+                return None
+            fields.append((response_name, leaf))
+        try:
+            args = get_argument_values(field, details.node, self.variable_values)
+        except GraphQLError:
+            return None  # graphql-core's path reports it
+        inline = self._inline[key] = Inline(field.resolve, args, nullable, tuple(fields))
+        return inline
+
+    def _execute_inline(
+        self,
+        inline: Inline,
+        parent_type: GraphQLObjectType,
+        source: Any,
+        field_details_list: Any,
+        parent_path: Path | None,
+    ) -> Any:
+        """``execute_field`` for an inlined field: the resolver called once; its error, or a
+        value the inline completion cannot take, handled by graphql-core's own code."""
+        node = field_details_list[0].node
+        field = parent_type.fields[node.name.value]
+
+        def path() -> Path:
+            return Path(parent_path, (node.alias or node.name).value, parent_type.name)
+
+        try:
+            value = inline.resolve(source, self._context_only, **inline.args)
+            if value is None and inline.nullable:
+                return None
+            if value is not None:
+                completed = {}
+                for response_name, leaf in inline.fields:
+                    item = _complete_leaf(leaf, getattr(value, leaf.attr, None))
+                    if item is Undefined:
+                        break
+                    completed[response_name] = item
+                else:
+                    return completed
+            here = path()  # an anomaly: graphql-core completes (and reports) it
+            info = self.build_resolve_info(field, to_nodes(field_details_list), parent_type, here)
+            return self.complete_value(field.type, field_details_list, info, here, value, None)
+        except Exception as raw_error:
+            self.handle_field_error(raw_error, field.type, field_details_list, path())
+            return None
