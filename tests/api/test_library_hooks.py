@@ -10,10 +10,16 @@ from importlib.metadata import version
 
 import pytest
 from graphql.execution import Executor
+from graphql.execution.collect_fields import FieldDetails
 from starlette.datastructures import Headers
 from starlette.formparsers import MultiPartParser
 from strawberry.http.async_base_view import AsyncBaseHTTPView
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.schema.schema import (
+    DEFAULT_ALLOWED_OPERATION_TYPES,
+    StrawberryGraphQLCoreExecutionContext,
+)
+from strawberry.schema.schema import Schema as StrawberrySchema
+from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
@@ -21,6 +27,9 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
+from strawberry.types.field import StrawberryField
+from strawberry.types.graphql import OperationType
+from strawberry.utils.operation import get_operation_type
 
 from graphql_files.api.uploads import part_is_a_file
 
@@ -60,6 +69,56 @@ HOOKS = [
     ),
     (AsyncBaseHTTPView, "process_result", ["request", "result"], "api/view.py"),
     (Executor, "build_per_event_executor", ["payload"], "api/budget.py"),
+    (
+        Executor,
+        "execute_fields",
+        ["parent_type", "source_value", "path", "grouped_field_set", "position_context"],
+        "api/execution.py",
+    ),
+    (Executor, "collect_subfields", ["return_type", "field_details_list"], "api/execution.py"),
+    (
+        Executor,
+        "handle_field_error",
+        ["raw_error", "return_type", "field_details_list", "path"],
+        "api/execution.py",
+    ),
+    (
+        Executor,
+        "complete_value",
+        ["return_type", "field_details_list", "info", "path", "result", "position_context"],
+        "api/execution.py",
+    ),
+    (
+        StrawberrySchema,
+        "execute",
+        [
+            "query",
+            "variable_values",
+            "context_value",
+            "root_value",
+            "operation_name",
+            "allowed_operation_types",
+            "operation_extensions",
+        ],
+        "api/execution.py",
+    ),
+    (
+        StrawberrySchema,
+        "stream",
+        [
+            "query",
+            "variable_values",
+            "context_value",
+            "root_value",
+            "operation_name",
+            "operation_extensions",
+            "allowed_operation_types",
+        ],
+        "api/execution.py",
+    ),
+    (AsyncBaseHTTPView, "_get_stream_transport_from_headers", ["headers"], "api/view.py"),
+    (AsyncBaseHTTPView, "get_sub_response", ["request"], "api/view.py"),
+    (AsyncBaseHTTPView, "create_response", ["response_data", "sub_response"], "api/view.py"),
     (MultiPartParser, "on_part_begin", [], "api/uploads.py"),
     (MultiPartParser, "on_part_data", ["data", "start", "end"], "api/uploads.py"),
 ]
@@ -105,6 +164,23 @@ def test_the_operation_state_the_multiplexed_handlers_use_is_still_there() -> No
     assert "self.run_operation(operation)" in transport_subscribe
     legacy_start = inspect.getsource(BaseGraphQLWSHandler.handle_start)
     assert "self.handle_async_results(" in legacy_start
+
+
+def test_what_the_lean_execution_path_reads_of_strawberry_is_still_there() -> None:
+    """``api/execution.py`` executes without strawberry's runner: strawberry's subscribe must
+    still go through ``stream`` (which it overrides), a GraphQL field must still point back to
+    its strawberry field, and that field must still say whether it has a resolver or
+    extensions."""
+    assert "self.stream(" in inspect.getsource(StrawberrySchema.subscribe)
+    assert GraphQLCoreConverter.DEFINITION_BACKREF == "strawberry-definition"
+    field = StrawberryField(python_name="x")
+    assert (field.base_resolver, field.extensions, field.python_name) == (None, [], "x")
+    assert set(DEFAULT_ALLOWED_OPERATION_TYPES) == set(OperationType)
+    assert list(inspect.signature(get_operation_type).parameters) == [
+        "graphql_document",
+        "operation_name",
+    ]
+    assert FieldDetails._fields[:3] == ("node", "defer_usage", "fragment_variable_values")
 
 
 def test_the_execution_context_strawberry_passes_through_is_the_one_we_extend() -> None:

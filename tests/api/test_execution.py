@@ -1,0 +1,333 @@
+"""The lean execution path answers exactly as the paths it replaces: strawberry's extension
+runner (request errors), strawberry's HTTP view (the JSON fast path), and graphql-core's own
+field completion (the executor's inline leaves and objects)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import pytest
+import strawberry
+from graphql import ASTValidationRule
+from graphql.execution import Executor
+from starlette.applications import Starlette
+from strawberry.extensions import AddValidationRules, MaxTokensLimiter
+from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
+from strawberry.schema.config import StrawberryConfig
+from strawberry.types.execution import PreExecutionError
+
+from graphql_files.api.budget import budgeted_execution
+from graphql_files.api.cost import query_cost_rule
+from graphql_files.api.error_shaping import shape
+from graphql_files.api.execution import LeanExecutor, LeanSchema
+from graphql_files.api.schema import build_schema, root_types
+from graphql_files.api.types import DATETIME_SCALAR
+from graphql_files.api.validation import depth_limit_rule
+from graphql_files.api.view import GraphQLView
+from graphql_files.domain.declaration import BUILTIN, PHOTO_ALBUM, SONG
+from graphql_files.services.records import Records
+from graphql_files.services.wiring import Services
+from graphql_files.settings import Settings
+
+from ..helpers import GraphQLClient, schema_of
+
+LIST = "{ listSongs { nextToken } }"
+# Operations refused before execution, and why; each is sent as it is to both paths.
+REQUEST_ERRORS: dict[str, dict[str, Any]] = {
+    "syntax": {"query": "{ listSongs {"},
+    "unknown field": {"query": "{ listSongs { nosuch } }"},
+    "too deep": {
+        "query": "{ __schema { types { fields { type { ofType { ofType { ofType { "
+        "ofType { ofType { ofType { ofType { ofType { name } } } } } } } } } } } }"
+    },
+    "aliases": {
+        "query": "{ " + " ".join(f"a{i}: listSongs {{ nextToken }}" for i in range(40)) + " }"
+    },
+    "tokens": {"query": "{ listSongs { " + "nextToken " * 6000 + "} }"},
+    "cost": {
+        "query": "{ listPhotoAlbums(limit: 1000) { items { images { properties { size } } } } }"
+    },
+    "unknown operation": {"query": "query A " + LIST, "operationName": "B"},
+    "no operation": {"query": "fragment F on Query { listSongs { nextToken } }"},
+    "variables": {
+        "query": "query($l: Int) { listSongs(limit: $l) { nextToken } }",
+        "variables": {"l": "many"},
+    },
+    "missing variable": {"query": "query($l: Int!) { listSongs(limit: $l) { nextToken } }"},
+}
+
+
+def reference_schema(settings: Settings) -> strawberry.Schema:
+    """The schema as it was built before the lean path: strawberry's own runner, with the
+    token limit and our rules as extensions."""
+    roots = root_types(BUILTIN)
+    rules: list[type[ASTValidationRule]] = [
+        depth_limit_rule(settings.max_query_depth),
+        max_aliases_rule(settings.max_aliases),
+        query_cost_rule(settings.max_query_cost),
+    ]
+    return strawberry.Schema(
+        query=roots.query,
+        mutation=roots.mutation,
+        subscription=roots.subscription,
+        extensions=[
+            lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
+            lambda: AddValidationRules(rules),
+        ],
+        execution_context_class=budgeted_execution(settings.max_file_work),
+        config=StrawberryConfig(scalar_map={datetime: DATETIME_SCALAR}),
+    )
+
+
+def test_a_lean_schema_refuses_extensions_it_would_skip(settings: Settings) -> None:
+    roots = root_types(BUILTIN)
+    with pytest.raises(ValueError, match="extensions"):
+        LeanSchema(query=roots.query, extensions=[lambda: MaxTokensLimiter(max_token_count=5)])
+
+
+@pytest.mark.parametrize("case", [*REQUEST_ERRORS, "missing query"])
+async def test_request_errors_are_strawberrys(settings: Settings, case: str) -> None:
+    lean = build_schema(settings)
+    reference = reference_schema(settings)
+    request = REQUEST_ERRORS.get(case, {"query": None})
+
+    async def settled(schema: strawberry.Schema) -> Any:
+        try:
+            result = await schema.execute(
+                request["query"],
+                variable_values=request.get("variables"),
+                operation_name=request.get("operationName"),
+            )
+        except Exception as exc:
+            return ("raised", type(exc).__name__, str(exc))
+        return (result.data, [shape(e).formatted for e in result.errors or ()])
+
+    assert await settled(lean) == await settled(reference)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "subscription { onUpdateSong { nosuch } }",
+        "subscription {",
+        "query { listSongs { nextToken } }",
+        "subscription S { onUpdateSong { id } }",
+    ],
+)
+async def test_websocket_refusals_are_strawberrys(settings: Settings, query: str) -> None:
+    """What a websocket handler gets first from ``subscribe``: the same kind of result (a
+    ``PreExecutionError`` is sent as an ``error`` message) with the same errors."""
+
+    async def first(schema: strawberry.Schema) -> Any:
+        stream = await schema.subscribe(query, operation_name="T" if "S " in query else None)
+        result = await anext(aiter(stream))
+        await stream.aclose()
+        return (
+            isinstance(result, PreExecutionError),
+            [shape(e).formatted for e in result.errors or ()],
+        )
+
+    assert await first(build_schema(settings)) == await first(reference_schema(settings))
+
+
+# --- the HTTP fast path and strawberry's own path --------------------------------------------
+
+
+HTTP_CASES: dict[str, tuple[bytes, dict[str, str]]] = {
+    **{name: (json.dumps(body).encode(), {}) for name, body in REQUEST_ERRORS.items()},
+    "bad json": (b'{"query": ', {}),
+    "not utf-8": (b'{"query": "\xff"}', {}),
+    "an array": (b'[{"query": "{ listSongs { nextToken } }"}]', {}),
+    "a number": (b"5", {}),
+    "too deep json": (
+        b'{"query": "{ listSongs { nextToken } }", "variables": {"a": '
+        + b"[" * 300
+        + b"]" * 300
+        + b"}}",
+        {},
+    ),
+    "query not a string": (b'{"query": 5}', {}),
+    "variables not an object": (b'{"query": "{ listSongs { nextToken } }", "variables": [1]}', {}),
+    "extensions not an object": (b'{"query": "{ listSongs { nextToken } }", "extensions": 1}', {}),
+    "operationName not a string": (
+        b'{"query": "query A { listSongs { nextToken } }", "operationName": ["A"]}',
+        {},
+    ),
+    "no query": (b"{}", {}),
+    "a subscription": (b'{"query": "subscription { onUpdateSong { id } }"}', {}),
+    "not found": (
+        b'{"query": "mutation { updateSong(input: {id: \\"nope\\", name: \\"x\\"}) { id } }"}',
+        {},
+    ),
+    "ok": (json.dumps({"query": LIST}).encode(), {}),
+    "graphql-response+json": (
+        json.dumps(REQUEST_ERRORS["unknown field"]).encode(),
+        {"accept": "application/graphql-response+json"},
+    ),
+    "no credentials": (json.dumps({"query": LIST}).encode(), {"x-api-key": "wrong"}),
+}
+
+
+@contextmanager
+def strawberrys_path(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every request through strawberry's ``run`` instead of the fast path."""
+    with monkeypatch.context() as patch:
+        patch.setattr(GraphQLView, "_takes_fast_path", lambda self, request: False)
+        yield
+
+
+@pytest.mark.parametrize("case", HTTP_CASES)
+async def test_the_fast_path_answers_as_strawberrys(
+    client: GraphQLClient, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    body, headers = HTTP_CASES[case]
+    taken = 0
+    run_json = GraphQLView._run_json
+
+    async def counted(self: GraphQLView, request: Any) -> Any:
+        nonlocal taken
+        taken += 1
+        return await run_json(self, request)
+
+    monkeypatch.setattr(GraphQLView, "_run_json", counted)
+
+    async def answer() -> tuple[int, str, Any]:
+        response = await client.http.post(
+            "/graphql", content=body, headers={"content-type": "application/json", **headers}
+        )
+        return response.status_code, response.headers["content-type"], response.json()
+
+    fast = await answer()
+    assert taken == 1  # the fast path did answer
+    with strawberrys_path(monkeypatch):
+        slow = await answer()
+    assert taken == 1
+    assert fast == slow
+    if case != "ok":
+        assert fast[2]["errors"], fast
+
+
+async def test_an_unexpected_error_is_masked_alike_on_both_paths(
+    client: GraphQLClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(self: Records, *args: object, **kwargs: object) -> None:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(Records, "get", broken)
+    fast = await client.run('{ getSong(id: "x") { id } }')
+    with strawberrys_path(monkeypatch):
+        slow = await client.run('{ getSong(id: "x") { id } }')
+    assert fast == slow
+    assert fast["errors"][0]["extensions"] == {"code": "INTERNAL_SERVER_ERROR"}
+
+
+# --- inline completion and graphql-core's own ------------------------------------------------
+
+
+@contextmanager
+def graphql_cores_completion(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    with monkeypatch.context() as patch:
+        patch.setattr(LeanExecutor, "execute_fields", Executor.execute_fields)
+        yield
+
+
+async def seed_anomalies(services: Services) -> None:
+    """Stored documents no write of ours makes: a missing required name, a version that is
+    no Int, files the storage rules refuse to sign."""
+    stamp = "2026-01-01T00:00:00.000Z"
+    songs = services.records.collection(SONG)
+    await songs.insert_one(
+        {"_id": "nameless", "version": 1, "createdAt": stamp, "updatedAt": stamp}
+    )
+    await songs.insert_one(
+        {
+            "_id": "bad-version",
+            "name": "x",
+            "version": "two",
+            "createdAt": stamp,
+            "updatedAt": stamp,
+        }
+    )
+    await songs.insert_one(
+        {
+            "_id": "fine",
+            "name": "ok",
+            "coverArtPath": "images/Song/fine/a.png",
+            "version": 3,
+            "createdAt": stamp,
+            "updatedAt": stamp,
+        }
+    )
+    albums = services.records.collection(PHOTO_ALBUM)
+    await albums.insert_one(
+        {
+            "_id": "mixed",
+            "name": "m",
+            "imagePaths": ["images/a/1.png", "private/b/2.png", "images/c/3.png"],
+            "version": 1,
+            "createdAt": stamp,
+            "updatedAt": stamp,
+        }
+    )
+
+
+ANOMALIES = [
+    '{ getSong(id: "nameless") { id name } }',
+    '{ getSong(id: "bad-version") { id version } }',
+    "{ listSongs { items { id name version coverArt { path url { url expiresAt } } } } }",
+    '{ getPhotoAlbum(id: "mixed") { images { path url { url expiresAt } } } }',
+    '{ getPhotoAlbum(id: "mixed") { images { url(expiresIn: 0) { url } } } }',
+    '{ getPhotoAlbum(id: "mixed") { images { a: url { url } b: url { expiresAt } } } }',
+    '{ getSong(id: "fine") { coverArt { url { url u2: url expiresAt } } } }',
+    '{ getSong(id: "fine") { coverArt { url { __typename url } } } }',
+]
+
+
+@pytest.mark.parametrize("query", ANOMALIES)
+async def test_inline_completion_answers_as_graphql_core(
+    client: GraphQLClient,
+    services: Services,
+    starlette_app: Starlette,
+    monkeypatch: pytest.MonkeyPatch,
+    query: str,
+) -> None:
+    await seed_anomalies(services)
+    inline = await client.run(query)
+    with graphql_cores_completion(monkeypatch):
+        plain = await client.run(query)
+    # URLs signed a second apart differ: compare them by shape, the rest exactly
+    assert redact(inline) == redact(plain)
+    assert schema_of(starlette_app).prepared.hits >= 1
+
+
+def redact(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: "<signed>"
+            if k in ("url", "u2") and isinstance(v, str)
+            else "<instant>"
+            if k == "expiresAt" and isinstance(v, str)
+            else redact(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
+
+
+async def test_a_refused_url_is_reported_once(client: GraphQLClient, services: Services) -> None:
+    """The inline path calls a resolver once, error or not (graphql-core's path is used only
+    for what it has not resolved)."""
+    await seed_anomalies(services)
+    body = await client.run('{ getPhotoAlbum(id: "mixed") { images { path url { url } } } }')
+    errors = body["errors"]
+    assert [e["path"] for e in errors] == [["getPhotoAlbum", "images", 1, "url"]]
+    assert errors[0]["extensions"]["code"] in ("FORBIDDEN", "UNAUTHENTICATED")
+    images = body["data"]["getPhotoAlbum"]["images"]
+    assert images[1]["url"] is None
+    assert images[0]["url"]["url"].startswith("http")
+    assert images[2]["url"]["url"].startswith("http")
