@@ -2,8 +2,9 @@
 
 Every botocore exception is translated here: a missing object is ``None`` (or ``NotFound``), a
 failed ``If-None-Match`` is ``Conflict``, anything else is ``StorageUnavailable``. Uploads stream
-in parts of ``PART_SIZE`` (a single PUT below it, a multipart upload above), so memory per upload
-is bounded by two parts whatever the file's size.
+in parts of ``PART_SIZE`` (a single PUT below it, a multipart upload above), ``PARTS_IN_FLIGHT``
+sent while the next is read, so memory per upload is bounded by a few parts whatever the file's
+size.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from .signing import PROBE_KEY, Credentials, UrlSigner
 log = logging.getLogger(__name__)
 
 PART_SIZE = 8 * 1024 * 1024  # S3's multipart minimum is 5 MiB
+PARTS_IN_FLIGHT = 2  # parts sent at once while the next is read: memory is bounded by 3 parts
 DELETE_BATCH = 1000  # DeleteObjects' limit
 HEAD_CONCURRENCY = 16
 CREDENTIAL_CHECK_SECONDS = 30.0  # botocore refreshes 15 minutes before expiry: ample margin
@@ -242,7 +244,7 @@ class Files:
         """The completion's answer and the bytes sent."""
         created = await self._client.create_multipart_upload(Bucket=self.bucket, Key=key, **headers)
         upload_id = created["UploadId"]
-        parts: list[dict[str, Any]] = []
+        sending: dict[int, asyncio.Task[Any]] = {}
         sent = 0
         try:
             pending: list[bytes] = list(head)
@@ -252,11 +254,29 @@ class Files:
                     break
                 sent += len(chunk)
                 _check_size(sent, max_bytes)
-                number = len(parts) + 1
-                response = await self._client.upload_part(
-                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=chunk
+                number = len(sending) + 1
+                sending[number] = asyncio.create_task(
+                    self._client.upload_part(
+                        Bucket=self.bucket,
+                        Key=key,
+                        UploadId=upload_id,
+                        PartNumber=number,
+                        Body=chunk,
+                    )
                 )
-                parts.append({"ETag": response["ETag"], "PartNumber": number})
+                del chunk
+                # the next part is read while these are sent; memory: (this + 1) parts
+                in_flight = [t for t in sending.values() if not t.done()]
+                if len(in_flight) >= PARTS_IN_FLIGHT:
+                    await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                for task in sending.values():
+                    if task.done():
+                        task.result()  # a failed part fails the upload now
+            await asyncio.gather(*sending.values())
+            parts = [
+                {"ETag": task.result()["ETag"], "PartNumber": number}
+                for number, task in sending.items()
+            ]
             completed: dict[str, Any] = await self._client.complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=key,
@@ -266,6 +286,9 @@ class Files:
             )
             return completed, sent
         except BaseException:
+            for task in sending.values():
+                task.cancel()
+            await asyncio.gather(*sending.values(), return_exceptions=True)
             try:
                 await self._client.abort_multipart_upload(
                     Bucket=self.bucket, Key=key, UploadId=upload_id

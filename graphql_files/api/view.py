@@ -48,7 +48,14 @@ from .deadline import request_deadline
 from .error_shaping import BAD_USER_INPUT, shape
 from .graphiql import LOOPBACK_HOSTS, graphiql_page
 from .json_guard import JsonTooDeep, nests_deeper
-from .uploads import FileTooLarge, UploadRequestAdapter, close_uploads, place_files
+from .uploads import (
+    FileTooLarge,
+    UploadRequestAdapter,
+    close_uploads,
+    finish_uploads,
+    first_refusal,
+    place_files,
+)
 from .websockets import LegacyWsHandler, TransportWsHandler, WebSocketAdapter
 
 log = logging.getLogger(__name__)
@@ -186,13 +193,16 @@ class GraphQLView(GraphQL[Context, None]):
                 return refused_before_body(refusal, media_type)
         seconds = self.settings.request_timeout
         try:
-            # a multipart body may take long to arrive: its clock starts once it has
+            # a multipart body may take long to arrive: its clock starts once it has (the
+            # operation runs meanwhile, reading the files as they come)
             multipart = request.headers.get("content-type", "").lower().startswith(MULTIPART)
             async with request_deadline(request.scope, seconds, started=not multipart) as deadline:
                 if self._takes_fast_path(request):
                     response = await self._run_json(request)
                 else:
                     response = await self.run(request)
+                if multipart:  # the files streamed while it ran: the rest of the body, checked
+                    await finish_uploads(request)
         except TimeoutError:
             if not deadline.expired():
                 raise
@@ -301,7 +311,10 @@ class GraphQLView(GraphQL[Context, None]):
             if not isinstance(value, str):
                 raise HTTPException(400, f"the multipart '{name}' field must be there, as text")
             fields[name] = self.parse_json(value)
-        return place_files(fields["operations"], fields["map"], form.files)
+        try:
+            return place_files(fields["operations"], fields["map"], form.files)
+        except HTTPException as refusal:
+            raise await first_refusal(request, refusal) from None
 
     async def execute_single(
         self,

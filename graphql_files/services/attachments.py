@@ -345,6 +345,7 @@ class Attachments:
         planned: list[tuple[str, Source]] = []
         for source in sources:  # every check before any claim or upload
             if source.upload is not None:
+                await source.upload.begin()  # its name, for the key (earlier files spool)
                 key = new_attachment_key(folder, source.upload.filename)
             else:
                 assert source.uploaded_path is not None

@@ -16,7 +16,7 @@ import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from tempfile import SpooledTemporaryFile
-from typing import BinaryIO, Protocol
+from typing import IO, Protocol
 
 from ..adapters.s3 import Files
 from ..domain import media, pagination
@@ -47,16 +47,49 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class Upload(Readable, Protocol):
-    """What a GraphQL multipart upload gives a resolver (Starlette's ``UploadFile``)."""
-
-    filename: str | None
-    size: int | None
-    file: BinaryIO  # the spooled body, for checks that run in a thread
+    """A file sent with a GraphQL multipart request, read as it arrives (``api.uploads``)."""
 
     @property
-    def content_type(self) -> str | None: ...  # read-only, as on Starlette's UploadFile
+    def filename(self) -> str | None: ...
 
-    async def seek(self, offset: int) -> None: ...
+    @property
+    def size(self) -> int | None: ...  # None until the whole file has arrived
+
+    @property
+    def content_type(self) -> str | None: ...
+
+    async def begin(self) -> None:
+        """Wait until the file has begun to arrive: then its name and type are known."""
+        ...
+
+    async def peek(self, size: int) -> bytes:
+        """The first ``size`` bytes, left to be read."""
+        ...
+
+    async def spool(self) -> IO[bytes]:
+        """The whole file in a temporary file (memory, then disk), for checks that need all of
+        it; reads then come from there."""
+        ...
+
+
+class _Counted:
+    """An upload read up to a limit: past it, ``PayloadTooLarge`` as ``accept`` words it."""
+
+    def __init__(self, upload: Upload, limit: int) -> None:
+        self._upload = upload
+        self._limit = limit
+        self._read = 0
+
+    async def read(self, size: int = -1) -> bytes:
+        chunk = await self._upload.read(size)
+        self._read += len(chunk)
+        if self._read > self._limit:
+            raise _too_large(self._upload, self._limit)
+        return chunk
+
+
+def _too_large(upload: Upload, limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"{_name(upload)} is larger than {limit} bytes", maxBytes=limit)
 
 
 def _name(upload: Upload) -> str:
@@ -139,17 +172,22 @@ class Storage:
         max_bytes: int | None = None,
     ) -> str:
         """The content type to store ``upload`` under; refuses oversize and mistyped files
-        (``types`` and ``max_bytes``: a file field's own, else the server's)."""
+        (``types`` and ``max_bytes``: a file field's own, else the server's). Its first bytes
+        decide (they are peeked at as they arrive); an image that must decode is spooled whole
+        first, so it reaches S3 only once it has; anything else streams on, its size counted
+        as it goes (``upload``)."""
         limit = self.max_bytes if max_bytes is None else max_bytes
         if upload.size is not None and upload.size > limit:
-            raise PayloadTooLarge(f"{_name(upload)} is larger than {limit} bytes", maxBytes=limit)
-        head = await upload.read(media.SNIFF_BYTES)
-        await upload.seek(0)
+            raise _too_large(upload, limit)
+        head = await upload.peek(media.SNIFF_BYTES)
         if not head:
             raise BadUserInput(f"{_name(upload)} is empty")
         content_type = media.check_upload(declared or upload.content_type, head, self._types(types))
         if media.decodable(content_type):
-            await asyncio.to_thread(media.verify_image, upload.file, content_type)
+            whole = await upload.spool()
+            if upload.size is not None and upload.size > limit:
+                raise _too_large(upload, limit)
+            await asyncio.to_thread(media.verify_image, whole, content_type)
         return content_type
 
     async def upload(
@@ -171,7 +209,7 @@ class Storage:
         stored_type = await self.accept(upload, content_type, types=types, max_bytes=max_bytes)
         return await self._files.upload(
             path,
-            upload,
+            _Counted(upload, max_bytes),
             content_type=stored_type,
             max_bytes=max_bytes,
             prevent_overwrite=prevent_overwrite,

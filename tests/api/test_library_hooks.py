@@ -5,14 +5,11 @@ named, adapt the module that uses it, then move the pin in pyproject.toml."""
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncGenerator
 from importlib.metadata import version
 
 import pytest
 from graphql.execution import Executor
 from graphql.execution.collect_fields import FieldDetails
-from starlette.datastructures import Headers
-from starlette.formparsers import MultiPartParser
 from strawberry.http.async_base_view import AsyncBaseHTTPView
 from strawberry.schema.schema import (
     DEFAULT_ALLOWED_OPERATION_TYPES,
@@ -30,8 +27,6 @@ from strawberry.types.execution import PreExecutionError
 from strawberry.types.field import StrawberryField
 from strawberry.types.graphql import OperationType
 from strawberry.utils.operation import get_operation_type
-
-from graphql_files.api.uploads import part_is_a_file
 
 PINNED = {
     "strawberry-graphql": "0.341.2",
@@ -119,8 +114,6 @@ HOOKS = [
     (AsyncBaseHTTPView, "_get_stream_transport_from_headers", ["headers"], "api/view.py"),
     (AsyncBaseHTTPView, "get_sub_response", ["request"], "api/view.py"),
     (AsyncBaseHTTPView, "create_response", ["response_data", "sub_response"], "api/view.py"),
-    (MultiPartParser, "on_part_begin", [], "api/uploads.py"),
-    (MultiPartParser, "on_part_data", ["data", "start", "end"], "api/uploads.py"),
 ]
 
 
@@ -185,30 +178,3 @@ def test_what_the_lean_execution_path_reads_of_strawberry_is_still_there() -> No
 
 def test_the_execution_context_strawberry_passes_through_is_the_one_we_extend() -> None:
     assert issubclass(StrawberryGraphQLCoreExecutionContext, Executor)
-
-
-async def test_the_multipart_parser_still_tells_files_from_fields() -> None:
-    """``part_is_a_file`` reads Starlette's parser's private current part: file parts and form
-    fields must still be told apart while they stream in."""
-    body = (
-        b"--b\r\n"
-        b'Content-Disposition: form-data; name="operations"\r\n\r\n{}\r\n'
-        b"--b\r\n"
-        b'Content-Disposition: form-data; name="0"; filename="x.png"\r\n'
-        b"Content-Type: image/png\r\n\r\nPNGDATA\r\n"
-        b"--b--\r\n"
-    )
-    seen: list[bool] = []
-
-    class Spy(MultiPartParser):
-        def on_part_data(self, data: bytes, start: int, end: int) -> None:
-            seen.append(part_is_a_file(self))
-            super().on_part_data(data, start, end)
-
-    async def stream() -> AsyncGenerator[bytes, None]:
-        yield body
-
-    headers = Headers({"content-type": "multipart/form-data; boundary=b"})
-    form = await Spy(headers, stream()).parse()
-    await form.close()
-    assert seen == [False, True]

@@ -35,7 +35,6 @@ import pytest
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
-from starlette.datastructures import Headers, UploadFile
 
 from graphql_files.adapters.mongo import Collection
 from graphql_files.adapters.s3 import Files
@@ -149,12 +148,38 @@ def inject_faults(monkeypatch: pytest.MonkeyPatch) -> None:
 Op = Callable[["Consistency"], Awaitable[Any]]
 
 
+@dataclass
+class BytesUpload:
+    """A file sent with the request, as a resolver gets it (``storage.Upload``), all arrived."""
+
+    data: bytes
+    filename: str | None
+    content_type: str | None
+    position: int = 0
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    async def begin(self) -> None:
+        pass
+
+    async def peek(self, size: int) -> bytes:
+        return self.data[self.position : self.position + size]
+
+    async def read(self, size: int = -1) -> bytes:
+        end = len(self.data) if size < 0 else self.position + size
+        chunk, self.position = self.data[self.position : end], min(end, len(self.data))
+        return chunk
+
+    async def spool(self) -> io.BytesIO:
+        return io.BytesIO(self.data[self.position :])
+
+
 def upload(file: FileSpec) -> Upload:
-    """A file sent with the request, as the server receives it (Starlette's ``UploadFile``):
-    one that ``file`` accepts."""
+    """A file sent with the request, one that ``file`` accepts."""
     data, content_type, name = sample_file(file)
-    headers = Headers({"content-type": content_type})
-    return UploadFile(io.BytesIO(data), size=len(data), filename=name, headers=headers)
+    return BytesUpload(data, name, content_type)
 
 
 def presigned_name(file: FileSpec, index: int) -> str:
