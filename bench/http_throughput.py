@@ -29,4 +29,4 @@ def run(seconds: int = 5, rounds: int = 3) -> None:
     )
     print(f"  GraphQL getSong        {best_graphql:>9,.0f} req/s")
     print(f"  bare Starlette route   {best_bare:>9,.0f} req/s")
-    print(f"  GraphQL / bare         {best_graphql / best_bare:>9.2f}")
+    print(f"  GraphQL / bare         {best_graphql / best_bare:>9.2f}   (goal: >= 0.50)")

@@ -18,6 +18,7 @@ from typing import NamedTuple
 from urllib.parse import quote, urlsplit
 
 ALGORITHM = "AWS4-HMAC-SHA256"
+SHA256_BLOCK = 64
 PROBE_KEY = "graphql-files-probe"
 
 
@@ -137,9 +138,11 @@ class UrlSigner:
 
 
 class SigningBatch:
-    """Signs keys under one set of options and one clock reading: per key, only the key's own
-    part of the canonical request is hashed, and the HMAC resumes from a state that has already
-    taken the string to sign's shared prefix."""
+    """Signs keys under one set of options and one clock reading. HMAC-SHA256 is written out
+    as its two SHA-256 passes, each resumed from a state kept for the batch: the inner one has
+    already taken the padded key and the string to sign's shared prefix, the outer one the
+    padded key; per key there remain the key's canonical request, two short updates and two
+    digests (no ``hmac`` object per key)."""
 
     def __init__(
         self,
@@ -151,20 +154,21 @@ class SigningBatch:
         string_to_sign_prefix: str,
         signing_key: bytes,
     ) -> None:
-        self._origin = origin
+        self._url_prefix = origin + path_prefix
+        self._url_suffix = f"?{query}&X-Amz-Signature="
         self._canonical_prefix = f"GET\n{path_prefix}"
-        self._path_prefix = path_prefix
         self._canonical_suffix = canonical_suffix
-        self._query = query
-        self._hmac = hmac.new(signing_key, string_to_sign_prefix.encode("utf-8"), hashlib.sha256)
+        block = signing_key.ljust(SHA256_BLOCK, b"\0")  # a signing key is 32 bytes: no hashing
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+        self._inner.update(string_to_sign_prefix.encode("utf-8"))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
 
     def sign(self, key: str) -> str:
         quoted = quote_key(key)
         canonical_request = self._canonical_prefix + quoted + self._canonical_suffix
         digest = hashlib.sha256(canonical_request.encode("utf-8")).hexdigest()
-        signature = self._hmac.copy()
-        signature.update(digest.encode("ascii"))
-        return (
-            f"{self._origin}{self._path_prefix}{quoted}?{self._query}"
-            f"&X-Amz-Signature={signature.hexdigest()}"
-        )
+        inner = self._inner.copy()
+        inner.update(digest.encode("ascii"))
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return self._url_prefix + quoted + self._url_suffix + outer.hexdigest()

@@ -34,6 +34,7 @@ from graphql import (
     ASTValidationRule,
     DocumentNode,
     GraphQLError,
+    GraphQLField,
     GraphQLLeafType,
     GraphQLList,
     GraphQLNonNull,
@@ -372,8 +373,8 @@ def _call(resolver: Callable[..., Any], takes_source: bool) -> Callable[..., Any
         call = lambda source, info, **args: resolver(source, info, **args)  # noqa: E731
     else:
         call = lambda source, info, **args: resolver(info, **args)  # noqa: E731
-    if not inspect.iscoroutinefunction(resolver):
-        setattr(call, INLINE, True)  # a plain, synchronous resolver: LeanExecutor may inline it
+    if not inspect.iscoroutinefunction(resolver):  # synchronous: LeanExecutor may inline it
+        setattr(call, INLINE, (resolver, takes_source))
     return call
 
 
@@ -447,10 +448,15 @@ class Inline(NamedTuple):
     """A field whose plain, synchronous resolver returns an object of which only leaves are
     selected (``url { url expiresAt }``): resolved and completed in one step."""
 
-    resolve: Callable[..., Any]
+    field: GraphQLField
+    resolver: Callable[..., Any]
+    takes_source: bool
     args: dict[str, Any]
     nullable: bool
     fields: tuple[tuple[str, Leaf], ...]  # (response name, leaf) in selection order
+
+
+LEAF, INLINE_OBJECT, DEFAULT = "leaf", "inline", "default"
 
 
 class _ContextOnly(NamedTuple):
@@ -469,7 +475,9 @@ class LeanExecutor(StrawberryGraphQLCoreExecutionContext):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._inline: dict[tuple[str, int], Inline | None] = {}
+        # how each field of the operation completes, by the identity of its field list (which
+        # graphql-core memoizes per parent type; the entry keeps the list alive, as it does)
+        self._compiled: dict[int, tuple[str, Any, Any]] = {}
         self._context_only = _ContextOnly(self.context_value)
 
     def execute_fields(
@@ -480,37 +488,41 @@ class LeanExecutor(StrawberryGraphQLCoreExecutionContext):
         grouped_field_set: Any,
         position_context: Any,
     ) -> Any:
-        plan = self.schema.extensions.get(LEAVES_KEY, {})
-        leaves = plan.get(parent_type.name, {})
+        compiled = self._compiled
         results: dict[str, Any] = {}
         is_awaitable = self.is_awaitable
         awaitable_fields: list[str] = []
         try:
             for response_name, field_details_list in grouped_field_set.items():
-                if len(field_details_list) == 1:
-                    node = field_details_list[0].node
-                    leaf = leaves.get(node.name.value)
-                    if leaf is not None:
-                        value = _complete_leaf(leaf, getattr(source_value, leaf.attr, None))
-                        if value is not Undefined:
-                            results[response_name] = value
-                            continue
-                    else:
-                        inline = self._inline_plan(parent_type, field_details_list, plan)
-                        if inline is not None:
-                            result = results[response_name] = self._execute_inline(
-                                inline, parent_type, source_value, field_details_list, path
-                            )
-                            if is_awaitable(result):  # pragma: no cover - objects of leaves
-                                awaitable_fields.append(response_name)
-                            continue
-                result = self.execute_field(
-                    parent_type,
-                    source_value,
-                    field_details_list,
-                    Path(path, response_name, parent_type.name),
-                    position_context,
-                )
+                entry = compiled.get(id(field_details_list))
+                if entry is None:
+                    entry = self._compile(parent_type, field_details_list)
+                    compiled[id(field_details_list)] = entry
+                kind, how, _ = entry
+                if kind is LEAF:
+                    value = _complete_leaf(how, getattr(source_value, how.attr, None))
+                    if value is not Undefined:
+                        results[response_name] = value
+                        continue
+                    result = self.execute_field(
+                        parent_type,
+                        source_value,
+                        field_details_list,
+                        Path(path, response_name, parent_type.name),
+                        position_context,
+                    )
+                elif kind is INLINE_OBJECT:
+                    result = self._execute_inline(
+                        how, parent_type, source_value, field_details_list, path
+                    )
+                else:
+                    result = self.execute_field(
+                        parent_type,
+                        source_value,
+                        field_details_list,
+                        Path(path, response_name, parent_type.name),
+                        position_context,
+                    )
                 if result is not Undefined:
                     results[response_name] = result
                     if is_awaitable(result):
@@ -529,45 +541,48 @@ class LeanExecutor(StrawberryGraphQLCoreExecutionContext):
 
         return get_results()
 
-    def _inline_plan(
-        self,
-        parent_type: GraphQLObjectType,
-        field_details_list: Any,
-        plan: dict[str, dict[str, Leaf]],
-    ) -> Inline | None:
-        """How to inline this field in this execution (its arguments fixed, as the variables
-        are), or None; worked out once per field node."""
+    def _compile(
+        self, parent_type: GraphQLObjectType, field_details_list: Any
+    ) -> tuple[str, Any, Any]:
+        """How a field completes in this execution: a ``Leaf``, an ``Inline`` object (its
+        arguments fixed, as the variables are), or graphql-core's way."""
+        plan: dict[str, dict[str, Leaf]] = self.schema.extensions.get(LEAVES_KEY, {})
+        default = (DEFAULT, None, field_details_list)
+        if len(field_details_list) != 1:
+            return default
         details = field_details_list[0]
-        key = (parent_type.name, id(details.node))
-        if key in self._inline:
-            return self._inline[key]
-        self._inline[key] = None
-        field = parent_type.fields.get(details.node.name.value)
+        name = details.node.name.value
+        leaf = plan.get(parent_type.name, {}).get(name)
+        if leaf is not None:
+            return (LEAF, leaf, field_details_list)
+        field = parent_type.fields.get(name)
+        plain = getattr(field.resolve, INLINE, None) if field is not None else None
         if (
             field is None
-            or not getattr(field.resolve, INLINE, False)
+            or plain is None
             or details.fragment_variable_values is not None
             or self.middleware_manager
         ):
-            return None
+            return default
         nullable = not isinstance(field.type, GraphQLNonNull)
         return_type = field.type.of_type if isinstance(field.type, GraphQLNonNull) else field.type
         if not isinstance(return_type, GraphQLObjectType) or return_type.is_type_of:
-            return None
+            return default
         grouped, deferred, _ = self.collect_subfields(return_type, field_details_list)
         leaves = plan.get(return_type.name, {})
         fields = []
         for response_name, sub_details in grouped.items():
-            leaf = leaves.get(sub_details[0].node.name.value)
-            if deferred or len(sub_details) != 1 or leaf is None:
-                return None
-            fields.append((response_name, leaf))
+            sub_leaf = leaves.get(sub_details[0].node.name.value)
+            if deferred or len(sub_details) != 1 or sub_leaf is None:
+                return default
+            fields.append((response_name, sub_leaf))
         try:
             args = get_argument_values(field, details.node, self.variable_values)
         except GraphQLError:
-            return None  # graphql-core's path reports it
-        inline = self._inline[key] = Inline(field.resolve, args, nullable, tuple(fields))
-        return inline
+            return default  # graphql-core's path reports it
+        resolver, takes_source = plain
+        inline = Inline(field, resolver, takes_source, args, nullable, tuple(fields))
+        return (INLINE_OBJECT, inline, field_details_list)
 
     def _execute_inline(
         self,
@@ -579,14 +594,11 @@ class LeanExecutor(StrawberryGraphQLCoreExecutionContext):
     ) -> Any:
         """``execute_field`` for an inlined field: the resolver called once; its error, or a
         value the inline completion cannot take, handled by graphql-core's own code."""
-        node = field_details_list[0].node
-        field = parent_type.fields[node.name.value]
-
-        def path() -> Path:
-            return Path(parent_path, (node.alias or node.name).value, parent_type.name)
-
         try:
-            value = inline.resolve(source, self._context_only, **inline.args)
+            if inline.takes_source:
+                value = inline.resolver(source, self._context_only, **inline.args)
+            else:
+                value = inline.resolver(self._context_only, **inline.args)
             if value is None and inline.nullable:
                 return None
             if value is not None:
@@ -598,9 +610,20 @@ class LeanExecutor(StrawberryGraphQLCoreExecutionContext):
                     completed[response_name] = item
                 else:
                     return completed
-            here = path()  # an anomaly: graphql-core completes (and reports) it
-            info = self.build_resolve_info(field, to_nodes(field_details_list), parent_type, here)
-            return self.complete_value(field.type, field_details_list, info, here, value, None)
+            # an anomaly: graphql-core completes (and reports) it
+            here = _path_of(parent_path, parent_type, field_details_list)
+            info = self.build_resolve_info(
+                inline.field, to_nodes(field_details_list), parent_type, here
+            )
+            return self.complete_value(
+                inline.field.type, field_details_list, info, here, value, None
+            )
         except Exception as raw_error:
-            self.handle_field_error(raw_error, field.type, field_details_list, path())
+            here = _path_of(parent_path, parent_type, field_details_list)
+            self.handle_field_error(raw_error, inline.field.type, field_details_list, here)
             return None
+
+
+def _path_of(parent: Path | None, parent_type: GraphQLObjectType, field_details_list: Any) -> Path:
+    node = field_details_list[0].node
+    return Path(parent, (node.alias or node.name).value, parent_type.name)

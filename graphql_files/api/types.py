@@ -20,7 +20,7 @@ import strawberry
 from ..domain import objects
 from ..domain.models import FieldSpec, FieldType, FileSpec, ModelSpec, Record
 from ..domain.objects import ObjectInfo
-from ..errors import excerpt
+from ..errors import DomainError, excerpt
 from .budget import current_budget, yielding
 from .context import Info
 from .cost import HEAD_COST, URL_COST
@@ -111,9 +111,22 @@ class SignedUrlType:
         return cls(url=signed.url, expiresAt=signed.expires_at)
 
 
+class FileList:
+    """The files one record's field names, shared by their ``FileRef``s: ``FileRef.url`` signs
+    them all at once, per argument variant, when the first is asked for."""
+
+    __slots__ = ("paths", "urls")
+
+    def __init__(self, paths: list[str]) -> None:
+        self.paths = paths
+        self.urls: dict[tuple[int | None, str | None], list[SignedUrlType | DomainError]] = {}
+
+
 @strawberry.type(description="A file a record names.")
 class FileRef:
     path: str
+    siblings: strawberry.Private[FileList | None] = None
+    index: strawberry.Private[int] = 0
 
     @strawberry.field(
         description="A presigned GET URL, signed locally. `expiresIn` (seconds) is capped by "
@@ -127,16 +140,17 @@ class FileRef:
         expiresIn: int | None = None,
         contentDisposition: str | None = None,
     ) -> SignedUrlType | None:
-        budget = current_budget()
-        budget.spend(URL_COST)
-        options = ("url", expiresIn, contentDisposition)
-        sign = budget.shared.get(options)
-        if sign is None:  # one signer per execution and options: one clock reading, one key
-            sign = budget.shared[options] = info.context.services.storage.url_batch(
-                info.context.access, expires_in=expiresIn, content_disposition=contentDisposition
-            )
-        signed = sign(self.path)
-        return SignedUrlType.from_signed(signed)
+        options = (expiresIn, contentDisposition)
+        if self.siblings is None:
+            signed = _sign_all(info, [self.path], options)[0]
+        else:
+            urls = self.siblings.urls.get(options)
+            if urls is None:
+                urls = self.siblings.urls[options] = _sign_all(info, self.siblings.paths, options)
+            signed = urls[self.index]
+        if isinstance(signed, DomainError):
+            raise signed
+        return signed
 
     @strawberry.field(
         description="The object's properties; null when the object is missing. Batched: "
@@ -231,8 +245,34 @@ SCALAR_TYPES: Mapping[str, Any] = {
 }
 
 
+def _sign_all(
+    info: Info, paths: list[str], options: tuple[int | None, str | None]
+) -> list[SignedUrlType | DomainError]:
+    """The URLs of ``paths``, or why each is refused, through one signer per execution and
+    options (one clock reading, one key); each costs ``URL_COST`` of the budget."""
+    budget = current_budget()
+    budget.spend(URL_COST * len(paths))
+    key = ("url", *options)
+    sign = budget.shared.get(key)
+    if sign is None:
+        expires_in, disposition = options
+        sign = budget.shared[key] = info.context.services.storage.url_batch(
+            info.context.access, expires_in=expires_in, content_disposition=disposition
+        )
+    signed: list[SignedUrlType | DomainError] = []
+    for path in paths:
+        try:
+            url, expires_at = sign(path)
+        except DomainError as refused:
+            signed.append(refused)
+        else:
+            signed.append(SignedUrlType(url=url, expiresAt=expires_at))
+    return signed
+
+
 def _one_file(file: FileSpec) -> Any:
-    def resolve(self: Any) -> Optional[FileRef]:  # noqa: UP045
+    @plain(takes_source=True)
+    def resolve(self: Any, info: Info) -> Optional[FileRef]:  # noqa: UP045
         key = getattr(self, file.key_field)
         return None if key is None else yielding(FileRef(path=key))  # type: ignore[return-value]
 
@@ -243,9 +283,12 @@ def _one_file(file: FileSpec) -> Any:
 
 
 def _many_files(file: FileSpec) -> Any:
-    def resolve(self: Any) -> list[FileRef]:
-        keys = getattr(self, file.key_field) or ()
-        return yielding([FileRef(path=key) for key in keys])  # type: ignore[return-value]
+    @plain(takes_source=True)
+    def resolve(self: Any, info: Info) -> list[FileRef]:
+        keys = getattr(self, file.key_field) or []
+        siblings = FileList(keys)
+        refs = [FileRef(path=key, siblings=siblings, index=n) for n, key in enumerate(keys)]
+        return yielding(refs)  # type: ignore[return-value]
 
     return strawberry.field(
         resolver=resolve,
