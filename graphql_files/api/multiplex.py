@@ -312,16 +312,18 @@ class Group:
         self.members.clear()
 
     async def _run(self, subscriber: Subscriber) -> None:
-        context = Context(
-            request=subscriber.context.request,
-            response=subscriber.context.response,
-            services=subscriber.context.services,
-            access=subscriber.context.access,
-            on_subscribed=self._registered,
-            on_cut_off=self._cut_off,
-        )
+        # Until it streams, a failure sends the members back to their protocol's own path,
+        # which answers it as it always has; once it streams, they see every result, then end.
         outcome = Outcome.FALLBACK
         try:
+            context = Context(
+                request=subscriber.context.request,
+                response=subscriber.context.response,
+                services=subscriber.context.services,
+                access=subscriber.context.access,
+                on_subscribed=self._registered,
+                on_cut_off=self._cut_off,
+            )
             stream = await self.multiplexer.schema.subscribe(
                 subscriber.query,
                 variable_values=dict(subscriber.variables or {}),
@@ -331,15 +333,17 @@ class Group:
             if isinstance(stream, ExecutionResult):  # refused before it ever streamed
                 return
             async with aclosing(stream):
+                first = True
                 async for result in stream:
-                    if outcome is Outcome.FALLBACK and isinstance(result, PreExecutionError):
+                    if first and isinstance(result, PreExecutionError):
                         return
-                    outcome = Outcome.ENDED
+                    first, outcome = False, Outcome.ENDED
                     self.multiplexer.executions += 1
                     cursor = self._subscription.last_cursor if self._subscription else None
                     delivery = Delivery(result, cursor)
                     for member in tuple(self.members):
                         member.offer(delivery)
+                outcome = Outcome.ENDED
         except Exception:
             log.exception("a shared subscription failed")
         finally:

@@ -21,11 +21,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from graphql import GraphQLFormattedError
 from starlette.websockets import WebSocket as StarletteWebSocket
+from starlette.websockets import WebSocketDisconnect as StarletteWebSocketDisconnect
 from starlette.websockets import WebSocketDisconnected as StarletteWebSocketDisconnected
 from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.exceptions import ConnectionRejectionError
@@ -81,7 +82,18 @@ def payload_problem(payload: object) -> str | None:
 
 class WebSocketAdapter(ASGIWebSocketAdapter):
     """A frame nested deeper than ``MAX_JSON_DEPTH`` closes the socket with 4400 and a reason
-    (strawberry would let the error escape and drop the socket with no close code)."""
+    (strawberry would let the error escape and drop the socket with no close code); every
+    message goes out as a text frame, as both protocols require, even when the view encodes
+    JSON to bytes (strawberry would send those as binary frames, which browsers' clients
+    ignore)."""
+
+    async def send_json(self, message: Mapping[str, object]) -> None:
+        encoded = self.view.encode_json(message)
+        text = encoded.decode() if isinstance(encoded, bytes) else encoded
+        try:
+            await self.ws.send_text(text)
+        except StarletteWebSocketDisconnect as exc:
+            raise WebSocketDisconnected from exc
 
     async def iter_json(
         self, *, ignore_parsing_errors: bool = False

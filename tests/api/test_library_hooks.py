@@ -10,6 +10,7 @@ from importlib.metadata import version
 import pytest
 from graphql.execution import Executor
 from graphql.execution.collect_fields import FieldDetails
+from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.http.async_base_view import AsyncBaseHTTPView
 from strawberry.schema.schema import (
     DEFAULT_ALLOWED_OPERATION_TYPES,
@@ -52,6 +53,7 @@ HOOKS = [
         ["operation_id", "query", "operation_name", "variables"],
         "api/websockets.py",
     ),
+    (ASGIWebSocketAdapter, "send_json", ["message"], "api/websockets.py"),
     (AsyncBaseHTTPView, "parse_json", ["data"], "api/view.py"),
     (AsyncBaseHTTPView, "decode_json", ["data"], "api/view.py"),
     (AsyncBaseHTTPView, "parse_http_body", ["request"], "api/view.py"),
@@ -153,6 +155,10 @@ def test_the_operation_state_the_multiplexed_handlers_use_is_still_there() -> No
     assert "self.tasks" in legacy_init
     assert "self.subscriptions" in legacy_init
     assert issubclass(PreExecutionError, ExecutionResult)
+    # the websocket adapter's send_json (overridden to send text frames) reads these two
+    adapter_init = inspect.getsource(ASGIWebSocketAdapter.__init__)
+    assert "self.ws = response" in adapter_init
+    assert "self.view = view" in inspect.getsource(ASGIWebSocketAdapter.__mro__[1].__init__)
     transport_subscribe = inspect.getsource(BaseGraphQLTransportWSHandler.handle_subscribe)
     assert "self.run_operation(operation)" in transport_subscribe
     legacy_start = inspect.getsource(BaseGraphQLWSHandler.handle_start)

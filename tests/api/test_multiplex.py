@@ -4,12 +4,14 @@ protocols; the others are kept apart; a slow member is cut off alone."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 from strawberry.types import ExecutionResult
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from graphql_files.api.bindings import api_for
@@ -284,6 +286,39 @@ async def _first(ws: TransportWsClient) -> dict[str, Any]:
         message = await ws.receive()
         if message["type"] != "ka":
             return message
+
+
+@pytest.mark.parametrize("protocol", [TransportWsClient, LegacyWsClient], ids=lambda p: p.protocol)
+async def test_every_message_is_a_text_frame(
+    live: LiveServer, protocol: type[TransportWsClient]
+) -> None:
+    """Browsers' clients ignore binary frames: the acknowledgement, the shared payloads and the
+    completion are all text, however the view encodes its JSON."""
+    async with connect(live.ws_url, subprotocols=[protocol.protocol]) as ws:
+
+        async def frame() -> str | bytes:
+            while True:
+                received = await asyncio.wait_for(ws.recv(), 5)
+                if json.loads(received)["type"] != "ka":
+                    return received
+
+        await ws.send(json.dumps({"type": "connection_init", "payload": FULL_ACCESS}))
+        frames = [await frame()]
+        client = protocol(ws)
+        op_id = await client.subscribe(ON_CREATE)
+        await subscribed(live, 1)
+        await create_songs(live, "s1")
+        frames.append(await frame())
+        if protocol is LegacyWsClient:
+            await client.stop(op_id)  # answered with "complete"
+        else:
+            await ws.send(json.dumps({"type": "ping"}))  # answered with "pong"
+        frames.append(await frame())
+        assert [json.loads(f)["type"] for f in frames] in (
+            ["connection_ack", "next", "pong"],
+            ["connection_ack", "data", "complete"],
+        )
+        assert all(isinstance(f, str) for f in frames), frames
 
 
 async def test_readyz_counts_groups_and_members(live: LiveServer) -> None:
