@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -67,6 +68,20 @@ async def no_such_websocket(websocket: WebSocket) -> None:
     await websocket.send_denial_response(PlainTextResponse("Not Found", status_code=404))
 
 
+def tune_collector() -> tuple[int, int, int]:
+    """Tune the cyclic garbage collector for serving; returns its former thresholds.
+
+    What is open once the services are (the schema, the drivers, botocore's models, an embedded
+    S3) lives as long as the app: frozen, full collections no longer walk it. A request
+    allocates thousands of short-lived objects, nearly all freed by reference counting: young
+    collections every 10,000 allocations rather than 700 cost less and find as much."""
+    before = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)
+    return before
+
+
 def create_app(settings: Settings, declaration: Declaration | None = None) -> Starlette:
     """The application for ``declaration``'s models (read from ``MODELS_FILE`` when not
     given); nothing is opened until its lifespan starts."""
@@ -88,10 +103,13 @@ def create_app(settings: Settings, declaration: Declaration | None = None) -> St
             url = f"{settings.scheme}://{settings.host}:{settings.port}/graphql"
             log.info("%s", describe(services, url=url))
             app.state.services = services
+            thresholds = tune_collector()
             try:
                 yield {"services": services}
             finally:
                 del app.state.services
+                gc.unfreeze()
+                gc.set_threshold(*thresholds)
 
     routes = [
         Route("/graphql", BodyLimit(view, settings, largest_file=declaration.largest_file)),

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, TypeAlias
 
 import strawberry
@@ -37,13 +38,14 @@ class Context:
     on_subscribed: Callable[[Subscription], None] | None = None
     # called when that subscription is cut off for falling behind (default: close the websocket)
     on_cut_off: Callable[[SlowConsumer], None] | None = None
-    properties: DataLoader[str, ObjectInfo | None] = field(init=False)  # FileRef.properties
 
-    def __post_init__(self) -> None:
-        # batched per request; a websocket context lives as long as the connection, so there
-        # nothing is cached across events
+    @cached_property
+    def properties(self) -> DataLoader[str, ObjectInfo | None]:
+        """``FileRef.properties``, batched per request (made on first use: most requests ask
+        for none); a websocket context lives as long as the connection, so there nothing is
+        cached across events."""
         cache = not isinstance(self.request, WebSocket)
-        self.properties = DataLoader(load_fn=self._load_properties, cache=cache)
+        return DataLoader(load_fn=self._load_properties, cache=cache)
 
     async def _load_properties(
         self, paths: list[str]
@@ -57,10 +59,26 @@ class Context:
         websocket = isinstance(request, WebSocket)
         # A websocket authenticates once, at connection_init (``GraphQLView.on_ws_connect``),
         # which both protocols require before any operation: until then it is a guest.
-        access = (
-            Access(services.policy) if websocket else await authenticate(services, request.headers)
-        )
+        if websocket:
+            access = Access(services.policy)
+        else:
+            access = await authenticate(services, headers_of(request))
         return cls(request=request, response=response, services=services, access=access)
+
+
+HEADERS_KEY = "graphql_files.headers"  # per request: in the scope
+
+
+def headers_of(connection: HTTPConnection) -> dict[str, str]:
+    """The request's headers as a plain dict (the first of repeated names, as Starlette's
+    ``headers.get`` answers), made once per request: the view and the context read several."""
+    cached: dict[str, str] | None = connection.scope.get(HEADERS_KEY)
+    if cached is None:
+        cached = {}
+        for name, value in connection.scope["headers"]:
+            cached.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+        connection.scope[HEADERS_KEY] = cached
+    return cached
 
 
 def services_of(connection: HTTPConnection) -> Services:

@@ -9,23 +9,18 @@ long a client takes to send its files is bounded by the body's idle timeout, not
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from starlette.types import Scope
 
 _KEY = "graphql_files.deadline"  # per request: in the scope
 
 
-@asynccontextmanager
-async def request_deadline(
-    scope: Scope, seconds: float, *, started: bool = True
-) -> AsyncIterator[asyncio.Timeout]:
-    """Run the block within ``seconds`` (from now, or, when not ``started``, from
-    ``restart_deadline``); ``TimeoutError`` when they run out."""
-    async with asyncio.timeout(seconds if started else None) as timeout:
-        scope[_KEY] = (timeout, seconds)
-        yield timeout
+def request_deadline(scope: Scope, seconds: float, *, started: bool = True) -> asyncio.Timeout:
+    """``async with`` it: the block runs within ``seconds`` (from now, or, when not
+    ``started``, from ``restart_deadline``); ``TimeoutError`` when they run out."""
+    timeout = asyncio.timeout(seconds if started else None)
+    scope[_KEY] = (timeout, seconds)
+    return timeout
 
 
 def restart_deadline(scope: Scope) -> None:

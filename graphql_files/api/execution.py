@@ -26,6 +26,7 @@ from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable, Iterable
 from contextlib import aclosing
 from dataclasses import dataclass
+from functools import cached_property
 from inspect import isawaitable
 from typing import Any, NamedTuple, TypeVar, cast
 
@@ -332,6 +333,7 @@ def _pre_execution_error(error: Exception) -> GraphQLError:
 # --- plain fields: graphql-core's resolver protocol, and leaves completed inline ---------------
 
 LEAVES_KEY = "graphql_files.plain_leaves"  # in GraphQLSchema.extensions: type -> field -> Leaf
+SHARED_KEY = "graphql_files.shared"  # in GraphQLSchema.extensions: plans kept across executions
 PLAIN_RESOLVER = "__graphql_files_plain__"
 INLINE = "__graphql_files_inline__"
 # Python values a leaf type passes through unchanged (graphql-core would return them as they are)
@@ -404,6 +406,7 @@ def simplify(schema: GraphQLSchema) -> None:
             if leaf is not None:
                 plan.setdefault(type_.name, {})[name] = leaf
     schema.extensions[LEAVES_KEY] = plan
+    schema.extensions[SHARED_KEY] = {"static": {}, "subfields": {}, "plans": {}}
 
 
 def _leaf(attr: str, type_: GraphQLOutputType) -> Leaf | None:
@@ -480,6 +483,14 @@ class LeanExecutor(StrawberryGraphQLCoreExecutionContext):
         self._compiled: dict[int, tuple[str, Any, Any]] = {}
         self._context_only = _ContextOnly(self.context_value)
 
+    def build_response(self, data: dict[str, Any] | None) -> Any:
+        """graphql-core's, then the executor lets go of itself: its resolve-info helpers are
+        bound methods of it, a reference cycle that would keep every execution (its context,
+        request and result) alive until the cyclic collector ran."""
+        response = super().build_response(data)
+        self.async_helpers = None  # type: ignore[assignment]
+        return response
+
     def execute_fields(
         self,
         parent_type: GraphQLObjectType,
@@ -488,16 +499,17 @@ class LeanExecutor(StrawberryGraphQLCoreExecutionContext):
         grouped_field_set: Any,
         position_context: Any,
     ) -> Any:
-        compiled = self._compiled
+        plans = self._plans
         results: dict[str, Any] = {}
         is_awaitable = self.is_awaitable
         awaitable_fields: list[str] = []
         try:
             for response_name, field_details_list in grouped_field_set.items():
-                entry = compiled.get(id(field_details_list))
-                if entry is None:
-                    entry = self._compile(parent_type, field_details_list)
-                    compiled[id(field_details_list)] = entry
+                entry = plans.get(id(field_details_list))
+                if entry is None or entry[2] is not field_details_list:
+                    entry = self._compiled.get(id(field_details_list))
+                    if entry is None:
+                        entry = self._compiled_field(parent_type, field_details_list)
                 kind, how, _ = entry
                 if kind is LEAF:
                     value = _complete_leaf(how, getattr(source_value, how.attr, None))
@@ -535,11 +547,69 @@ class LeanExecutor(StrawberryGraphQLCoreExecutionContext):
             return results
 
         async def get_results() -> dict[str, Any]:
+            if len(awaitable_fields) == 1:  # as graphql-core: no tasks to gather just one
+                field = awaitable_fields[0]
+                results[field] = await results[field]
+                return results
             awaited = await gather_with_cancel(*(results[f] for f in awaitable_fields))
             results.update(zip(awaitable_fields, awaited, strict=True))
             return results
 
         return get_results()
+
+    @cached_property
+    def _plans(self) -> dict[int, tuple[str, Any, Any]]:
+        """Field plans shared by every execution of a static operation (each checked against
+        its field list's identity); this execution's own otherwise."""
+        plans: dict[int, tuple[str, Any, Any]]
+        plans = self.schema.extensions[SHARED_KEY]["plans"] if self._static else self._compiled
+        return plans
+
+    @cached_property
+    def _static(self) -> bool:
+        """Whether this operation's fields are collected from its document alone (no
+        directive anywhere: ``@skip``/``@include`` read variables, ``@defer``/``@stream``
+        change the shape), so what is worked out for one execution holds for the next."""
+        cache: dict[int, tuple[Any, bool]] = self.schema.extensions[SHARED_KEY]["static"]
+        hit = cache.get(id(self.operation))
+        if hit is not None and hit[0] is self.operation:
+            return hit[1]
+        static = not any(
+            _has_directives(node) for node in (self.operation, *self.fragment_definitions.values())
+        )
+        _remember(cache, id(self.operation), (self.operation, static))
+        return static
+
+    def collect_subfields(self, return_type: GraphQLObjectType, field_details_list: Any) -> Any:
+        """graphql-core's, kept across executions of a static operation: the same field lists
+        come back for the same fields (and with them, their compiled plans)."""
+        if not self._static:
+            return super().collect_subfields(return_type, field_details_list)
+        cache = self.schema.extensions[SHARED_KEY]["subfields"]
+        nodes = tuple(details.node for details in field_details_list)
+        key = (return_type.name, *map(id, nodes))
+        hit = cache.get(key)
+        if hit is not None and all(a is b for a, b in zip(hit[0], nodes, strict=True)):
+            return hit[1]
+        collected = super().collect_subfields(return_type, field_details_list)
+        _remember(cache, key, (nodes, collected))
+        return collected
+
+    def _compiled_field(
+        self, parent_type: GraphQLObjectType, field_details_list: Any
+    ) -> tuple[str, Any, Any]:
+        """A new plan for the field, kept for every execution of this static operation (the
+        same field lists come back: see ``collect_subfields``) when it depends on no argument
+        (variables may change those), for this execution otherwise."""
+        entry = self._compile(parent_type, field_details_list)
+        fixed = not field_details_list[0].node.arguments
+        schema = self.schema
+        root = parent_type in (schema.query_type, schema.mutation_type, schema.subscription_type)
+        if self._static and fixed and not root:  # root field lists are made per execution
+            _remember(self._plans, id(field_details_list), entry)
+        else:
+            self._compiled[id(field_details_list)] = entry
+        return entry
 
     def _compile(
         self, parent_type: GraphQLObjectType, field_details_list: Any
@@ -622,6 +692,29 @@ class LeanExecutor(StrawberryGraphQLCoreExecutionContext):
             here = _path_of(parent_path, parent_type, field_details_list)
             self.handle_field_error(raw_error, inline.field.type, field_details_list, here)
             return None
+
+
+SHARED_SIZE = 10_000  # entries per shared cache; past it, the cache starts again
+
+
+def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(cache) >= SHARED_SIZE:
+        cache.clear()
+    cache[key] = value
+
+
+def _has_directives(node: Any) -> bool:
+    """Whether ``node`` or any selection under it carries a directive (a loop, not recursion:
+    the depth limit has checked the document, but this runs on any document)."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if getattr(current, "directives", None):
+            return True
+        selection_set = getattr(current, "selection_set", None)
+        if selection_set is not None:
+            stack.extend(selection_set.selections)
+    return False
 
 
 def _path_of(parent: Path | None, parent_type: GraphQLObjectType, field_details_list: Any) -> Path:

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any, cast
 
 import orjson
@@ -43,7 +45,7 @@ from ..settings import LOCALHOST_ORIGINS, Settings
 from .body_limit import JSON, MULTIPART, error_response, refused_before_body
 from .budget import end_over_budget
 from .closing import close_later
-from .context import Context, authenticate, services_of
+from .context import Context, authenticate, headers_of, services_of
 from .deadline import request_deadline
 from .error_shaping import BAD_USER_INPUT, shape
 from .graphiql import LOOPBACK_HOSTS, graphiql_page
@@ -84,6 +86,7 @@ SUBSCRIPTIONS_NEED_A_WEBSOCKET = (
 )
 
 
+@lru_cache(maxsize=256)  # clients send the same few Accept headers
 def negotiate(accept: str | None) -> str | None:
     """The response media type for an Accept header; None when we can offer neither."""
     if not accept:
@@ -116,14 +119,14 @@ def is_request_error(result: ExecutionResult) -> bool:
     return result.data is None and bool(errors) and all(e.path is None for e in errors)
 
 
-def needs_preflight_header(request: Request) -> bool:
+def needs_preflight_header(method: str, headers: Mapping[str, str]) -> bool:
     """A POST a browser could send cross-site without a CORS preflight (CVE-2024-47082)."""
-    if request.method != "POST":
+    if method != "POST":
         return False
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    media_type = headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type not in SIMPLE_CONTENT_TYPES:
         return False
-    return not any(request.headers.get(h, "").strip() for h in PREFLIGHT_HEADERS)
+    return not any(headers.get(h, "").strip() for h in PREFLIGHT_HEADERS)
 
 
 def request_data_from(data: dict[str, Any]) -> GraphQLRequestData:
@@ -180,14 +183,16 @@ class GraphQLView(GraphQL[Context, None]):
         await response(scope, receive, send)
 
     async def _respond(self, request: Request) -> Response:
-        media_type = negotiate(request.headers.get("accept"))
-        browser = request.method == "GET" and "text/html" in request.headers.get("accept", "")
+        headers = headers_of(request)
+        media_type = negotiate(headers.get("accept"))
+        browser = request.method == "GET" and "text/html" in headers.get("accept", "")
         if media_type is None and not browser:
             return error_response(406, f"Accept {GRAPHQL_RESPONSE} or {JSON}", BAD_USER_INPUT)
         media_type = media_type or JSON
-        if needs_preflight_header(request):
+        if needs_preflight_header(request.method, headers):
             return error_response(400, PREFLIGHT_MESSAGE, BAD_USER_INPUT, media_type)
-        if request.headers.get("content-type", "").lower().startswith(MULTIPART):
+        multipart = headers.get("content-type", "").lower().startswith(MULTIPART)
+        if multipart:
             refusal = await self._upload_refusal(request)
             if refusal is not None:
                 return refused_before_body(refusal, media_type)
@@ -195,10 +200,9 @@ class GraphQLView(GraphQL[Context, None]):
         try:
             # a multipart body may take long to arrive: its clock starts once it has (the
             # operation runs meanwhile, reading the files as they come)
-            multipart = request.headers.get("content-type", "").lower().startswith(MULTIPART)
             async with request_deadline(request.scope, seconds, started=not multipart) as deadline:
-                if self._takes_fast_path(request):
-                    response = await self._run_json(request)
+                if self._takes_fast_path(request.method, headers):
+                    return await self._run_json(request, media_type)
                 else:
                     response = await self.run(request)
                 if multipart:  # the files streamed while it ran: the rest of the body, checked
@@ -222,22 +226,22 @@ class GraphQLView(GraphQL[Context, None]):
                 response.status_code = 400
         return response
 
-    def _takes_fast_path(self, request: Request) -> bool:
+    def _takes_fast_path(self, method: str, headers: Mapping[str, str]) -> bool:
         """A single ``POST application/json`` that wants one JSON answer: the common request,
         served by ``_run_json``. Batches, GET, multipart and streaming Accept headers go
         through strawberry's own path."""
-        if request.method != "POST":
+        if method != "POST":
             return False
-        content_type = request.headers.get("content-type", "")
+        content_type = headers.get("content-type", "")
         if content_type.partition(";")[0].strip().lower() != JSON:
             return False
         # strawberry's own test for an Accept header that asks for a stream (multipart, SSE)
-        return self._get_stream_transport_from_headers(request.headers) is None
+        return self._get_stream_transport_from_headers(headers) is None
 
-    async def _run_json(self, request: Request) -> Response:
+    async def _run_json(self, request: Request, media_type: str) -> Response:
         """strawberry's ``run`` for one JSON operation, with its checks and messages, minus
         what this request cannot need (content negotiation through the ``email`` module, the
-        IDE, batches, streaming)."""
+        IDE, batches, streaming); answered in ``media_type``."""
         data = self.parse_json(await request.body())
         if not isinstance(data, dict):
             raise HTTPException(400, NOT_AN_OBJECT)
@@ -245,14 +249,21 @@ class GraphQLView(GraphQL[Context, None]):
         sub_response = await self.get_sub_response(request)
         context = await self.get_context(request, sub_response)
         result = await self._execute("POST", context, request_data)
-        return self.create_response(await self.process_result(request, result), sub_response)
+        processed = await self.process_result(request, result)
+        status = 400 if media_type == GRAPHQL_RESPONSE and is_request_error(result) else 200
+        if sub_response.headers.raw or sub_response.status_code or sub_response.background:
+            response = self.create_response(processed, sub_response)  # a resolver set some
+            response.headers["content-type"] = media_type
+            response.status_code = status if response.status_code == 200 else response.status_code
+            return response
+        return Response(self.encode_json(processed), status, media_type=media_type)
 
     async def _upload_refusal(self, request: Request) -> DomainError | None:
         """Why an upload is refused from its headers alone, before its body (up to
         ``max_upload_files`` x ``max_upload_bytes``, spooled to disk) is read: bad credentials,
         or none where the storage rules let no guest write. The context authenticates again."""
         services = services_of(request)
-        access = await authenticate(services, request.headers)
+        access = await authenticate(services, headers_of(request))
         if access.error is not None:
             return access.error
         if access.principal.anonymous and not services.policy.grants_guests("write"):

@@ -17,9 +17,11 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import math
+import time
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,10 +37,6 @@ log = logging.getLogger(__name__)
 
 LEEWAY_SECONDS = 30
 VERIFIED_CACHE_SIZE = 10_000
-
-
-def _leeway_ago() -> datetime:
-    return datetime.now(UTC) - timedelta(seconds=LEEWAY_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -90,7 +88,7 @@ class TokenVerifier:
         # Apart: a JWKS key may have any kid, "HS256" included.
         self._rsa_keys: dict[str | None, Any] = {}
         self._hs_secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else secret
-        self._verified: dict[str, User] = {}
+        self._verified: dict[str, tuple[User, float]] = {}  # and until when (epoch seconds)
         if settings.jwks_file is not None:
             jwks = jwt.PyJWKSet.from_dict(json.loads(Path(settings.jwks_file).read_text()))
             self._rsa_keys = {k.key_id: k.key for k in jwks.keys}
@@ -115,13 +113,15 @@ class TokenVerifier:
         (clients send the same token with every request; its signature cannot change)."""
         cached = self._verified.get(token)
         if cached is not None:
-            if cached.expires_at is None or cached.expires_at > _leeway_ago():
-                return cached
+            user, until = cached
+            if until > time.time():
+                return user
             del self._verified[token]
         user = self._verify(token)
         if len(self._verified) >= VERIFIED_CACHE_SIZE:
             self._verified.pop(next(iter(self._verified)))  # the oldest
-        self._verified[token] = user
+        until = math.inf if user.expires_at is None else user.expires_at.timestamp()
+        self._verified[token] = (user, until + LEEWAY_SECONDS)
         return user
 
     def _verify(self, token: str) -> User:

@@ -176,7 +176,7 @@ HTTP_CASES: dict[str, tuple[bytes, dict[str, str]]] = {
 def strawberrys_path(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every request through strawberry's ``run`` instead of the fast path."""
     with monkeypatch.context() as patch:
-        patch.setattr(GraphQLView, "_takes_fast_path", lambda self, request: False)
+        patch.setattr(GraphQLView, "_takes_fast_path", lambda self, method, headers: False)
         yield
 
 
@@ -188,10 +188,10 @@ async def test_the_fast_path_answers_as_strawberrys(
     taken = 0
     run_json = GraphQLView._run_json
 
-    async def counted(self: GraphQLView, request: Any) -> Any:
+    async def counted(self: GraphQLView, request: Any, media_type: str) -> Any:
         nonlocal taken
         taken += 1
-        return await run_json(self, request)
+        return await run_json(self, request, media_type)
 
     monkeypatch.setattr(GraphQLView, "_run_json", counted)
 

@@ -7,6 +7,7 @@ import datetime as real
 import json
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import jwt
@@ -84,7 +85,7 @@ def test_a_verified_token_is_rechecked_for_expiry(monkeypatch: pytest.MonkeyPatc
         def now(cls, tz: Any = None) -> Any:
             return real.datetime.fromtimestamp(time.time() + 91, tz)
 
-    monkeypatch.setattr(auth_module, "datetime", Later)
+    monkeypatch.setattr(auth_module, "time", SimpleNamespace(time=lambda: time.time() + 91))
     monkeypatch.setattr(api_jwt, "datetime", Later)
     with pytest.raises(Unauthenticated, match="expired"):
         verifier.verify(token)
