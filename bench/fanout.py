@@ -50,8 +50,12 @@ async def _open(factory: Any, count: int) -> list[ClientConnection]:
     return sockets
 
 
-async def _round(sockets: list[ClientConnection], trigger: Any) -> tuple[float, str]:
-    """Seconds from the trigger until the last socket holds the message; and the message."""
+async def _round(
+    http: httpx.AsyncClient, sockets: list[ClientConnection], trigger: Any
+) -> tuple[float, str]:
+    """Seconds from the trigger until the last socket holds the message; and the message.
+    Each round starts after a full collection in the server, for both sides alike."""
+    await http.post("/collect-garbage")
     waiting = [asyncio.ensure_future(ws.recv()) for ws in sockets]
     await asyncio.sleep(0)
     start = time.perf_counter()
@@ -87,12 +91,12 @@ async def _fanout(url: str, subscribers: int) -> tuple[float, float, Any]:
                 )
                 assert "errors" not in response.json(), response.text
 
-            graphql_seconds, message = await _round(graphql, mutate)
+            graphql_seconds, message = await _round(http, graphql, mutate)
 
             async def broadcast(message: str = message) -> None:
                 await http.post("/bare-broadcast", content=message)
 
-            bare_seconds, _ = await _round(bare, broadcast)
+            bare_seconds, _ = await _round(http, bare, broadcast)
             if n >= 0:
                 graphql_times.append(graphql_seconds)
                 bare_times.append(bare_seconds)

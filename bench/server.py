@@ -7,6 +7,7 @@ MongoDB engine as ``getSong`` and returns byte-for-byte the same JSON, with no G
 
 from __future__ import annotations
 
+import gc
 import sys
 from typing import Any
 
@@ -93,6 +94,12 @@ async def bare_broadcast(request: Request) -> JSONResponse:
     return JSONResponse({"sent": len(BARE_SOCKETS)})
 
 
+async def collect_garbage(request: Request) -> JSONResponse:
+    """A full garbage collection now, so that each timed round starts from the same state
+    (otherwise a collection the previous round made due lands in the next one's time)."""
+    return JSONResponse({"collected": gc.collect()})
+
+
 def main() -> None:
     raise_open_files_limit()
     port = int(sys.argv[1])
@@ -104,6 +111,7 @@ def main() -> None:
         Route("/seed", seed, methods=["POST"]),
         Route("/seed-albums", seed_albums, methods=["POST"]),
         Route("/bare-broadcast", bare_broadcast, methods=["POST"]),
+        Route("/collect-garbage", collect_garbage, methods=["POST"]),
         WebSocketRoute("/bare-ws", bare_ws),
     ]
     uvicorn.run(
