@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from strawberry.types import ExecutionResult
 
 from ..errors import BadUserInput
-from .execution import LeanExecutor
+from .executor import LeanExecutor
 
 T = TypeVar("T")
 TURN_SECONDS = 0.010  # of work before other requests get a turn of the event loop
@@ -118,8 +118,8 @@ def budgeted_execution(limit: int) -> type[LeanExecutor]:
     """An execution context class starting a budget of ``limit`` units for every execution."""
 
     class BudgetedExecution(LeanExecutor):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
+        @classmethod
+        def begin(cls) -> None:
             _CURRENT.set(Budget(limit))
 
         def build_per_event_executor(self, payload: Any) -> Any:

@@ -20,7 +20,7 @@ from ..services.records import Preconditions
 from . import filtering
 from .bindings import Binding, typed
 from .context import Info
-from .execution import plain
+from .executor import plain
 from .types import ModelSortDirection, to_stored
 
 

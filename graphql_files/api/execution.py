@@ -20,62 +20,44 @@ Every strawberry internal this relies on is imported here and nowhere else;
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable, Iterable
 from contextlib import aclosing
 from dataclasses import dataclass
-from functools import cached_property
 from inspect import isawaitable
-from typing import Any, NamedTuple, TypeVar, cast
+from typing import Any, cast
 
 import strawberry
 from graphql import (
     ASTValidationRule,
     DocumentNode,
     GraphQLError,
-    GraphQLField,
-    GraphQLLeafType,
-    GraphQLList,
-    GraphQLNonNull,
-    GraphQLObjectType,
-    GraphQLOutputType,
-    GraphQLScalarType,
-    GraphQLSchema,
-    Undefined,
     execute,
-    is_leaf_type,
     parse,
     specified_rules,
     subscribe,
     validate,
 )
 from graphql import ExecutionResult as CoreResult
-from graphql.execution.executor import to_nodes
-from graphql.execution.values import get_argument_values
-from graphql.pyutils import Path, gather_with_cancel
 from strawberry.exceptions import MissingQueryError
 from strawberry.execution import optimized_is_awaitable
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.schema.schema import (
     DEFAULT_ALLOWED_OPERATION_TYPES,
-    StrawberryGraphQLCoreExecutionContext,
 )
-from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
-from strawberry.types.field import StrawberryField
 from strawberry.types.graphql import OperationType
 from strawberry.utils.operation import get_operation_type
 
+from .compiled import CompiledQuery, compile_query, run_query
 from .error_shaping import shape
+from .executor import LeanExecutor, simplify
 
 log = logging.getLogger(__name__)
-F = TypeVar("F", bound=Callable[..., Any])
-DEFINITION_BACKREF = GraphQLCoreConverter.DEFINITION_BACKREF  # a GraphQL field's strawberry field
 
 # what strawberry's validate_document adds to the rules it is given
 STRAWBERRY_RULES: tuple[type[ASTValidationRule], ...] = (
@@ -97,6 +79,7 @@ class Prepared:
     operation_type: OperationType | None  # None: the document names no such operation
     errors: tuple[GraphQLError, ...]  # parse or validation errors; nothing executes then
     parsed: bool  # False: a syntax error (strawberry answers those before the operation type)
+    compiled: CompiledQuery | None = None  # a query of plain fields (see ``compiled``)
 
 
 class PreparedCache:
@@ -168,7 +151,8 @@ class LeanSchema(strawberry.Schema):
         except RuntimeError:
             operation_type = None
         errors = tuple(validate(self._schema, document, self.rules))
-        return Prepared(document, operation_type, errors, parsed=True)
+        compiled = None if errors else compile_query(self._schema, document, operation_name)
+        return Prepared(document, operation_type, errors, parsed=True, compiled=compiled)
 
     def prepare(
         self,
@@ -217,6 +201,17 @@ class LeanSchema(strawberry.Schema):
         prepared = self.prepare(query, operation_name, allowed_operation_types)
         if prepared.errors or prepared.document is None:
             return self._refused(prepared.errors)
+        if prepared.compiled is not None:
+            executor = cast(type[LeanExecutor], self.execution_context_class)
+            executor.begin()
+            try:
+                data = await run_query(
+                    prepared.compiled, self._schema, context_value, variable_values
+                )
+            except Exception:  # noqa: S110 - graphql-core answers instead, errors its own
+                pass
+            else:
+                return ExecutionResult(data=data, errors=None)
         try:
             result = execute(
                 self._schema,
@@ -328,395 +323,3 @@ def _pre_execution_error(error: Exception) -> GraphQLError:
     if isinstance(error, InvalidOperationTypeError):
         return GraphQLError(f"{PLURAL[error.operation_type]} are not allowed", original_error=error)
     return _coerce(error)
-
-
-# --- plain fields: graphql-core's resolver protocol, and leaves completed inline ---------------
-
-LEAVES_KEY = "graphql_files.plain_leaves"  # in GraphQLSchema.extensions: type -> field -> Leaf
-SHARED_KEY = "graphql_files.shared"  # in GraphQLSchema.extensions: plans kept across executions
-PLAIN_RESOLVER = "__graphql_files_plain__"
-INLINE = "__graphql_files_inline__"
-# Python values a leaf type passes through unchanged (graphql-core would return them as they are)
-NATIVE: dict[str, type] = {"String": str, "ID": str, "Boolean": bool, "Float": float}
-INT_RANGE = range(-(2**31), 2**31)
-
-
-def plain(*, takes_source: bool) -> Callable[[F], F]:
-    """Mark a resolver whose arguments need no conversion (scalars, named as in GraphQL) and
-    that reads nothing of ``info`` but ``context``: graphql-core calls it directly, without
-    strawberry's per-call wrapper. ``takes_source``: a method (it gets the parent object)."""
-
-    def mark(resolver: F) -> F:
-        setattr(resolver, PLAIN_RESOLVER, takes_source)
-        return resolver
-
-    return mark
-
-
-class Leaf(NamedTuple):
-    """A field read straight off its object: ``attr``, completed as ``type_`` completes it."""
-
-    attr: str
-    type_: GraphQLLeafType
-    nullable: bool
-    native: type | None  # values of exactly this type pass unchanged
-    is_list: bool  # a list of non-null leaves ([String!]), itself nullable when ``nullable``
-
-
-def _attribute(name: str) -> Callable[..., Any]:
-    def resolve(source: Any, info: Any, **_: Any) -> Any:
-        return getattr(source, name, None)
-
-    return resolve
-
-
-def _call(resolver: Callable[..., Any], takes_source: bool) -> Callable[..., Any]:
-    if takes_source:
-        call = lambda source, info, **args: resolver(source, info, **args)  # noqa: E731
-    else:
-        call = lambda source, info, **args: resolver(info, **args)  # noqa: E731
-    if not inspect.iscoroutinefunction(resolver):  # synchronous: LeanExecutor may inline it
-        setattr(call, INLINE, (resolver, takes_source))
-    return call
-
-
-def simplify(schema: GraphQLSchema) -> None:
-    """Give every field strawberry would only read off its object (no resolver, no field
-    extensions) a plain attribute getter, and every ``plain`` resolver a direct call; record the
-    leaf fields among them so ``LeanExecutor`` completes them inline."""
-    plan: dict[str, dict[str, Leaf]] = {}
-    for type_ in schema.type_map.values():
-        if not isinstance(type_, GraphQLObjectType) or type_.name.startswith("__"):
-            continue
-        if type_ is schema.subscription_type:
-            continue  # its fields resolve events, through strawberry's subscribe wrapper
-        for name, field in type_.fields.items():
-            definition = field.extensions.get(DEFINITION_BACKREF)
-            if not isinstance(definition, StrawberryField) or definition.extensions:
-                continue
-            resolver = definition.base_resolver
-            if resolver is not None:
-                function = resolver.wrapped_func
-                takes_source = getattr(function, PLAIN_RESOLVER, None)
-                if takes_source is not None and callable(function):
-                    field.resolve = _call(function, takes_source)
-                continue
-            field.resolve = _attribute(definition.python_name)
-            leaf = _leaf(definition.python_name, field.type)
-            if leaf is not None:
-                plan.setdefault(type_.name, {})[name] = leaf
-    schema.extensions[LEAVES_KEY] = plan
-    schema.extensions[SHARED_KEY] = {"static": {}, "subfields": {}, "plans": {}}
-
-
-def _leaf(attr: str, type_: GraphQLOutputType) -> Leaf | None:
-    nullable = not isinstance(type_, GraphQLNonNull)
-    inner: Any = type_.of_type if isinstance(type_, GraphQLNonNull) else type_
-    is_list = isinstance(inner, GraphQLList)
-    if is_list:
-        item = inner.of_type
-        if not isinstance(item, GraphQLNonNull) or not is_leaf_type(item.of_type):
-            return None
-        inner = item.of_type
-    if not is_leaf_type(inner):
-        return None
-    native = NATIVE.get(inner.name) if isinstance(inner, GraphQLScalarType) else None
-    if is_list and native is None:
-        return None
-    return Leaf(attr, inner, nullable, native, is_list)
-
-
-def _complete_leaf(leaf: Leaf, value: Any) -> Any:
-    """``value`` completed, or ``Undefined`` when graphql-core's own path must say why not
-    (a null in a non-null field, a value the type refuses)."""
-    if value is None:
-        return None if leaf.nullable else Undefined
-    if leaf.is_list:
-        native = leaf.native
-        if type(value) is list and all(type(v) is native for v in value):
-            return value
-        return Undefined
-    if type(value) is leaf.native:
-        return value
-    if type(value) is int and leaf.type_.name == "Int":
-        return value if value in INT_RANGE else Undefined
-    try:
-        coerced = leaf.type_.coerce_output_value(value)
-    except Exception:
-        return Undefined
-    return Undefined if coerced is None else coerced
-
-
-class Inline(NamedTuple):
-    """A field whose plain, synchronous resolver returns an object of which only leaves are
-    selected (``url { url expiresAt }``): resolved and completed in one step."""
-
-    field: GraphQLField
-    resolver: Callable[..., Any]
-    takes_source: bool
-    args: dict[str, Any]
-    nullable: bool
-    fields: tuple[tuple[str, Leaf], ...]  # (response name, leaf) in selection order
-
-
-LEAF, INLINE_OBJECT, DEFAULT = "leaf", "inline", "default"
-
-
-class _ContextOnly(NamedTuple):
-    """What a ``plain`` resolver may read of its info: the context."""
-
-    context: Any
-
-
-class LeanExecutor(StrawberryGraphQLCoreExecutionContext):
-    """graphql-core's executor, completing plain fields inline: a leaf read off its object
-    and passed (or coerced) at once, and an object of leaves from a plain synchronous resolver
-    built in one step, instead of a resolve-info, a resolver call through strawberry and
-    ``complete_value`` per field. Anything unusual (a null in a non-null field, a value the
-    type refuses, a field read twice under one name, a resolver that raises) goes through
-    graphql-core's own path, so results and errors are graphql-core's."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # how each field of the operation completes, by the identity of its field list (which
-        # graphql-core memoizes per parent type; the entry keeps the list alive, as it does)
-        self._compiled: dict[int, tuple[str, Any, Any]] = {}
-        self._context_only = _ContextOnly(self.context_value)
-
-    def build_response(self, data: dict[str, Any] | None) -> Any:
-        """graphql-core's, then the executor lets go of itself: its resolve-info helpers are
-        bound methods of it, a reference cycle that would keep every execution (its context,
-        request and result) alive until the cyclic collector ran."""
-        response = super().build_response(data)
-        self.async_helpers = None  # type: ignore[assignment]
-        return response
-
-    def execute_fields(
-        self,
-        parent_type: GraphQLObjectType,
-        source_value: Any,
-        path: Path | None,
-        grouped_field_set: Any,
-        position_context: Any,
-    ) -> Any:
-        plans = self._plans
-        results: dict[str, Any] = {}
-        is_awaitable = self.is_awaitable
-        awaitable_fields: list[str] = []
-        try:
-            for response_name, field_details_list in grouped_field_set.items():
-                entry = plans.get(id(field_details_list))
-                if entry is None or entry[2] is not field_details_list:
-                    entry = self._compiled.get(id(field_details_list))
-                    if entry is None:
-                        entry = self._compiled_field(parent_type, field_details_list)
-                kind, how, _ = entry
-                if kind is LEAF:
-                    value = _complete_leaf(how, getattr(source_value, how.attr, None))
-                    if value is not Undefined:
-                        results[response_name] = value
-                        continue
-                    result = self.execute_field(
-                        parent_type,
-                        source_value,
-                        field_details_list,
-                        Path(path, response_name, parent_type.name),
-                        position_context,
-                    )
-                elif kind is INLINE_OBJECT:
-                    result = self._execute_inline(
-                        how, parent_type, source_value, field_details_list, path
-                    )
-                else:
-                    result = self.execute_field(
-                        parent_type,
-                        source_value,
-                        field_details_list,
-                        Path(path, response_name, parent_type.name),
-                        position_context,
-                    )
-                if result is not Undefined:
-                    results[response_name] = result
-                    if is_awaitable(result):
-                        awaitable_fields.append(response_name)
-        except Exception:
-            if awaitable_fields:  # as graphql-core: settle what other fields started
-                self.settle_in_background([results[f] for f in awaitable_fields])
-            raise
-        if not awaitable_fields:
-            return results
-
-        async def get_results() -> dict[str, Any]:
-            if len(awaitable_fields) == 1:  # as graphql-core: no tasks to gather just one
-                field = awaitable_fields[0]
-                results[field] = await results[field]
-                return results
-            awaited = await gather_with_cancel(*(results[f] for f in awaitable_fields))
-            results.update(zip(awaitable_fields, awaited, strict=True))
-            return results
-
-        return get_results()
-
-    @cached_property
-    def _plans(self) -> dict[int, tuple[str, Any, Any]]:
-        """Field plans shared by every execution of a static operation (each checked against
-        its field list's identity); this execution's own otherwise."""
-        plans: dict[int, tuple[str, Any, Any]]
-        plans = self.schema.extensions[SHARED_KEY]["plans"] if self._static else self._compiled
-        return plans
-
-    @cached_property
-    def _static(self) -> bool:
-        """Whether this operation's fields are collected from its document alone (no
-        directive anywhere: ``@skip``/``@include`` read variables, ``@defer``/``@stream``
-        change the shape), so what is worked out for one execution holds for the next."""
-        cache: dict[int, tuple[Any, bool]] = self.schema.extensions[SHARED_KEY]["static"]
-        hit = cache.get(id(self.operation))
-        if hit is not None and hit[0] is self.operation:
-            return hit[1]
-        static = not any(
-            _has_directives(node) for node in (self.operation, *self.fragment_definitions.values())
-        )
-        _remember(cache, id(self.operation), (self.operation, static))
-        return static
-
-    def collect_subfields(self, return_type: GraphQLObjectType, field_details_list: Any) -> Any:
-        """graphql-core's, kept across executions of a static operation: the same field lists
-        come back for the same fields (and with them, their compiled plans)."""
-        if not self._static:
-            return super().collect_subfields(return_type, field_details_list)
-        cache = self.schema.extensions[SHARED_KEY]["subfields"]
-        nodes = tuple(details.node for details in field_details_list)
-        key = (return_type.name, *map(id, nodes))
-        hit = cache.get(key)
-        if hit is not None and all(a is b for a, b in zip(hit[0], nodes, strict=True)):
-            return hit[1]
-        collected = super().collect_subfields(return_type, field_details_list)
-        _remember(cache, key, (nodes, collected))
-        return collected
-
-    def _compiled_field(
-        self, parent_type: GraphQLObjectType, field_details_list: Any
-    ) -> tuple[str, Any, Any]:
-        """A new plan for the field, kept for every execution of this static operation (the
-        same field lists come back: see ``collect_subfields``) when it depends on no argument
-        (variables may change those), for this execution otherwise."""
-        entry = self._compile(parent_type, field_details_list)
-        fixed = not field_details_list[0].node.arguments
-        schema = self.schema
-        root = parent_type in (schema.query_type, schema.mutation_type, schema.subscription_type)
-        if self._static and fixed and not root:  # root field lists are made per execution
-            _remember(self._plans, id(field_details_list), entry)
-        else:
-            self._compiled[id(field_details_list)] = entry
-        return entry
-
-    def _compile(
-        self, parent_type: GraphQLObjectType, field_details_list: Any
-    ) -> tuple[str, Any, Any]:
-        """How a field completes in this execution: a ``Leaf``, an ``Inline`` object (its
-        arguments fixed, as the variables are), or graphql-core's way."""
-        plan: dict[str, dict[str, Leaf]] = self.schema.extensions.get(LEAVES_KEY, {})
-        default = (DEFAULT, None, field_details_list)
-        if len(field_details_list) != 1:
-            return default
-        details = field_details_list[0]
-        name = details.node.name.value
-        leaf = plan.get(parent_type.name, {}).get(name)
-        if leaf is not None:
-            return (LEAF, leaf, field_details_list)
-        field = parent_type.fields.get(name)
-        plain = getattr(field.resolve, INLINE, None) if field is not None else None
-        if (
-            field is None
-            or plain is None
-            or details.fragment_variable_values is not None
-            or self.middleware_manager
-        ):
-            return default
-        nullable = not isinstance(field.type, GraphQLNonNull)
-        return_type = field.type.of_type if isinstance(field.type, GraphQLNonNull) else field.type
-        if not isinstance(return_type, GraphQLObjectType) or return_type.is_type_of:
-            return default
-        grouped, deferred, _ = self.collect_subfields(return_type, field_details_list)
-        leaves = plan.get(return_type.name, {})
-        fields = []
-        for response_name, sub_details in grouped.items():
-            sub_leaf = leaves.get(sub_details[0].node.name.value)
-            if deferred or len(sub_details) != 1 or sub_leaf is None:
-                return default
-            fields.append((response_name, sub_leaf))
-        try:
-            args = get_argument_values(field, details.node, self.variable_values)
-        except GraphQLError:
-            return default  # graphql-core's path reports it
-        resolver, takes_source = plain
-        inline = Inline(field, resolver, takes_source, args, nullable, tuple(fields))
-        return (INLINE_OBJECT, inline, field_details_list)
-
-    def _execute_inline(
-        self,
-        inline: Inline,
-        parent_type: GraphQLObjectType,
-        source: Any,
-        field_details_list: Any,
-        parent_path: Path | None,
-    ) -> Any:
-        """``execute_field`` for an inlined field: the resolver called once; its error, or a
-        value the inline completion cannot take, handled by graphql-core's own code."""
-        try:
-            if inline.takes_source:
-                value = inline.resolver(source, self._context_only, **inline.args)
-            else:
-                value = inline.resolver(self._context_only, **inline.args)
-            if value is None and inline.nullable:
-                return None
-            if value is not None:
-                completed = {}
-                for response_name, leaf in inline.fields:
-                    item = _complete_leaf(leaf, getattr(value, leaf.attr, None))
-                    if item is Undefined:
-                        break
-                    completed[response_name] = item
-                else:
-                    return completed
-            # an anomaly: graphql-core completes (and reports) it
-            here = _path_of(parent_path, parent_type, field_details_list)
-            info = self.build_resolve_info(
-                inline.field, to_nodes(field_details_list), parent_type, here
-            )
-            return self.complete_value(
-                inline.field.type, field_details_list, info, here, value, None
-            )
-        except Exception as raw_error:
-            here = _path_of(parent_path, parent_type, field_details_list)
-            self.handle_field_error(raw_error, inline.field.type, field_details_list, here)
-            return None
-
-
-SHARED_SIZE = 10_000  # entries per shared cache; past it, the cache starts again
-
-
-def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
-    if len(cache) >= SHARED_SIZE:
-        cache.clear()
-    cache[key] = value
-
-
-def _has_directives(node: Any) -> bool:
-    """Whether ``node`` or any selection under it carries a directive (a loop, not recursion:
-    the depth limit has checked the document, but this runs on any document)."""
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        if getattr(current, "directives", None):
-            return True
-        selection_set = getattr(current, "selection_set", None)
-        if selection_set is not None:
-            stack.extend(selection_set.selections)
-    return False
-
-
-def _path_of(parent: Path | None, parent_type: GraphQLObjectType, field_details_list: Any) -> Path:
-    node = field_details_list[0].node
-    return Path(parent, (node.alias or node.name).value, parent_type.name)

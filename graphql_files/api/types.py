@@ -24,7 +24,7 @@ from ..errors import DomainError, excerpt
 from .budget import current_budget, yielding
 from .context import Info
 from .cost import HEAD_COST, URL_COST
-from .execution import plain
+from .executor import plain
 
 
 @lru_cache(maxsize=1024)  # a page of signed URLs shares one expiry; records share instants
