@@ -10,6 +10,8 @@ from importlib.metadata import version
 import pytest
 from graphql.execution import Executor
 from graphql.execution.collect_fields import FieldDetails
+from graphql.execution.executor import to_nodes
+from graphql.execution.values import get_argument_values, get_variable_values
 from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.http.async_base_view import AsyncBaseHTTPView, AsyncWebSocketAdapter
 from strawberry.schema.schema import (
@@ -70,9 +72,10 @@ HOOKS = [
         Executor,
         "execute_fields",
         ["parent_type", "source_value", "path", "grouped_field_set", "position_context"],
-        "api/execution.py",
+        "api/executor.py",
     ),
-    (Executor, "collect_subfields", ["return_type", "field_details_list"], "api/execution.py"),
+    (Executor, "collect_subfields", ["return_type", "field_details_list"], "api/executor.py"),
+    (Executor, "build_response", ["data"], "api/executor.py"),
     (
         Executor,
         "handle_field_error",
@@ -163,6 +166,30 @@ def test_the_operation_state_the_multiplexed_handlers_use_is_still_there() -> No
     assert "self.run_operation(operation)" in transport_subscribe
     legacy_start = inspect.getsource(BaseGraphQLWSHandler.handle_start)
     assert "self.handle_async_results(" in legacy_start
+
+
+def test_the_graphql_core_functions_compiled_queries_call_are_still_there() -> None:
+    """``api/compiled.py`` and ``api/executor.py`` coerce variables and arguments and locate
+    errors with graphql-core's own functions, not exported at its top level."""
+    signatures = {
+        get_variable_values: [
+            "schema",
+            "var_def_nodes",
+            "inputs",
+            "max_errors",
+            "hide_suggestions",
+        ],
+        get_argument_values: [
+            "type_def",
+            "node",
+            "variable_values",
+            "fragment_variable_values",
+            "hide_suggestions",
+        ],
+        to_nodes: ["field_details_list"],
+    }
+    for function, parameters in signatures.items():
+        assert list(inspect.signature(function).parameters) == parameters, function.__name__
 
 
 def test_what_the_lean_execution_path_reads_of_strawberry_is_still_there() -> None:
