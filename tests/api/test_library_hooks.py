@@ -5,6 +5,7 @@ named, adapt the module that uses it, then move the pin in pyproject.toml."""
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from importlib.metadata import version
 
 import pytest
@@ -171,7 +172,7 @@ def test_the_operation_state_the_multiplexed_handlers_use_is_still_there() -> No
 def test_the_graphql_core_functions_compiled_queries_call_are_still_there() -> None:
     """``api/compiled.py`` and ``api/executor.py`` coerce variables and arguments and locate
     errors with graphql-core's own functions, not exported at its top level."""
-    signatures = {
+    signatures: dict[Callable[..., object], list[str]] = {
         get_variable_values: [
             "schema",
             "var_def_nodes",
