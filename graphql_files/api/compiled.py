@@ -30,6 +30,7 @@ from graphql import (
     EnumValueNode,
     FieldNode,
     FloatValueNode,
+    GraphQLError,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
@@ -82,6 +83,7 @@ class RootField:
     resolver: Callable[..., Any]
     takes_source: bool
     step: Step  # how its value completes (``get`` unused)
+    args: dict[str, Any] | None  # when every argument is a literal: coerced once, here
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,15 @@ def compile_query(
     schema: GraphQLSchema, document: DocumentNode, operation_name: str | None
 ) -> CompiledQuery | None:
     """The compiled form of a valid query, or None when it does not qualify."""
+    try:
+        return _compile_query(schema, document, operation_name)
+    except GraphQLError:  # an argument graphql-core would refuse: its path says so
+        return None
+
+
+def _compile_query(
+    schema: GraphQLSchema, document: DocumentNode, operation_name: str | None
+) -> CompiledQuery | None:
     operation = get_operation_ast(document, operation_name)
     if operation is None or operation.operation is not OperationType.QUERY:
         return None
@@ -116,7 +127,9 @@ def compile_query(
         if step is None:
             return None
         resolver, takes_source = plain
-        roots.append(RootField(name, field, node, resolver, takes_source, step))
+        literal = all(isinstance(a.value, LITERALS) for a in node.arguments or ())
+        args = get_argument_values(field, node) if literal else None
+        roots.append(RootField(name, field, node, resolver, takes_source, step, args))
     return CompiledQuery(operation, tuple(roots))
 
 
@@ -214,7 +227,9 @@ async def run_query(
     info = ContextOnly(context)
     data: dict[str, Any] = {}
     for root in compiled.roots:
-        args = get_argument_values(root.field, root.node, coerced) if root.node.arguments else {}
+        args = root.args
+        if args is None:
+            args = get_argument_values(root.field, root.node, coerced)
         if root.takes_source:
             value = root.resolver(None, info, **args)
         else:

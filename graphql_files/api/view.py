@@ -27,7 +27,7 @@ from typing import Any, cast
 
 import orjson
 from cross_web import AsyncHTTPRequestAdapter, HTTPException, parse_content_type
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -127,6 +127,18 @@ def needs_preflight_header(method: str, headers: Mapping[str, str]) -> bool:
     if media_type not in SIMPLE_CONTENT_TYPES:
         return False
     return not any(headers.get(h, "").strip() for h in PREFLIGHT_HEADERS)
+
+
+async def read_body(request: Request) -> bytes:
+    """The whole body, as ``request.body()`` reads it, without its stream machinery."""
+    chunks = []
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 def request_data_from(data: dict[str, Any]) -> GraphQLRequestData:
@@ -242,7 +254,7 @@ class GraphQLView(GraphQL[Context, None]):
         """strawberry's ``run`` for one JSON operation, with its checks and messages, minus
         what this request cannot need (content negotiation through the ``email`` module, the
         IDE, batches, streaming); answered in ``media_type``."""
-        data = self.parse_json(await request.body())
+        data = self.parse_json(await read_body(request))
         if not isinstance(data, dict):
             raise HTTPException(400, NOT_AN_OBJECT)
         request_data = request_data_from(data)
