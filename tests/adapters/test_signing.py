@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from unittest import mock
@@ -38,10 +40,12 @@ CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize(("endpoint", "region", "style", "token"), CONFIGS)
-async def test_urls_are_byte_identical_to_botocore(
-    endpoint: str | None, region: str, style: str, token: str | None
-) -> None:
+@asynccontextmanager
+async def botocore_at(
+    now: datetime, endpoint: str | None, region: str, style: str, token: str | None
+) -> AsyncIterator[tuple[Any, str]]:
+    """A botocore S3 client whose clock reads ``now``, and the URL it presigns for
+    ``PROBE_KEY`` (what ``UrlSigner`` is built from)."""
     session = aioboto3.Session(
         aws_access_key_id="AKIDEXAMPLE",
         aws_secret_access_key="se/cret+",
@@ -51,29 +55,37 @@ async def test_urls_are_byte_identical_to_botocore(
     config = Config(s3={"addressing_style": style}, signature_version="s3v4")
     async with session.client("s3", endpoint_url=endpoint, config=config) as client:
         with mock.patch(
-            "botocore.auth.get_current_datetime", return_value=NOW.replace(tzinfo=None)
+            "botocore.auth.get_current_datetime", return_value=now.replace(tzinfo=None)
         ):
             probe = await client.generate_presigned_url(
                 "get_object", Params={"Bucket": "my-bucket", "Key": PROBE_KEY}, ExpiresIn=60
             )
-            signer = UrlSigner(probe, region)
-            for key in KEYS:
-                for disposition in (None, 'attachment; filename="a b.png"'):
-                    for expires in (1, 900, 604800):
-                        params = {"Bucket": "my-bucket", "Key": key}
-                        if disposition:
-                            params["ResponseContentDisposition"] = disposition
-                        expected = await client.generate_presigned_url(
-                            "get_object", Params=params, ExpiresIn=expires
-                        )
-                        actual = signer.sign(
-                            key,
-                            credentials=Credentials("AKIDEXAMPLE", "se/cret+", token),
-                            expires_in=expires,
-                            now=NOW,
-                            content_disposition=disposition,
-                        )
-                        assert actual == expected, key
+            yield client, probe
+
+
+@pytest.mark.parametrize(("endpoint", "region", "style", "token"), CONFIGS)
+async def test_urls_are_byte_identical_to_botocore(
+    endpoint: str | None, region: str, style: str, token: str | None
+) -> None:
+    async with botocore_at(NOW, endpoint, region, style, token) as (client, probe):
+        signer = UrlSigner(probe, region)
+        for key in KEYS:
+            for disposition in (None, 'attachment; filename="a b.png"'):
+                for expires in (1, 900, 604800):
+                    params = {"Bucket": "my-bucket", "Key": key}
+                    if disposition:
+                        params["ResponseContentDisposition"] = disposition
+                    expected = await client.generate_presigned_url(
+                        "get_object", Params=params, ExpiresIn=expires
+                    )
+                    actual = signer.sign(
+                        key,
+                        credentials=Credentials("AKIDEXAMPLE", "se/cret+", token),
+                        expires_in=expires,
+                        now=NOW,
+                        content_disposition=disposition,
+                    )
+                    assert actual == expected, key
 
 
 @pytest.mark.parametrize(("endpoint", "region", "style", "token"), CONFIGS)
@@ -82,36 +94,23 @@ async def test_a_batch_signs_every_key_as_botocore_does(
 ) -> None:
     """A page of keys through one ``SigningBatch`` (one clock reading, the HMAC resumed from a
     shared state) gives, key for key, botocore's URLs for that clock."""
-    session = aioboto3.Session(
-        aws_access_key_id="AKIDEXAMPLE",
-        aws_secret_access_key="se/cret+",
-        aws_session_token=token,
-        region_name=region,
-    )
-    config = Config(s3={"addressing_style": style}, signature_version="s3v4")
     keys = [*KEYS, "".join(chr(c) for c in range(32, 127)), "images/x/" + "a" * 300]
-    async with session.client("s3", endpoint_url=endpoint, config=config) as client:
-        with mock.patch(
-            "botocore.auth.get_current_datetime", return_value=NOW.replace(tzinfo=None)
-        ):
-            probe = await client.generate_presigned_url(
-                "get_object", Params={"Bucket": "my-bucket", "Key": PROBE_KEY}, ExpiresIn=60
+    async with botocore_at(NOW, endpoint, region, style, token) as (client, probe):
+        for disposition in (None, 'inline; filename="x.png"'):
+            batch = UrlSigner(probe, region).batch(
+                credentials=Credentials("AKIDEXAMPLE", "se/cret+", token),
+                expires_in=900,
+                now=NOW,
+                content_disposition=disposition,
             )
-            for disposition in (None, 'inline; filename="x.png"'):
-                batch = UrlSigner(probe, region).batch(
-                    credentials=Credentials("AKIDEXAMPLE", "se/cret+", token),
-                    expires_in=900,
-                    now=NOW,
-                    content_disposition=disposition,
+            for key in keys:
+                params = {"Bucket": "my-bucket", "Key": key}
+                if disposition:
+                    params["ResponseContentDisposition"] = disposition
+                expected = await client.generate_presigned_url(
+                    "get_object", Params=params, ExpiresIn=900
                 )
-                for key in keys:
-                    params = {"Bucket": "my-bucket", "Key": key}
-                    if disposition:
-                        params["ResponseContentDisposition"] = disposition
-                    expected = await client.generate_presigned_url(
-                        "get_object", Params=params, ExpiresIn=900
-                    )
-                    assert batch.sign(key) == expected, key
+                assert batch.sign(key) == expected, key
 
 
 @given(st.text())
