@@ -234,15 +234,8 @@ class LeanExecutor(StrawberryGraphQLCoreExecutionContext):
                     value = complete_leaf(how, getattr(source_value, how.attr, None))
                     if value is not Undefined:
                         results[response_name] = value
-                        continue
-                    result = self.execute_field(
-                        parent_type,
-                        source_value,
-                        field_details_list,
-                        Path(path, response_name, parent_type.name),
-                        position_context,
-                    )
-                elif kind is INLINE_OBJECT:
+                        continue  # else: graphql-core completes it, and says what is wrong
+                if kind is INLINE_OBJECT:
                     result = self._execute_inline(
                         how, parent_type, source_value, field_details_list, path
                     )
