@@ -176,6 +176,24 @@ class LeanSchema(strawberry.Schema):
 
     # --- executing ---------------------------------------------------------------------------
 
+    def _core_arguments(
+        self,
+        root_value: Any,
+        context_value: Any,
+        variable_values: dict[str, Any] | None,
+        operation_name: str | None,
+        operation_extensions: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        """What graphql-core's ``execute`` and ``subscribe`` are given beside the document."""
+        return {
+            "root_value": root_value,
+            "context_value": context_value,
+            "variable_values": variable_values,
+            "operation_name": operation_name,
+            "executor_class": self.execution_context_class,
+            "operation_extensions": operation_extensions,
+        }
+
     def _finish(self, data: Any, errors: Iterable[GraphQLError] | None) -> ExecutionResult:
         """Errors logged (bugs with their traceback) before they are shaped for the client."""
         if not errors:
@@ -216,13 +234,10 @@ class LeanSchema(strawberry.Schema):
             result = execute(
                 self._schema,
                 prepared.document,
-                root_value=root_value,
-                context_value=context_value,
-                variable_values=variable_values,
-                operation_name=operation_name,
-                executor_class=self.execution_context_class,
                 is_awaitable=cast(Any, optimized_is_awaitable),
-                operation_extensions=operation_extensions,
+                **self._core_arguments(
+                    root_value, context_value, variable_values, operation_name, operation_extensions
+                ),
             )
             if isawaitable(result):
                 result = await result
@@ -287,12 +302,9 @@ class LeanSchema(strawberry.Schema):
             source = subscribe(
                 self._schema,
                 prepared.document,
-                root_value=root_value,
-                context_value=context_value,
-                variable_values=variable_values,
-                operation_name=operation_name,
-                executor_class=self.execution_context_class,
-                operation_extensions=operation_extensions,
+                **self._core_arguments(
+                    root_value, context_value, variable_values, operation_name, operation_extensions
+                ),
             )
             if isawaitable(source):
                 source = await source
