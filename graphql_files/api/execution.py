@@ -51,11 +51,11 @@ from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
 from strawberry.types.graphql import OperationType
-from strawberry.utils.operation import get_operation_type
+from strawberry.utils.operation import get_first_operation, get_operation_type
 
 from .compiled import CompiledQuery, compile_query, run_query
 from .error_shaping import shape
-from .executor import LeanExecutor, simplify
+from .executor import SHARED_KEY, LeanExecutor, simplify
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,9 @@ class Prepared:
     errors: tuple[GraphQLError, ...]  # parse or validation errors; nothing executes then
     parsed: bool  # False: a syntax error (strawberry answers those before the operation type)
     compiled: CompiledQuery | None = None  # a query of plain fields (see ``compiled``)
+    # the name to execute: the one given, else the first operation's (as strawberry runs the
+    # first operation of a document sent without a name)
+    operation_name: str | None = None
 
 
 class PreparedCache:
@@ -89,8 +92,10 @@ class PreparedCache:
         self,
         prepare: Callable[[str, str | None], Prepared],
         maxsize: int,
+        on_evict: Callable[[], None] | None = None,
     ) -> None:
         self._prepare = prepare
+        self._on_evict = on_evict
         self._entries: OrderedDict[tuple[str, str | None], Prepared] = OrderedDict()
         self.maxsize = maxsize
         self.hits = self.misses = 0
@@ -106,6 +111,8 @@ class PreparedCache:
         entry = self._entries[key] = self._prepare(query, operation_name)
         if len(self._entries) > self.maxsize:
             self._entries.popitem(last=False)
+            if self._on_evict is not None:
+                self._on_evict()
         return entry
 
 
@@ -137,7 +144,15 @@ class LeanSchema(strawberry.Schema):
         self.rules = (*specified_rules, *rules, *STRAWBERRY_RULES)
         simplify(self._schema)
         self.max_tokens = max_tokens
-        self.prepared = PreparedCache(self._prepare, cache_size)
+        self.prepared = PreparedCache(self._prepare, cache_size, on_evict=self._forget_plans)
+
+    def _forget_plans(self) -> None:
+        """What executions share (``executor.SHARED_KEY``) holds nodes of the documents it was
+        made for, and with them each document's source and tokens: once the LRU lets a
+        document go, that goes too, or the LRU would bound nothing (entries are kept by node
+        identity, not by document, so all of it goes)."""
+        for cache in self._schema.extensions[SHARED_KEY].values():
+            cache.clear()
 
     # --- preparing ---------------------------------------------------------------------------
 
@@ -146,13 +161,18 @@ class LeanSchema(strawberry.Schema):
             document = parse(query, max_tokens=self.max_tokens)
         except GraphQLError as error:
             return Prepared(None, None, (error,), parsed=False)
+        if operation_name is None:
+            first = get_first_operation(document)
+            operation_name = first.name.value if first and first.name else None
         try:
             operation_type: OperationType | None = get_operation_type(document, operation_name)
         except RuntimeError:
             operation_type = None
         errors = tuple(validate(self._schema, document, self.rules))
         compiled = None if errors else compile_query(self._schema, document, operation_name)
-        return Prepared(document, operation_type, errors, parsed=True, compiled=compiled)
+        return Prepared(
+            document, operation_type, errors, True, compiled, operation_name=operation_name
+        )
 
     def prepare(
         self,
@@ -236,7 +256,11 @@ class LeanSchema(strawberry.Schema):
                 prepared.document,
                 is_awaitable=cast(Any, optimized_is_awaitable),
                 **self._core_arguments(
-                    root_value, context_value, variable_values, operation_name, operation_extensions
+                    root_value,
+                    context_value,
+                    variable_values,
+                    prepared.operation_name,
+                    operation_extensions,
                 ),
             )
             if isawaitable(result):
@@ -303,7 +327,11 @@ class LeanSchema(strawberry.Schema):
                 self._schema,
                 prepared.document,
                 **self._core_arguments(
-                    root_value, context_value, variable_values, operation_name, operation_extensions
+                    root_value,
+                    context_value,
+                    variable_values,
+                    prepared.operation_name,
+                    operation_extensions,
                 ),
             )
             if isawaitable(source):

@@ -245,7 +245,8 @@ class GraphQLView(GraphQL[Context, None]):
         if method != "POST":
             return False
         content_type = headers.get("content-type", "")
-        if content_type.partition(";")[0].strip().lower() != JSON:
+        # as strawberry's path reads it: "Application/JSON" is refused there, so here too
+        if content_type.partition(";")[0].strip() != JSON:
             return False
         # strawberry's own test for an Accept header that asks for a stream (multipart, SSE)
         return self._get_stream_transport_from_headers(headers) is None

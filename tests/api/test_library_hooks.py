@@ -9,6 +9,7 @@ from collections.abc import Callable
 from importlib.metadata import version
 
 import pytest
+from graphql import parse
 from graphql.execution import Executor
 from graphql.execution.collect_fields import FieldDetails
 from graphql.execution.executor import to_nodes
@@ -27,10 +28,11 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.types import ExecutionResult
+from strawberry.types.execution import ExecutionContext as StrawberryExecutionContext
 from strawberry.types.execution import PreExecutionError
 from strawberry.types.field import StrawberryField
 from strawberry.types.graphql import OperationType
-from strawberry.utils.operation import get_operation_type
+from strawberry.utils.operation import get_first_operation, get_operation_type
 
 PINNED = {
     "strawberry-graphql": "0.341.2",
@@ -208,6 +210,12 @@ def test_what_the_lean_execution_path_reads_of_strawberry_is_still_there() -> No
         "operation_name",
     ]
     assert FieldDetails._fields[:3] == ("node", "defer_usage", "fragment_variable_values")
+    # a document sent without an operation name runs its first operation (execution.py does so)
+    first = get_first_operation(parse("fragment F on Query { a } query B { b } query C { c }"))
+    assert first is not None
+    assert first.name is not None
+    assert first.name.value == "B"
+    assert "_get_first_operation()" in inspect.getsource(StrawberryExecutionContext)
 
 
 def test_the_execution_context_strawberry_passes_through_is_the_one_we_extend() -> None:

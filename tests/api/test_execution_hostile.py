@@ -1,0 +1,346 @@
+"""Counter-examples hunted on the lean paths: random selections answered by the lean schema and
+by strawberry's own (graphql-core's executor, strawberry's resolver wrappers and extension
+runner) must agree, whatever a client selects, aliases, spreads or skips."""
+
+from __future__ import annotations
+
+import gc
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import strawberry
+from graphql import OperationDefinitionNode
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from starlette.applications import Starlette
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+from graphql_files.api.budget import budgeted_execution
+from graphql_files.api.schema import build_schema
+from graphql_files.api.view import GraphQLView
+from graphql_files.domain.declaration import PHOTO_ALBUM, SONG
+from graphql_files.services.wiring import Services
+from graphql_files.settings import Settings
+
+from ..helpers import API_KEY, GraphQLClient, schema_of
+from .test_execution import redact, reference_schema, seed_anomalies
+
+
+def strawberry_schema(settings: Settings) -> strawberry.Schema:
+    """``reference_schema`` executing with graphql-core's own executor (strawberry's), the
+    budget started as ours starts it."""
+    budgeted = budgeted_execution(settings.max_file_work)
+
+    class Reference(StrawberryGraphQLCoreExecutionContext):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            budgeted.begin()
+
+        def build_per_event_executor(self, payload: Any) -> Any:
+            executor = super().build_per_event_executor(payload)
+            budgeted.begin()
+            return executor
+
+    schema = reference_schema(settings)
+    schema.execution_context_class = Reference
+    return schema
+
+
+def view_of(app: Starlette) -> GraphQLView:
+    body_limit: Any = app.routes[0].app  # type: ignore[attr-defined]
+    view: GraphQLView = body_limit.app
+    return view
+
+
+@contextmanager
+def strawberrys_schema(app: Starlette, settings: Settings) -> Iterator[None]:
+    """Requests executed by a plain strawberry schema (the schema as it was before the lean
+    path), through strawberry's own view."""
+    view = view_of(app)
+    lean, fast = view.schema, GraphQLView._takes_fast_path
+    view.schema = strawberry_schema(settings)
+    GraphQLView._takes_fast_path = lambda self, method, headers: False  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        view.schema = lean
+        GraphQLView._takes_fast_path = fast  # type: ignore[method-assign]
+
+
+# --- random selections ----------------------------------------------------------------------
+
+# aliases that merge a field with itself (valid) far more often than they clash (refused)
+ALIASES = st.sampled_from(["", "", "", "", "", "a_{}: ", "b_{}: ", "{}: ", "a: "])
+SIGNED_URL = ["url", "expiresAt", "__typename"]
+URL_ARGS = st.shared(  # one per operation: fields of one name with other arguments conflict
+    st.sampled_from(
+        [
+            "",
+            "(expiresIn: 60)",
+            "(expiresIn: 0)",
+            '(contentDisposition: "inline")',
+            "(expiresIn: $e)",
+        ]
+    ),
+    key="url arguments",
+)
+DIRECTIVES = st.sampled_from(
+    ["", "", "", " @include(if: true)", " @skip(if: true)", " @include(if: $yes)"]
+)
+
+
+@st.composite
+def selection(draw: st.DrawFn, type_name: str, depth: int = 0) -> str:
+    fields = draw(st.lists(field(type_name, depth), min_size=1, max_size=5))
+    return "{ " + " ".join(fields) + " }"
+
+
+@st.composite
+def field(draw: st.DrawFn, type_name: str, depth: int) -> str:
+    directive = draw(DIRECTIVES)
+    leaves, objects = TYPES[type_name]
+    names = [*leaves, *objects]
+    name = draw(st.sampled_from(names))
+    alias = draw(ALIASES).format(name)
+    if name in objects and depth < 3:
+        inner, args = objects[name]
+        arguments = draw(URL_ARGS) if args else ""
+        text = f"{alias}{name}{arguments}{directive} {draw(selection(inner, depth + 1))}"
+    elif name in objects:
+        text = "__typename"
+    else:
+        text = f"{alias}{name}{directive}"
+    if draw(st.integers(0, 5)) == 0:  # now and then inside an inline fragment
+        condition = draw(st.sampled_from(["", f"on {type_name} "]))
+        text = f"... {condition}{draw(DIRECTIVES).strip()} {{ {text} }}"
+    return text
+
+
+TYPES: dict[str, tuple[list[str], dict[str, tuple[str, bool]]]] = {
+    "Song": (
+        ["id", "name", "coverArtPath", "owner", "version", "createdAt", "__typename"],
+        {"coverArt": ("FileRef", False)},
+    ),
+    "PhotoAlbum": (
+        ["id", "name", "imagePaths", "version", "updatedAt", "__typename"],
+        {"images": ("FileRef", False)},
+    ),
+    "FileRef": (["path", "__typename"], {"url": ("SignedUrl", True)}),
+    "SignedUrl": (SIGNED_URL, {}),
+    "ModelSongConnection": (["nextToken", "__typename"], {"items": ("Song", False)}),
+    "ModelPhotoAlbumConnection": (["nextToken"], {"items": ("PhotoAlbum", False)}),
+}
+ROOTS = st.sampled_from(
+    [
+        ('getSong(id: "fine")', "Song"),
+        ('getSong(id: "nameless")', "Song"),
+        ('getSong(id: "bad-version")', "Song"),
+        ('getSong(id: "private")', "Song"),
+        ("getSong(id: $id)", "Song"),
+        ('getPhotoAlbum(id: "mixed")', "PhotoAlbum"),
+        ('getPhotoAlbum(id: "empty")', "PhotoAlbum"),
+        ("listSongs(limit: 3)", "ModelSongConnection"),
+        ("listPhotoAlbums", "ModelPhotoAlbumConnection"),
+    ]
+)
+
+
+@st.composite
+def operations(draw: st.DrawFn) -> str:
+    roots = []
+    for n in range(draw(st.integers(1, 3))):
+        root, type_name = draw(ROOTS)
+        alias = f"r{n}: " if n else draw(ALIASES).format(root.partition("(")[0])
+        roots.append(f"{alias}{root} {draw(selection(type_name))}")
+    body = " ".join(roots)
+    used = [d for name, d in DECLARATIONS.items() if f"${name})" in body]
+    return f"query{'(' + ', '.join(used) + ')' if used else ''} {{ {body} }}"
+
+
+DECLARATIONS = {"id": "$id: ID!", "e": "$e: Int", "yes": "$yes: Boolean!"}
+
+
+VARIABLES = st.fixed_dictionaries(
+    {
+        "id": st.sampled_from(["fine", "nameless", "mixed", "none"]),
+        "e": st.sampled_from([None, 30, 0]),
+        "yes": st.booleans(),
+    }
+)
+
+
+async def seed(services: Services) -> None:
+    await seed_anomalies(services)
+    stamp = "2026-01-01T00:00:00.000Z"
+    await services.records.collection(SONG).insert_one(
+        {
+            "_id": "private",
+            "name": "p",
+            "coverArtPath": "private/x/a.png",
+            "version": 1,
+            "createdAt": stamp,
+            "updatedAt": stamp,
+        }
+    )
+    await services.records.collection(PHOTO_ALBUM).insert_one(
+        {"_id": "empty", "name": "e", "version": 1, "createdAt": stamp, "updatedAt": stamp}
+    )
+
+
+async def answer(client: GraphQLClient, body: dict[str, Any], headers: dict[str, str]) -> Any:
+    response = await client.http.post("/graphql", json=body, headers=headers)
+    return response.status_code, response.headers["content-type"], redact(response.json())
+
+
+@settings(
+    max_examples=1000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(query=operations(), variables=VARIABLES, caller=st.sampled_from(["full", "key"]))
+async def test_random_selections_answer_as_strawberrys(
+    client: GraphQLClient,
+    services: Services,
+    starlette_app: Starlette,
+    settings: Settings,
+    query: str,
+    variables: dict[str, Any],
+    caller: str,
+) -> None:
+    if not await services.records.collection(SONG).find_one({"_id": "fine"}):
+        await seed(services)
+    headers = {} if caller == "full" else {"authorization": "", **API_KEY}
+    used = {k: v for k, v in variables.items() if f"${k})" in query}
+    body = {"query": query, "variables": used}
+    lean = await answer(client, body, headers)
+    again = await answer(client, body, headers)  # prepared, plans shared: the same answer
+    with strawberrys_schema(starlette_app, settings):
+        reference = await answer(client, body, headers)
+    assert lean == reference, query
+    assert again == reference, query
+
+
+LIST = "{ listSongs { nextToken } }"
+TWO = "query A { listSongs { nextToken } } query B { listSongs { items { id } } }"
+BY_ID = "query($id: ID!) { getSong(id: $id) { id } }"
+GQL = {"accept": "application/graphql-response+json"}
+
+
+def odd(body: dict[str, Any] | bytes, headers: dict[str, str] | None = None) -> Any:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return (raw, headers or {})
+
+
+# Requests a client may send, each answered by both paths (the "Application/JSON" and
+# "two operations, no name" cases answered differently before).
+ODD_REQUESTS: dict[str, tuple[bytes, dict[str, str]]] = {
+    "empty operationName": odd({"query": LIST, "operationName": ""}),
+    "two operations, no name": odd({"query": TWO}),
+    "two operations, named": odd({"query": TWO, "operationName": "B"}),
+    "anonymous and named, no name": odd({"query": "{ listSongs { nextToken } } " + TWO}),
+    "query then mutation, no name": odd(
+        {"query": 'query A { listSongs { nextToken } } mutation B { removeFile(path: "x") }'}
+    ),
+    "mutation then query, no name": odd(
+        {"query": 'mutation B { removeFile(path: "x") } query A { listSongs { nextToken } }'}
+    ),
+    "blank query": odd({"query": "   "}),
+    "empty query": odd({"query": ""}),
+    "null id": odd({"query": BY_ID, "variables": {"id": None}}),
+    "huge int": odd(
+        {
+            "query": "query($l: Int) { listSongs(limit: $l) { nextToken } }",
+            "variables": {"l": 2**64},
+        }
+    ),
+    "float id": odd({"query": BY_ID, "variables": {"id": 1.5}}),
+    "int id": odd({"query": BY_ID, "variables": {"id": 7}}),
+    "unknown variable": odd({"query": BY_ID, "variables": {"id": "fine", "x": 1}}),
+    "bom": odd(b'\xef\xbb\xbf{"query": "{ listSongs { nextToken } }"}'),
+    "upper content type": odd({"query": LIST}, {"content-type": "Application/JSON"}),
+    "charset": odd({"query": LIST}, {"content-type": "application/json; charset=utf-8"}),
+    "latin-1 charset": odd({"query": LIST}, {"content-type": "application/json; charset=latin-1"}),
+    "nul in query": odd({"query": LIST + "\u0000"}),
+    "mutation": odd({"query": 'mutation { createSong(input: {name: "x", id: "odd"}) { id } }'}),
+    "mutation refused": odd(
+        {"query": 'mutation { createSong(input: {name: "x"}) { id } }'}, {"x-api-key": ""}
+    ),
+    "persisted query": odd({"extensions": {"persistedQuery": {"version": 1, "sha256Hash": "a"}}}),
+    "accept both": odd(
+        {"query": LIST}, {"accept": "application/json, application/graphql-response+json;q=0.9"}
+    ),
+    "accept gql, request error": odd({"query": "{ nosuch }"}, GQL),
+    "accept gql, field error": odd({"query": '{ getSong(id: "nameless") { name } }'}, GQL),
+    "accept gql, variables": odd({"query": BY_ID}, GQL),
+    "accept html": odd({"query": LIST}, {"accept": "text/html"}),
+    "accept star": odd({"query": LIST}, {"accept": "*/*"}),
+    "typename at the root": odd({"query": '{ __typename getSong(id: "fine") { id } }'}),
+    "introspection": odd({"query": '{ __type(name: "Song") { name fields { name } } }'}),
+}
+
+
+@pytest.mark.parametrize("case", ODD_REQUESTS)
+async def test_odd_requests_answer_as_strawberrys(
+    client: GraphQLClient,
+    services: Services,
+    starlette_app: Starlette,
+    settings: Settings,
+    case: str,
+) -> None:
+    await seed(services)
+    body, headers = ODD_REQUESTS[case]
+
+    async def send() -> Any:
+        response = await client.http.post(
+            "/graphql", content=body, headers={"content-type": "application/json", **headers}
+        )
+        try:
+            payload = redact(response.json())
+        except ValueError:
+            payload = response.text
+        return response.status_code, response.headers.get("content-type"), payload
+
+    lean = await send()
+    if "mutation" in case:
+        await services.records.collection(SONG).delete_many({"_id": "odd"})
+    with strawberrys_schema(starlette_app, settings):
+        reference = await send()
+    assert lean == reference
+
+
+def operations_alive() -> int:
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if type(o) is OperationDefinitionNode)
+
+
+async def test_documents_the_prepared_cache_let_go_are_not_kept_alive(
+    client: GraphQLClient, starlette_app: Starlette
+) -> None:
+    """The prepared-operation LRU bounds how many documents the server keeps; the plans shared
+    across executions must not keep the ones it let go (each holds its source and every
+    token: a few MiB for a large one)."""
+    schema = schema_of(starlette_app)
+    schema.prepared.maxsize = 4
+    await client.data('{ getSong(id: "warm-up") { id } }')
+    before = operations_alive()
+    for n in range(40):  # distinct documents of plain fields, each executed
+        await client.data(f"{{ listSongs {{ items {{ id }} nextToken }} s{n}: __typename }}")
+    assert operations_alive() - before <= schema.prepared.maxsize
+
+
+async def test_a_document_of_several_operations_streams_its_first_as_strawberry_does(
+    settings: Settings,
+) -> None:
+    """Over a websocket too: with no operation name, strawberry runs the first operation."""
+    query = "query B { __typename } subscription A { onUpdateSong { id } }"
+
+    async def first(schema: strawberry.Schema) -> Any:
+        stream = await schema.stream(query)
+        result: Any = await anext(aiter(stream))
+        await stream.aclose()
+        return type(result).__name__, result.data, [e.message for e in result.errors or ()]
+
+    assert await first(build_schema(settings)) == await first(strawberry_schema(settings))
