@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -200,9 +200,13 @@ class Files:
         max_bytes: int,
         prevent_overwrite: bool = False,
         content_disposition: str | None = None,
+        before_commit: Callable[[], Awaitable[None]] | None = None,
     ) -> ObjectInfo:
         """Stream ``source`` to ``key``; ``Conflict`` if ``prevent_overwrite`` and it exists.
         ``content_disposition`` is stored with the object (``attachment`` for scriptable types).
+        ``before_commit`` is awaited once ``source`` is read to its end and before the object
+        becomes visible (the single PUT, or the multipart upload's completion): if it raises,
+        nothing is stored (a multipart upload is aborted).
 
         The properties returned come from S3's answer to the PUT (or to the multipart upload's
         completion) and the bytes counted on the way: S3 has the object once it answers, so no
@@ -216,13 +220,15 @@ class Files:
         with translated("upload"), self._precondition(key):
             if not second:
                 _check_size(len(first), max_bytes)
+                if before_commit is not None:
+                    await before_commit()
                 response = await self._client.put_object(
                     Bucket=self.bucket, Key=key, Body=first, **headers, **guard
                 )
                 size = len(first)
             else:
                 response, size = await self._multipart_upload(
-                    key, source, [first, second], headers, max_bytes, guard
+                    key, source, [first, second], headers, max_bytes, guard, before_commit
                 )
         return ObjectInfo(
             path=key,
@@ -240,6 +246,7 @@ class Files:
         headers: dict[str, str],
         max_bytes: int,
         guard: dict[str, str],
+        before_commit: Callable[[], Awaitable[None]] | None = None,
     ) -> tuple[dict[str, Any], int]:
         """The completion's answer and the bytes sent."""
         created = await self._client.create_multipart_upload(Bucket=self.bucket, Key=key, **headers)
@@ -272,6 +279,8 @@ class Files:
                 for task in sending.values():
                     if task.done():
                         task.result()  # a failed part fails the upload now
+            if before_commit is not None:  # while the last parts are still being sent
+                await before_commit()
             await asyncio.gather(*sending.values())
             parts = [
                 {"ETag": task.result()["ETag"], "PartNumber": number}

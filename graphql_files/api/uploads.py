@@ -29,7 +29,7 @@ from typing import IO, Any
 from cross_web import FormData, HTTPException, StarletteRequestAdapter
 from python_multipart import MultipartParser
 from python_multipart.exceptions import FormParserError
-from python_multipart.multipart import parse_options_header
+from python_multipart.multipart import MultipartState, parse_options_header
 from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import Scope
@@ -214,6 +214,13 @@ class StreamedUpload:
                 raise BadUserInput(f"the request body ended before {excerpt(self.name)} did")
             await self._body.pump(source)
 
+    async def check_rest(self) -> None:
+        """Read the body to its end and check it, before what was made of this file commits: a
+        later file a reader still wants is spooled for it, the others are counted and dropped,
+        within the same limits. Raises the body's fault as a domain error; the view then
+        answers with the fault itself."""
+        await self._body.rest()
+
     def close(self) -> None:
         if self._private is not None:
             self._private.close()
@@ -366,6 +373,13 @@ class MultipartBody:
         if self.fault is not None:
             raise _as_domain_error(self.fault)
 
+    async def rest(self) -> None:
+        """Parse the body to its end for nobody in particular (wanted files are spooled) and
+        raise its fault, if it has one, as a domain error (see ``pump``)."""
+        await self.pump(None)  # a fault already met is raised at once
+        while not self.done:
+            await self.pump(None)
+
     async def finish(self) -> None:
         """Read the rest of the body (what nobody read is counted, not kept) and raise its
         fault, if it has one: the request's answer is then that fault."""
@@ -404,6 +418,8 @@ class MultipartBody:
             if upload.wanted and not upload.complete:
                 self.fault = _not_a_file_part(name)
                 return
+        if self._parser.state != MultipartState.END:  # python-multipart does not check it
+            self.fault = _invalid("the body ended before its closing boundary.")
 
     def uploads(self) -> Iterator[StreamedUpload]:
         return iter(self.files.values())

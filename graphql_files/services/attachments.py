@@ -3,6 +3,8 @@
 1. Claim and stage the new files: take the claims on their keys (see ``claims``), then upload
    them to fresh keys in the record's folder, or verify presigned uploads there (HEAD, size,
    sniffed type). Nothing names them yet, and nothing can delete them while they are claimed.
+   Then the rest of the request body is read and checked: a fault anywhere in it (a later part
+   too large or malformed, a body cut short) fails the workflow here, before its write.
 2. Write the record in one guarded MongoDB update, still holding the claims. If it is refused
    (conflict, missing record), delete what step 1 uploaded and answer the error. If its outcome
    is unknown (the database timed out), keep the claims until they expire: the write may yet
@@ -364,12 +366,20 @@ class Attachments:
                     if source.upload is not None:
                         uploaded.append(key)  # before the PUT: a failed one may still land
                         await self._storage.upload(
-                            access, key, source.upload, types=file.types, max_bytes=file.max_bytes
+                            access,
+                            key,
+                            source.upload,
+                            types=file.types,
+                            max_bytes=file.max_bytes,
+                            check_rest=False,
                         )
                     else:
                         await self._storage.verify_uploaded(
                             key, types=file.types, max_bytes=file.max_bytes
                         )
+                uploads = [source.upload for _, source in planned if source.upload is not None]
+                if uploads:  # the body past them, read and checked before the record write
+                    await uploads[-1].check_rest()
                 yield Staged([k for k, _ in planned], claim)
             except BaseException as failure:
                 if uploaded and not claim.keep:

@@ -71,6 +71,14 @@ class Upload(Readable, Protocol):
         it; reads then come from there."""
         ...
 
+    async def check_rest(self) -> None:
+        """Read the request body after this file to its end and check it, within the request's
+        limits (a later file the request still reads is kept for it, the others are counted and
+        dropped): raises the body's fault (``PayloadTooLarge``, ``BadUserInput``) if it has one.
+        Called once the file has been read, before anything made from it is committed: bad
+        input changes nothing."""
+        ...
+
 
 class _Counted:
     """An upload read up to a limit: past it, ``PayloadTooLarge`` as ``accept`` words it."""
@@ -200,7 +208,11 @@ class Storage:
         prevent_overwrite: bool = False,
         types: Sequence[str] | None = None,
         max_bytes: int | None = None,
+        check_rest: bool = True,
     ) -> ObjectInfo:
+        """Store ``upload`` at ``path``. With ``check_rest`` (uploadFile), the rest of the
+        request body is read and checked before the object becomes visible, so a fault there
+        leaves nothing stored; a workflow checks it itself, once its files are all staged."""
         check_key(path)
         access.storage(path, "write")
         limits = self.limits(path)
@@ -214,6 +226,7 @@ class Storage:
             max_bytes=max_bytes,
             prevent_overwrite=prevent_overwrite,
             content_disposition=media.disposition(stored_type),
+            before_commit=upload.check_rest if check_rest else None,
         )
 
     async def verify_uploaded(

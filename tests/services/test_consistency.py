@@ -175,6 +175,9 @@ class BytesUpload:
     async def spool(self) -> io.BytesIO:
         return io.BytesIO(self.data[self.position :])
 
+    async def check_rest(self) -> None:
+        pass  # the whole body has arrived, and it is sound
+
 
 def upload(file: FileSpec) -> Upload:
     """A file sent with the request, one that ``file`` accepts."""
