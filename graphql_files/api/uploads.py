@@ -118,8 +118,8 @@ class StreamedUpload:
 
     def _data(self, data: bytes, *, live: bool) -> None:
         self._received += len(data)
-        if live and self._spool is None and not self._replicas:
-            self._chunks.append(data)
+        if live and not self._replicas and self._spool_read >= self._spooled:
+            self._chunks.append(data)  # its reader is pulling, and has read all the spool
         else:  # read later, or by more than one reader
             self._to_spool(data)
 
@@ -129,8 +129,8 @@ class StreamedUpload:
     def _to_spool(self, data: bytes) -> None:
         if self._spool is None:
             self._spool = SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - closed by close()
-            while self._chunks:  # what arrived before comes first
-                self._append(self._chunks.popleft())
+        while self._chunks:  # what arrived before comes first
+            self._append(self._chunks.popleft())
         self._append(data)
 
     def _append(self, data: bytes) -> None:
@@ -197,16 +197,19 @@ class StreamedUpload:
             return chunk
         source = self._source or self
         while True:
+            # what was spooled came before what is queued: a reader that has read its spool
+            # gets the rest live, straight from the body (a file whose first bytes came with
+            # its part's headers is not spooled whole for them)
+            if source._spool is not None and self._spool_read < source._spooled:
+                source._spool.seek(self._spool_read)
+                chunk = source._spool.read(min(size, source._spooled - self._spool_read))
+                self._spool_read += len(chunk)
+                return chunk
             if self._source is None and self._chunks:
                 chunk = self._chunks.popleft()
                 if len(chunk) > size:
                     self._chunks.appendleft(chunk[size:])
                     chunk = chunk[:size]
-                return chunk
-            if source._spool is not None and self._spool_read < source._spooled:
-                source._spool.seek(self._spool_read)
-                chunk = source._spool.read(min(size, source._spooled - self._spool_read))
-                self._spool_read += len(chunk)
                 return chunk
             if source.complete:
                 return b""
