@@ -47,8 +47,9 @@ PLAIN_RESOLVER = "__graphql_files_plain__"  # on a resolver: plain(takes_source)
 PLAIN_CALL = "__graphql_files_call__"  # on a GraphQL field's resolve: (resolver, takes_source)
 INLINE = "__graphql_files_inline__"  # the same, when the resolver is synchronous
 ATTRIBUTE = "__graphql_files_attribute__"  # on a GraphQL field's resolve: the attribute read
-# Python values a leaf type passes through unchanged (graphql-core would return them as they are)
-NATIVE: dict[str, type] = {"String": str, "ID": str, "Boolean": bool, "Float": float}
+# Python values a leaf type passes through unchanged (graphql-core would return them as they are;
+# not so a float, which graphql-core refuses when it is infinite or NaN)
+NATIVE: dict[str, type] = {"String": str, "ID": str, "Boolean": bool}
 INT_RANGE = range(-(2**31), 2**31)
 
 
@@ -383,6 +384,14 @@ class LeanExecutor(StrawberryGraphQLCoreExecutionContext):
                 value = inline.resolver(self._context_only, **inline.args)
             if value is None and inline.nullable:
                 return None
+            if self.is_awaitable(value):  # deferred to a later turn (``budget.yielding``)
+                here = _path_of(parent_path, parent_type, field_details_list)
+                info = self.build_resolve_info(
+                    inline.field, to_nodes(field_details_list), parent_type, here
+                )
+                return self.complete_awaitable_value(
+                    inline.field.type, field_details_list, info, here, value, None
+                )
             if value is not None:
                 completed = {}
                 for response_name, leaf in inline.fields:

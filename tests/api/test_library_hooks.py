@@ -92,6 +92,12 @@ HOOKS = [
         "api/execution.py",
     ),
     (
+        Executor,
+        "complete_awaitable_value",
+        ["return_type", "field_details_list", "info", "path", "result", "position_context"],
+        "api/executor.py",
+    ),
+    (
         StrawberrySchema,
         "execute",
         [
