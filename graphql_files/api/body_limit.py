@@ -53,7 +53,9 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
+        headers: dict[bytes, bytes] = {}
+        for name, value in scope["headers"]:  # the first of repeated names, as the view reads
+            headers.setdefault(name, value)
         multipart = headers.get(b"content-type", b"").lower().startswith(MULTIPART.encode())
         limit = self.multipart_limit if multipart else self.json_limit
         declared = headers.get(b"content-length")

@@ -4,6 +4,7 @@ runner) must agree, whatever a client selects, aliases, spreads or skips."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import math
@@ -460,3 +461,65 @@ async def test_a_file_deferred_to_a_later_turn_is_answered_as_graphql_core_answe
         reference = await client.run(query)
     assert lean == reference
     assert "errors" not in reference
+
+
+# --- concurrent requests ----------------------------------------------------------------------
+
+CONCURRENT = [
+    "query($id: ID!) { getSong(id: $id) { id name coverArt { path url { url } } } }",
+    "query($id: ID!, $e: Int) { getSong(id: $id) { coverArt { url(expiresIn: $e) { url } } } }",
+    "query($id: ID!) { getPhotoAlbum(id: $id) { images { path url { url expiresAt } } } }",
+    "{ listPhotoAlbums { items { id images { url { url } } } } }",
+    "{ listSongs { items { id coverArt { path url { expiresAt } } } } }",
+]
+CALLERS: list[dict[str, str]] = [{}, {"authorization": "", **API_KEY}, {"x-api-key": "wrong"}]
+
+
+def declared(query: str, **variables: Any) -> dict[str, Any]:
+    """The variables ``query`` declares."""
+    return {k: v for k, v in variables.items() if f"${k}:" in query}
+
+
+@pytest.mark.parametrize("turns", ["as they come", "every record waits"])
+async def test_concurrent_requests_each_get_their_own_answer(
+    client: GraphQLClient, services: Services, monkeypatch: pytest.MonkeyPatch, turns: str
+) -> None:
+    """Requests of one prepared document with other variables and other callers, interleaved
+    at every await (with every record waiting its turn, at every record too), each answered
+    as it is alone: nothing of one execution (plans, signers, storage decisions, budgets)
+    leaks into another."""
+    await seed(services)
+    if turns == "every record waits":
+        monkeypatch.setattr(budget, "TURN_SECONDS", -1.0)
+    requests = [
+        ({"query": query, "variables": declared(query, id=id_, e=expires)}, headers)
+        for query in CONCURRENT
+        for id_, expires in (("fine", 30), ("private", None), ("mixed", 0), ("none", 60))
+        for headers in CALLERS
+    ]
+    alone = [await answer(client, body, headers) for body, headers in requests]
+    together = await asyncio.gather(*(answer(client, body, headers) for body, headers in requests))
+    assert list(together) == alone
+
+
+# --- the body limit and the view read the same headers ----------------------------------------
+
+
+async def test_a_json_body_is_held_to_the_json_limit_whatever_header_follows(
+    client: GraphQLClient, settings: Settings
+) -> None:
+    """Two Content-Type headers: the view (as Starlette and strawberry) reads the first, a JSON
+    body, and reads it whole into memory; the body limit read the last, and allowed it the
+    multipart limit (every file of an upload: hundreds of MiB)."""
+    padding = "x" * (settings.max_request_bytes * 2)
+    body = json.dumps({"query": LIST, "variables": {"pad": padding}}).encode()
+    response = await client.http.post(
+        "/graphql",
+        content=body,
+        headers=[
+            ("content-type", "application/json"),
+            ("content-type", "multipart/form-data; boundary=x"),
+        ],
+    )
+    assert response.status_code == 413, response.text
+    assert response.json()["errors"][0]["extensions"]["code"] == "PAYLOAD_TOO_LARGE"
