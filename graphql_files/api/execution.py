@@ -32,8 +32,10 @@ import strawberry
 from graphql import (
     ASTValidationRule,
     DocumentNode,
+    FieldNode,
     GraphQLError,
     execute,
+    get_operation_ast,
     parse,
     specified_rules,
     subscribe,
@@ -173,6 +175,22 @@ class LeanSchema(strawberry.Schema):
         return Prepared(
             document, operation_type, errors, True, compiled, operation_name=operation_name
         )
+
+    def writes_at_most_one_field(self, query: object, operation_name: object) -> bool:
+        """Whether this operation is valid and is a query (it writes nothing) or a mutation of
+        exactly one root field; False for anything else, a request error included."""
+        if not isinstance(query, str) or not isinstance(operation_name, str | None) or not query:
+            return False
+        prepared = self.prepared.get(query, operation_name)
+        if prepared.errors or prepared.document is None:
+            return False
+        if prepared.operation_type is OperationType.QUERY:
+            return True
+        operation = get_operation_ast(prepared.document, prepared.operation_name)
+        if prepared.operation_type is not OperationType.MUTATION or operation is None:
+            return False
+        selections = operation.selection_set.selections
+        return len(selections) == 1 and isinstance(selections[0], FieldNode)
 
     def prepare(
         self,

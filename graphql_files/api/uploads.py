@@ -383,6 +383,14 @@ class MultipartBody:
         while not self.done:
             await self.pump(None)
 
+    async def read_all(self) -> None:
+        """Read the body to its end before the operation runs (the files it names are spooled
+        for it) and raise its fault, if it has one: the request's answer is then that fault."""
+        while self.fault is None and not self.done:
+            await self._pull()
+        if self.fault is not None:
+            raise self.fault
+
     async def finish(self) -> None:
         """Read the rest of the body (what nobody read is counted, not kept) and raise its
         fault, if it has one: the request's answer is then that fault."""
@@ -481,6 +489,13 @@ class UploadRequestAdapter(StarletteRequestAdapter):
         self.request.scope[UPLOADS_KEY] = body
         await body.open()
         return FormData(files=_WantedFiles(body), form=body.fields)
+
+
+async def read_whole_body(request: Request) -> None:
+    """Read all of a multipart body before its operation runs (``MultipartBody.read_all``)."""
+    body: MultipartBody | None = request.scope.get(UPLOADS_KEY)
+    if body is not None:
+        await body.read_all()
 
 
 async def finish_uploads(request: Request) -> None:

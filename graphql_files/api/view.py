@@ -48,6 +48,7 @@ from .closing import close_later
 from .context import Context, authenticate, headers_of, services_of
 from .deadline import request_deadline
 from .error_shaping import BAD_USER_INPUT, shape
+from .execution import LeanSchema
 from .graphiql import LOOPBACK_HOSTS, graphiql_page
 from .json_guard import JsonTooDeep, nests_deeper
 from .uploads import (
@@ -57,6 +58,7 @@ from .uploads import (
     finish_uploads,
     first_refusal,
     place_files,
+    read_whole_body,
 )
 from .websockets import LegacyWsHandler, TransportWsHandler, WebSocketAdapter
 
@@ -336,9 +338,19 @@ class GraphQLView(GraphQL[Context, None]):
                 raise HTTPException(400, f"the multipart '{name}' field must be there, as text")
             fields[name] = self.parse_json(value)
         try:
-            return place_files(fields["operations"], fields["map"], form.files)
+            operations = place_files(fields["operations"], fields["map"], form.files)
         except HTTPException as refusal:
             raise await first_refusal(request, refusal) from None
+        schema = cast(LeanSchema, self.schema)
+        if not fields["map"] or not schema.writes_at_most_one_field(
+            operations.get("query"), operations.get("operationName")
+        ):
+            # Only a query, or a mutation of one field (which reads every file it is sent and
+            # checks the rest of the body before it commits), runs while its files arrive: any
+            # other operation runs once the whole body is in and checked, so a fault in it
+            # leaves nothing changed.
+            await read_whole_body(cast(UploadRequestAdapter, request).request)
+        return operations
 
     async def execute_single(
         self,

@@ -225,3 +225,51 @@ async def test_a_later_mutation_still_reads_its_file_once_the_first_checked_the_
         "images/x/a.mp3",
         "images/x/b.png",
     ]
+
+
+TWO_FIELDS = """mutation($f: Upload!) {
+  createSong(input: {id: "s2", name: "B"}) { id }
+  attachSongCoverArt(input: {songId: "s2", file: $f}) { coverArtPath } }"""
+
+
+@pytest.mark.parametrize("trailer", list(TRAILERS))
+async def test_a_mutation_that_writes_before_it_reads_a_file_runs_once_the_body_is_checked(
+    client: GraphQLClient, s3_endpoint: str, bucket: str, trailer: str
+) -> None:
+    """A mutation of several fields may write (createSong) before a later field reads its
+    file: it runs only once the whole body is in and checked, so a fault creates no song."""
+    ending, status, code = TRAILERS[trailer]
+    body = request_body(
+        TWO_FIELDS,
+        {"f": None},
+        {"0": ["variables.f"]},
+        [part("0", PNG, filename="c.png", kind="image/png")],
+    )
+    assert_refused(*await post(client, body + ending), status, code)
+    assert (await client.data('{ getSong(id: "s2") { id } }'))["getSong"] is None
+    assert objects_under(s3_endpoint, bucket, "images/Song/s2/") == []
+
+
+@pytest.mark.parametrize("trailer", list(TRAILERS))
+async def test_a_mutation_sent_as_multipart_with_no_file_runs_once_the_body_is_checked(
+    client: GraphQLClient, trailer: str
+) -> None:
+    ending, status, code = TRAILERS[trailer]
+    create = 'mutation { createSong(input: {id: "s3", name: "C"}) { id } }'
+    assert_refused(*await post(client, request_body(create, {}, {}, []) + ending), status, code)
+    assert (await client.data('{ getSong(id: "s3") { id } }'))["getSong"] is None
+
+
+async def test_a_mutation_of_several_fields_with_a_sound_body_runs(
+    client: GraphQLClient, s3_endpoint: str, bucket: str
+) -> None:
+    body = request_body(
+        TWO_FIELDS,
+        {"f": None},
+        {"0": ["variables.f"]},
+        [part("0", PNG, filename="c.png", kind="image/png")],
+    )
+    status, answer = await post(client, body + CLOSE)
+    assert status == 200, answer
+    path = answer["data"]["attachSongCoverArt"]["coverArtPath"]
+    assert objects_under(s3_endpoint, bucket, "images/Song/s2/") == [path]
