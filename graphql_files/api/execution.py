@@ -34,7 +34,9 @@ from graphql import (
     DocumentNode,
     FieldNode,
     GraphQLError,
+    GraphQLInputObjectType,
     execute,
+    get_named_type,
     get_operation_ast,
     parse,
     specified_rules,
@@ -176,9 +178,12 @@ class LeanSchema(strawberry.Schema):
             document, operation_type, errors, True, compiled, operation_name=operation_name
         )
 
-    def writes_at_most_one_field(self, query: object, operation_name: object) -> bool:
-        """Whether this operation is valid and is a query (it writes nothing) or a mutation of
-        exactly one root field; False for anything else, a request error included."""
+    def streams_files(self, query: object, operation_name: object, mapped: set[str]) -> bool:
+        """Whether this multipart operation may run while its files arrive: a valid query (it
+        writes nothing), or a mutation of one field that takes uploads and declares every
+        variable the ``map`` puts files in (``mapped``), so it reads each file it is sent, and
+        checks the rest of the body, before it commits. False for anything else, request
+        errors included."""
         if not isinstance(query, str) or not isinstance(operation_name, str | None) or not query:
             return False
         prepared = self.prepared.get(query, operation_name)
@@ -187,10 +192,19 @@ class LeanSchema(strawberry.Schema):
         if prepared.operation_type is OperationType.QUERY:
             return True
         operation = get_operation_ast(prepared.document, prepared.operation_name)
-        if prepared.operation_type is not OperationType.MUTATION or operation is None:
+        mutation = self._schema.mutation_type
+        if prepared.operation_type is not OperationType.MUTATION or not operation or not mutation:
             return False
         selections = operation.selection_set.selections
-        return len(selections) == 1 and isinstance(selections[0], FieldNode)
+        if len(selections) != 1 or not isinstance(selections[0], FieldNode):
+            return False
+        field = mutation.fields.get(selections[0].name.value)
+        declared = {d.variable.name.value for d in operation.variable_definitions or ()}
+        return (
+            field is not None
+            and any(_takes_upload(arg.type) for arg in field.args.values())
+            and mapped <= declared
+        )
 
     def prepare(
         self,
@@ -366,6 +380,16 @@ class LeanSchema(strawberry.Schema):
                     yield self._finish(event.data, event.errors)
         except Exception as exc:
             yield self._finish(None, [_coerce(exc)])
+
+
+def _takes_upload(type_: Any, seen: frozenset[str] = frozenset()) -> bool:
+    """Whether an argument of this input type can carry an ``Upload``."""
+    named = get_named_type(type_)
+    if named.name == "Upload":
+        return True
+    if not isinstance(named, GraphQLInputObjectType) or named.name in seen:
+        return False
+    return any(_takes_upload(f.type, seen | {named.name}) for f in named.fields.values())
 
 
 def _coerce(error: Exception) -> GraphQLError:

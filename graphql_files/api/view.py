@@ -342,10 +342,16 @@ class GraphQLView(GraphQL[Context, None]):
         except HTTPException as refusal:
             raise await first_refusal(request, refusal) from None
         schema = cast(LeanSchema, self.schema)
-        if not fields["map"] or not schema.writes_at_most_one_field(
-            operations.get("query"), operations.get("operationName")
+        files_map = fields["map"]
+        mapped = {
+            path.split(".")[1]
+            for paths in cast(dict[str, list[str]], files_map).values()
+            for path in paths
+        }
+        if not files_map or not schema.streams_files(
+            operations.get("query"), operations.get("operationName"), mapped
         ):
-            # Only a query, or a mutation of one field (which reads every file it is sent and
+            # Only a query, or a mutation of one field reading every file it is sent (which
             # checks the rest of the body before it commits), runs while its files arrive: any
             # other operation runs once the whole body is in and checked, so a fault in it
             # leaves nothing changed.

@@ -273,3 +273,18 @@ async def test_a_mutation_of_several_fields_with_a_sound_body_runs(
     assert status == 200, answer
     path = answer["data"]["attachSongCoverArt"]["coverArtPath"]
     assert objects_under(s3_endpoint, bucket, "images/Song/s2/") == [path]
+
+
+@pytest.mark.parametrize("trailer", list(TRAILERS))
+async def test_a_file_put_in_a_variable_the_mutation_never_declares_waits_for_the_body(
+    client: GraphQLClient, trailer: str
+) -> None:
+    """A mutation of one field that reads no file (its file is mapped into a variable it does
+    not declare, which graphql-core ignores) runs once the body is in and checked."""
+    ending, status, code = TRAILERS[trailer]
+    create = 'mutation { createSong(input: {id: "s4", name: "D"}) { id } }'
+    body = request_body(
+        create, {"f": None}, {"0": ["variables.f"]}, [part("0", PNG, filename="c.png")]
+    )
+    assert_refused(*await post(client, body + ending), status, code)
+    assert (await client.data('{ getSong(id: "s4") { id } }'))["getSong"] is None
