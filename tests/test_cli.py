@@ -22,7 +22,7 @@ from graphql_files.services.apikeys import ApiKeys
 from graphql_files.settings import Settings
 
 from .declared import POST_EXAMPLE
-from .helpers import PNG, TransportWsClient
+from .helpers import PNG, TransportWsClient, eventually
 from .processes import ROOT, serving
 
 
@@ -370,7 +370,12 @@ async def _post_round_trip(post_models: Path) -> None:
                 'mutation { deletePost(input: {id: "p1", deleteFiles: true}) { id } }', {}
             )
             assert deleted["data"] == {"deletePost": {"id": "p1"}}
-            listing = await run(
-                'query { listFiles(input: {path: "images/Post/p1/"}) { items { path } } }', {}
-            )
-            assert listing["data"] == {"listFiles": {"items": []}}
+
+            async def folder_empty() -> bool:  # files are deleted just after the answer
+                listing = await run(
+                    'query { listFiles(input: {path: "images/Post/p1/"}) { items { path } } }',
+                    {},
+                )
+                return listing["data"] == {"listFiles": {"items": []}}
+
+            await eventually(folder_empty, "the deleted post's files to be removed")
