@@ -22,6 +22,7 @@ from ..helpers import (
     FULL_ACCESS,
     PNG,
     LiveServer,
+    eventually,
     make_settings,
     multipart,
     services_in,
@@ -162,7 +163,11 @@ async def test_a_declared_post_from_graphiql(s3_endpoint: str, bucket: str, tmp_
                 'mutation { deletePost(input: {id: "p1", deleteFiles: true}) { id version } }',
                 '"version": 3',
             )
-        listing = await http.data(
-            '{ listFiles(input: {path: "images/Post/p1/"}) { items { path } } }'
-        )
-        assert listing == {"listFiles": {"items": []}}
+
+        async def folder_empty() -> bool:  # files are deleted just after the answer
+            listing = await http.data(
+                '{ listFiles(input: {path: "images/Post/p1/"}) { items { path } } }'
+            )
+            return listing == {"listFiles": {"items": []}}
+
+        await eventually(folder_empty, "the deleted post's files to be removed")
