@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
+import aioboto3
 import boto3
 import httpx
 import pytest
@@ -61,6 +63,25 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server.url
     finally:
         server.kill()
+
+
+@pytest.fixture
+def s3_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every S3 operation of the clients opened from now on, counted by botocore's own events:
+    a handler registered on each new session, which every client the session makes copies."""
+    calls: list[str] = []
+    real_session = aioboto3.Session
+
+    def count(model: Any, **_: Any) -> None:
+        calls.append(model.name)
+
+    def counting_session(*args: Any, **kwargs: Any) -> Any:
+        session = real_session(*args, **kwargs)
+        session.events.register("before-call.s3", count)
+        return session
+
+    monkeypatch.setattr(aioboto3, "Session", counting_session)
+    return calls
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import aioboto3
 import pytest
 from asgi_lifespan import LifespanManager
 
@@ -33,24 +32,6 @@ UPLOAD = """mutation($input: UploadFileInput!) {
 ATTACH_PATH = """mutation($input: AttachSongCoverArtInput!) {
   attachSongCoverArt(input: $input) { coverArtPath } }"""
 PROPERTIES = "query($p: String!) { getProperties(path: $p) { size contentType eTag lastModified } }"
-
-
-@pytest.fixture
-def s3_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every S3 operation of the clients opened from now on, counted by botocore's own events."""
-    calls: list[str] = []
-    real_session = aioboto3.Session
-
-    def count(model: Any, **_: Any) -> None:
-        calls.append(model.name)
-
-    def counting_session(*args: Any, **kwargs: Any) -> Any:
-        session = real_session(*args, **kwargs)
-        session.events.register("before-call.s3", count)
-        return session
-
-    monkeypatch.setattr(aioboto3, "Session", counting_session)
-    return calls
 
 
 @pytest.fixture

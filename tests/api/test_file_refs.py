@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import aioboto3
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
@@ -18,25 +17,6 @@ from ..helpers import PNG, GraphQLClient, upload_data
 LIST_WITH_URLS = """{ listPhotoAlbums(limit: 100) { items { images { path url { url } } } } }"""
 LIST_WITH_PROPERTIES = """{ listPhotoAlbums(limit: 100) {
   items { images { path properties { size contentType } } } } }"""
-
-
-@pytest.fixture
-def s3_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every S3 operation of the clients opened from now on, counted by botocore's own events:
-    a handler registered on each new session, which every client the session makes copies."""
-    calls: list[str] = []
-    real_session = aioboto3.Session
-
-    def count(model: Any, **_: Any) -> None:
-        calls.append(model.name)
-
-    def counting_session(*args: Any, **kwargs: Any) -> Any:
-        session = real_session(*args, **kwargs)
-        session.events.register("before-call.s3", count)
-        return session
-
-    monkeypatch.setattr(aioboto3, "Session", counting_session)
-    return calls
 
 
 @pytest.fixture

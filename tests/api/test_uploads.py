@@ -8,7 +8,6 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aioboto3
 import boto3
 import pytest
 
@@ -40,24 +39,6 @@ MP3_HEADER = b"ID3\x04\x00\x00\x00\x00\x00\x00"
 def mp3(size: int) -> bytes:
     filler = bytes(range(256)) * (size // 256 + 1)
     return (MP3_HEADER + filler)[:size]
-
-
-@pytest.fixture
-def s3_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every S3 operation of the clients opened from now on, counted by botocore's own events."""
-    calls: list[str] = []
-    real_session = aioboto3.Session
-
-    def count(model: Any, **_: Any) -> None:
-        calls.append(model.name)
-
-    def counting_session(*args: Any, **kwargs: Any) -> Any:
-        session = real_session(*args, **kwargs)
-        session.events.register("before-call.s3", count)
-        return session
-
-    monkeypatch.setattr(aioboto3, "Session", counting_session)
-    return calls
 
 
 @pytest.fixture
