@@ -94,8 +94,19 @@ class UrlSigner:
         now: datetime,
         content_disposition: str | None = None,
     ) -> SigningBatch:
-        """A signer for many keys with the same options and clock (a page of URLs)."""
+        """A signer for many keys with the same options and clock (a page of URLs); shared
+        by every caller in the same second (it keeps no state between keys)."""
         timestamp = now.strftime("%Y%m%dT%H%M%SZ")
+        return self._batch(credentials, timestamp, expires_in, content_disposition)
+
+    @lru_cache(maxsize=64)  # noqa: B019 - one signer per app; entries are per second
+    def _batch(
+        self,
+        credentials: Credentials,
+        timestamp: str,
+        expires_in: int,
+        content_disposition: str | None,
+    ) -> SigningBatch:
         query, canonical_query, scope, key = self._template(
             credentials, timestamp, expires_in, content_disposition
         )
