@@ -79,9 +79,7 @@ class Step(NamedTuple):
 class RootField:
     name: str
     field: Any  # GraphQLField
-    node: FieldNode
-    resolver: Callable[..., Any]
-    takes_source: bool
+    node: FieldNode  # ``field.resolve`` is the plain call
     step: Step  # how its value completes (``get`` unused)
     args: dict[str, Any] | None  # when every argument is a literal: coerced once, here
 
@@ -119,17 +117,15 @@ def _compile_query(
             return None
         name = (node.alias or node.name).value
         field = query_type.fields.get(node.name.value)
-        plain = getattr(field.resolve, PLAIN_CALL, None) if field is not None else None
-        if field is None or plain is None or name in names:
+        if field is None or not getattr(field.resolve, PLAIN_CALL, False) or name in names:
             return None
         names.add(name)
         step = _value_step(name, field.type, node.selection_set, leaves, get=None)
         if step is None:
             return None
-        resolver, takes_source = plain
         literal = all(isinstance(a.value, LITERALS) for a in node.arguments or ())
         args = get_argument_values(field, node) if literal else None
-        roots.append(RootField(name, field, node, resolver, takes_source, step, args))
+        roots.append(RootField(name, field, node, step, args))
     return CompiledQuery(operation, tuple(roots))
 
 
@@ -172,19 +168,14 @@ def _selection(
 def _getter(field: Any, node: FieldNode) -> Callable[[Any, Any], Any] | None:
     """How to read a non-root object field: an attribute, or a plain synchronous resolver with
     literal arguments (worked out here, once)."""
-    if getattr(field.resolve, ATTRIBUTE, None) is not None:
-        if node.arguments:
-            return None
-        attr = getattr(field.resolve, ATTRIBUTE)
-        return lambda source, info: getattr(source, attr, None)
-    inline = getattr(field.resolve, INLINE, None)
-    if inline is None or not all(isinstance(a.value, LITERALS) for a in node.arguments or ()):
+    resolve: Callable[..., Any] = field.resolve
+    literal = all(isinstance(a.value, LITERALS) for a in node.arguments or ())
+    if getattr(resolve, ATTRIBUTE, None) is not None and not node.arguments:
+        return resolve
+    if not getattr(resolve, INLINE, False) or not literal:
         return None
-    resolver, takes_source = inline
     args = get_argument_values(field, node) if node.arguments else {}
-    if takes_source:
-        return lambda source, info: resolver(source, info, **args)
-    return lambda source, info: resolver(info, **args)
+    return lambda source, info: resolve(source, info, **args)
 
 
 def _value_step(
@@ -230,10 +221,7 @@ async def run_query(
         args = root.args
         if args is None:
             args = get_argument_values(root.field, root.node, coerced)
-        if root.takes_source:
-            value = root.resolver(None, info, **args)
-        else:
-            value = root.resolver(info, **args)
+        value = root.field.resolve(None, info, **args)
         if isawaitable(value):
             value = await value
         data[root.name] = _complete(root.step, value, info)

@@ -228,23 +228,29 @@ class LeanSchema(strawberry.Schema):
 
     # --- executing ---------------------------------------------------------------------------
 
-    def _core_arguments(
+    async def _core(
         self,
+        run: Callable[..., Any],
+        prepared: Prepared,
         root_value: Any,
         context_value: Any,
         variable_values: dict[str, Any] | None,
-        operation_name: str | None,
         operation_extensions: dict[str, Any] | None,
-    ) -> dict[str, Any]:
-        """What graphql-core's ``execute`` and ``subscribe`` are given beside the document."""
-        return {
-            "root_value": root_value,
-            "context_value": context_value,
-            "variable_values": variable_values,
-            "operation_name": operation_name,
-            "executor_class": self.execution_context_class,
-            "operation_extensions": operation_extensions,
-        }
+        **extra: Any,
+    ) -> Any:
+        """graphql-core's ``execute`` or ``subscribe`` on the prepared document, awaited."""
+        result = run(
+            self._schema,
+            prepared.document,
+            root_value=root_value,
+            context_value=context_value,
+            variable_values=variable_values,
+            operation_name=prepared.operation_name,
+            executor_class=self.execution_context_class,
+            operation_extensions=operation_extensions,
+            **extra,
+        )
+        return await result if isawaitable(result) else result
 
     def _finish(self, data: Any, errors: Iterable[GraphQLError] | None) -> ExecutionResult:
         """Errors logged (bugs with their traceback) before they are shaped for the client."""
@@ -283,20 +289,15 @@ class LeanSchema(strawberry.Schema):
             else:
                 return ExecutionResult(data=data, errors=None)
         try:
-            result = execute(
-                self._schema,
-                prepared.document,
+            result = await self._core(
+                execute,
+                prepared,
+                root_value,
+                context_value,
+                variable_values,
+                operation_extensions,
                 is_awaitable=cast(Any, optimized_is_awaitable),
-                **self._core_arguments(
-                    root_value,
-                    context_value,
-                    variable_values,
-                    prepared.operation_name,
-                    operation_extensions,
-                ),
             )
-            if isawaitable(result):
-                result = await result
         except Exception as exc:
             return self._refused([_coerce(exc)])
         assert isinstance(result, CoreResult)
@@ -355,19 +356,14 @@ class LeanSchema(strawberry.Schema):
             )
             return
         try:
-            source = subscribe(
-                self._schema,
-                prepared.document,
-                **self._core_arguments(
-                    root_value,
-                    context_value,
-                    variable_values,
-                    prepared.operation_name,
-                    operation_extensions,
-                ),
+            source = await self._core(
+                subscribe,
+                prepared,
+                root_value,
+                context_value,
+                variable_values,
+                operation_extensions,
             )
-            if isawaitable(source):
-                source = await source
         except Exception as exc:
             yield self._refused([_coerce(exc)])
             return

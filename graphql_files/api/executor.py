@@ -44,8 +44,8 @@ DEFINITION_BACKREF = GraphQLCoreConverter.DEFINITION_BACKREF  # a GraphQL field'
 LEAVES_KEY = "graphql_files.plain_leaves"  # in GraphQLSchema.extensions: type -> field -> Leaf
 SHARED_KEY = "graphql_files.shared"  # in GraphQLSchema.extensions: plans kept across executions
 PLAIN_RESOLVER = "__graphql_files_plain__"  # on a resolver: plain(takes_source)
-PLAIN_CALL = "__graphql_files_call__"  # on a GraphQL field's resolve: (resolver, takes_source)
-INLINE = "__graphql_files_inline__"  # the same, when the resolver is synchronous
+PLAIN_CALL = "__graphql_files_call__"  # on a GraphQL field's resolve: it calls a plain resolver
+INLINE = "__graphql_files_inline__"  # the same, when that resolver is synchronous
 ATTRIBUTE = "__graphql_files_attribute__"  # on a GraphQL field's resolve: the attribute read
 # Python values a leaf type passes through unchanged (graphql-core would return them as they are;
 # not so a float, which graphql-core refuses when it is infinite or NaN)
@@ -88,9 +88,9 @@ def _call(resolver: Callable[..., Any], takes_source: bool) -> Callable[..., Any
         call = lambda source, info, **args: resolver(source, info, **args)  # noqa: E731
     else:
         call = lambda source, info, **args: resolver(info, **args)  # noqa: E731
-    setattr(call, PLAIN_CALL, (resolver, takes_source))
-    if not inspect.iscoroutinefunction(resolver):  # synchronous: LeanExecutor may inline it
-        setattr(call, INLINE, (resolver, takes_source))
+    setattr(call, PLAIN_CALL, True)
+    # synchronous: LeanExecutor and compiled queries may call it inline
+    setattr(call, INLINE, not inspect.iscoroutinefunction(resolver))
     return call
 
 
@@ -166,8 +166,7 @@ class Inline(NamedTuple):
     selected (``url { url expiresAt }``): resolved and completed in one step."""
 
     field: GraphQLField
-    resolver: Callable[..., Any]
-    takes_source: bool
+    resolve: Callable[..., Any]  # the field's plain call
     args: dict[str, Any]
     nullable: bool
     fields: tuple[tuple[str, Leaf], ...]  # (response name, leaf) in selection order
@@ -339,10 +338,9 @@ class LeanExecutor(StrawberryGraphQLCoreExecutionContext):
         if leaf is not None:
             return (LEAF, leaf, field_details_list)
         field = parent_type.fields.get(name)
-        plain = getattr(field.resolve, INLINE, None) if field is not None else None
         if (
             field is None
-            or plain is None
+            or not getattr(field.resolve, INLINE, False)
             or details.fragment_variable_values is not None
             or self.middleware_manager
         ):
@@ -363,8 +361,7 @@ class LeanExecutor(StrawberryGraphQLCoreExecutionContext):
             args = get_argument_values(field, details.node, self.variable_values)
         except GraphQLError:
             return default  # graphql-core's path reports it
-        resolver, takes_source = plain
-        inline = Inline(field, resolver, takes_source, args, nullable, tuple(fields))
+        inline = Inline(field, field.resolve, args, nullable, tuple(fields))
         return (INLINE_OBJECT, inline, field_details_list)
 
     def _execute_inline(
@@ -378,10 +375,7 @@ class LeanExecutor(StrawberryGraphQLCoreExecutionContext):
         """``execute_field`` for an inlined field: the resolver called once; its error, or a
         value the inline completion cannot take, handled by graphql-core's own code."""
         try:
-            if inline.takes_source:
-                value = inline.resolver(source, self._context_only, **inline.args)
-            else:
-                value = inline.resolver(self._context_only, **inline.args)
+            value = inline.resolve(source, self._context_only, **inline.args)
             if value is None and inline.nullable:
                 return None
             if self.is_awaitable(value):  # deferred to a later turn (``budget.yielding``)

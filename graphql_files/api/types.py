@@ -262,11 +262,9 @@ def _sign_all(
     signed: list[SignedUrlType | DomainError] = []
     for path in paths:
         try:
-            url, expires_at = sign(path)
+            signed.append(SignedUrlType.from_signed(sign(path)))
         except DomainError as refused:
             signed.append(refused)
-        else:
-            signed.append(SignedUrlType(url=url, expiresAt=expires_at))
     return signed
 
 
