@@ -72,17 +72,22 @@ async def s3_saw(calls: list[str], operation: str) -> None:
     await eventually(lambda: operation in calls, f"S3 to see {operation}", timeout=10)
 
 
-async def test_the_s3_upload_starts_before_the_body_has_arrived(
-    live: LiveServer, s3_calls: list[str]
-) -> None:
-    data = mp3(40 * MIB)
-    head = multipart_head(
+def big_mp3_head() -> bytes:
+    """The multipart body up to the bytes of an MP3 sent to ``uploadFile``."""
+    return multipart_head(
         UPLOAD,
         {"i": {"path": "images/x/big.mp3", "file": None}},
         "variables.i.file",
         "b.mp3",
         "audio/mpeg",
     )
+
+
+async def test_the_s3_upload_starts_before_the_body_has_arrived(
+    live: LiveServer, s3_calls: list[str]
+) -> None:
+    data = mp3(40 * MIB)
+    head = big_mp3_head()
     half = len(data) // 2
     async with raw_connection(live) as (reader, writer):
         writer.write(http_head(len(head) + len(data) + len(TAIL)) + head + data[:half])
@@ -128,13 +133,7 @@ async def test_a_file_over_the_limit_is_stopped_while_it_streams(
 ) -> None:
     settings = make_settings(s3_endpoint, bucket, max_upload_bytes=20 * MIB)
     data = mp3(30 * MIB)
-    head = multipart_head(
-        UPLOAD,
-        {"i": {"path": "images/x/big.mp3", "file": None}},
-        "variables.i.file",
-        "b.mp3",
-        "audio/mpeg",
-    )
+    head = big_mp3_head()
     async with start_live_server(settings) as live, raw_connection(live) as (reader, writer):
         writer.write(http_head(len(head) + len(data) + len(TAIL)) + head)
         for start in range(0, len(data), MIB):
