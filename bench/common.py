@@ -44,11 +44,18 @@ def free_port() -> int:
 
 @contextmanager
 def bench_server(env: Mapping[str, str] | None = None) -> Iterator[str]:
-    """``bench.server`` in its own process; yields its base URL once it is ready."""
+    """``bench.server`` in its own process; yields its base URL once it is ready. Unless
+    ``env`` says otherwise, on the in-memory engines: the sections comparing GraphQL with a bare
+    route read the same store on both sides, and measure what GraphQL adds."""
     port = free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("GRAPHQL_FILES_")}
     environment.update(
-        {"GRAPHQL_FILES_API_KEY": API_KEY, "GRAPHQL_FILES_JWT_SECRET": JWT_SECRET, **(env or {})}
+        {
+            "GRAPHQL_FILES_API_KEY": API_KEY,
+            "GRAPHQL_FILES_JWT_SECRET": JWT_SECRET,
+            "GRAPHQL_FILES_EMBEDDED": "memory",
+            **(env or {}),
+        }
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "bench.server", str(port)], cwd=ROOT, env=environment

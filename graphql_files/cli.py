@@ -13,10 +13,11 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from . import __version__, logs
+from .adapters.embedded import data_dir_in_use, open_stores
 from .adapters.mongo import open_database
 from .domain.declaration import Declaration, DeclarationError, load_declaration
 from .domain.policy import PolicyError, load_policy
-from .errors import DomainError
+from .errors import DomainError, StartupError
 from .services.apikeys import ApiKeys
 from .settings import Settings, describe_invalid
 
@@ -52,6 +53,7 @@ def serve(args: argparse.Namespace) -> int:
         load_policy(settings.access_file, [m.name for m in declaration.models])
     except PolicyError as exc:
         sys.exit(f"graphql-files: {exc}")
+    _refuse_a_held_data_dir(settings)
     _configure_logging(settings.log_level)
     uvicorn.run(
         create_app(settings, declaration),
@@ -65,6 +67,19 @@ def serve(args: argparse.Namespace) -> int:
         ssl_keyfile=settings.tls_key_file,
     )
     return 0
+
+
+def _uses_data_dir(settings: Settings) -> bool:
+    """Whether the embedded stores on disk will serve (some store is not configured)."""
+    return settings.embedded == "disk" and (settings.embedded_mongodb or settings.embedded_s3)
+
+
+def _refuse_a_held_data_dir(settings: Settings, command: str = "graphql-files") -> None:
+    """One line, before anything starts, when another server holds the data directory."""
+    if _uses_data_dir(settings):
+        held = data_dir_in_use(settings.data_dir.resolve())
+        if held is not None:
+            sys.exit(f"{command}: {held}")
 
 
 def _declaration(path: Path | None) -> Declaration:
@@ -120,14 +135,15 @@ def sweep(args: argparse.Namespace) -> int:
     # Its report is its output: the services' log lines only when a level is asked for, so
     # that a failure reads as the one line below.
     _configure_logging(settings.log_level if "log_level" in settings.model_fields_set else "error")
-    if settings.embedded_mongodb or settings.embedded_s3:
+    if (settings.embedded_mongodb or settings.embedded_s3) and not _uses_data_dir(settings):
         print(
-            "graphql-files sweep: the embedded MongoDB and S3 live only inside a running server; "
+            "graphql-files sweep: the in-memory MongoDB and S3 live only inside a running server; "
             "point GRAPHQL_FILES_MONGODB_URI and GRAPHQL_FILES_S3_BUCKET at the real ones, or set "
             "GRAPHQL_FILES_SWEEP_INTERVAL on the server to sweep from inside it",
             file=sys.stderr,
         )
         return 2
+    _refuse_a_held_data_dir(settings, "graphql-files sweep")
     try:
         grace = parse_duration(args.grace) if args.grace else None
     except ValueError as exc:
@@ -135,8 +151,9 @@ def sweep(args: argparse.Namespace) -> int:
     declaration = _declaration(settings.models_file)  # the sweeper must know every file field
 
     async def run() -> list[str]:
-        async with open_database(settings) as database:
-            await database.ping()  # fail fast: opening the services waits on every index
+        if not settings.embedded_mongodb:
+            async with open_database(settings) as database:
+                await database.ping()  # fail fast: opening the services waits on every index
         async with open_services(settings, declaration) as services:
             report = await services.sweeper.run(
                 grace=grace or timedelta(seconds=settings.sweep_grace), dry_run=args.dry_run
@@ -145,7 +162,7 @@ def sweep(args: argparse.Namespace) -> int:
 
     try:
         lines = asyncio.run(run())
-    except (DomainError, PolicyError) as exc:
+    except (DomainError, PolicyError, StartupError) as exc:
         sys.exit(f"graphql-files sweep: {exc}")
     for line in lines:
         print(line)
@@ -174,16 +191,20 @@ async def api_key_command(args: argparse.Namespace, keys: ApiKeys) -> list[str]:
 
 def api_key(args: argparse.Namespace) -> int:
     settings = _settings()
-    if settings.embedded_mongodb:
+    if settings.embedded_mongodb and not _uses_data_dir(settings):
         print(
-            "graphql-files api-key: the embedded MongoDB lives inside a running server; set "
+            "graphql-files api-key: the in-memory MongoDB lives inside a running server; set "
             "GRAPHQL_FILES_MONGODB_URI (and GRAPHQL_FILES_MONGODB_DATABASE) to the server's",
             file=sys.stderr,
         )
         return 2
+    _refuse_a_held_data_dir(settings, "graphql-files api-key")
 
     async def run() -> list[str]:
-        async with open_database(settings) as database:
+        async with (
+            open_stores(settings) as stores,
+            open_database(settings, stores.mongodb) as database,
+        ):
             keys = ApiKeys(database=database)
             await keys.ensure_indexes()
             return await api_key_command(args, keys)
@@ -192,6 +213,8 @@ def api_key(args: argparse.Namespace) -> int:
         lines = asyncio.run(run())
     except DomainError as exc:
         sys.exit(f"graphql-files api-key: {exc.message}")
+    except StartupError as exc:
+        sys.exit(f"graphql-files api-key: {exc}")
     for line in lines:
         print(line)
     return 0
@@ -295,7 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, help="the file to write (default: standard output)")
     p.set_defaults(run=amplify_outputs_command)
 
-    p = commands.add_parser("api-key", help="manage API keys (needs GRAPHQL_FILES_MONGODB_URI)")
+    p = commands.add_parser(
+        "api-key",
+        help="manage API keys (in GRAPHQL_FILES_MONGODB_URI, else in the embedded data directory "
+        "while no server uses it)",
+    )
     key_commands = p.add_subparsers(dest="action", required=True)
     create = key_commands.add_parser("create", help="make a key; it is printed once")
     create.add_argument(

@@ -15,6 +15,8 @@
         ├── ResyncRequired            RESYNC_REQUIRED  (re-list: changes may have been missed)
         └── SlowConsumer              SLOW_CONSUMER    (resume from extensions.lastCursor)
 
+    StartupError                      (not a refusal: the server cannot start; one line says why)
+
 Services raise these; the GraphQL layer turns them into errors whose ``extensions.code`` is the
 class's ``code``. Driver exceptions (pymongo, botocore, redis) are translated into these at the
 one service that calls the driver. Anything that is not a ``DomainError`` is a bug: the client
@@ -99,6 +101,11 @@ class SlowConsumer(FeedInterrupted):
     """A subscriber fell so far behind that its buffer filled; it must resume or re-list."""
 
     code = "SLOW_CONSUMER"
+
+
+class StartupError(Exception):
+    """The server cannot start (an embedded store did not start, its data directory is in
+    use): the message is the one line the CLI prints before it exits."""
 
 
 def excerpt(value: str, limit: int = 80) -> str:

@@ -101,6 +101,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Where no MongoDB or S3 is configured: SecantusDB and SeaweedFS as child processes, their
+    # data under data_dir ("disk"), or in-process engines that keep nothing ("memory").
+    embedded: Literal["disk", "memory"] = "disk"
+    data_dir: Path = Path(".graphql-files")
 
     mongodb_uri: SecretStr | None = None
     mongodb_database: str = Field("graphql_files", min_length=1, max_length=63)

@@ -1,25 +1,20 @@
-"""Shared fixtures: one moto S3 server and one redis-server per session, a fresh app (database,
-bucket) per test. The helpers they use, and that tests import, live in ``helpers``.
-
-MongoDB is the embedded engine unless ``GRAPHQL_FILES_TEST_MONGODB_URI`` names a real server;
-then every test gets its own database, dropped afterwards.
+"""Shared fixtures: the stores (SecantusDB and SeaweedFS, see ``stores``) and one redis-server
+per session, a fresh app (database, bucket) per test. The helpers they use, and that tests
+import, live in ``helpers``.
 """
 
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aioboto3
-import boto3
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from starlette.applications import Starlette
 
-from graphql_files.adapters.embedded import moto_s3_server
 from graphql_files.app import create_app
 from graphql_files.services.wiring import Services
 from graphql_files.settings import Settings
@@ -34,24 +29,35 @@ from .helpers import (
     start_live_server,
 )
 from .processes import RedisProcess
+from .stores import OWN_S3_ENDPOINT, TEST_S3_CREDENTIALS, SessionStores, session_stores
 
 # The tests pass every setting explicitly; none may leak in from the developer's shell.
 for _name in [n for n in os.environ if n.startswith("GRAPHQL_FILES_") and "TEST" not in n]:
     del os.environ[_name]
-# moto checks no signature, but botocore needs credentials to sign with.
-os.environ.update(
-    AWS_ACCESS_KEY_ID="testing-key",
-    AWS_SECRET_ACCESS_KEY="testing-secret",
-    AWS_DEFAULT_REGION="us-east-1",
-)
-for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
-    os.environ.pop(_name, None)
+# The session's SeaweedFS accepts these, and every boto3 client of the suite signs with them
+# (one's own S3 takes the credentials of one's own environment).
+if OWN_S3_ENDPOINT is None:
+    os.environ.update(
+        AWS_ACCESS_KEY_ID=TEST_S3_CREDENTIALS[0],
+        AWS_SECRET_ACCESS_KEY=TEST_S3_CREDENTIALS[1],
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        os.environ.pop(_name, None)
 
 
 @pytest.fixture(scope="session")
-def s3_endpoint() -> Iterator[str]:
-    with moto_s3_server() as endpoint:
-        yield endpoint
+async def stores(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SessionStores]:
+    """The session's MongoDB and S3 (``tests/stores.py``); ``make_settings`` points at them."""
+    async with session_stores(tmp_path_factory.mktemp("stores")) as started:
+        yield started
+        residue = started.buckets.residue
+        assert not residue, f"objects written after their test ended: {residue}"
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(stores: SessionStores) -> str:
+    return stores.s3_endpoint
 
 
 @pytest.fixture(scope="session")
@@ -85,10 +91,10 @@ def s3_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 @pytest.fixture
-def bucket(s3_endpoint: str) -> str:
-    name = f"test-{uuid.uuid4().hex[:20]}"
-    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
-    return name
+def bucket(stores: SessionStores) -> Iterator[str]:
+    """A bucket of the test's own, empty (from the session's pool)."""
+    with stores.buckets.lease() as name:
+        yield name
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import base64
 import inspect
 import io
 import json
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -35,9 +34,9 @@ from graphql_files.services.auth import Access, Principal, User
 from graphql_files.services.wiring import Services
 from graphql_files.settings import Settings
 
-Json = dict[str, Any]
+from . import stores
 
-TEST_MONGODB_URI = os.environ.get("GRAPHQL_FILES_TEST_MONGODB_URI")
+Json = dict[str, Any]
 
 TEST_API_KEY = "test-static-api-key-0123456789"
 TEST_JWT_SECRET = "test-jwt-secret-0123456789-0123456789"
@@ -70,22 +69,25 @@ FULL_ACCESS = {**API_KEY, **user("tester")}
 
 
 def make_settings(s3_endpoint: str, bucket: str, **overrides: Any) -> Settings:
-    """Settings for one test: its own database name, the given bucket, the test credentials."""
+    """Settings for one test: the session's MongoDB (its own database name in it), the given
+    bucket, the test credentials."""
     values: dict[str, Any] = {
         "s3_bucket": bucket,
         "s3_endpoint_url": s3_endpoint,
         "mongodb_database": f"gf_test_{uuid.uuid4().hex[:16]}",
         "api_key": TEST_API_KEY,
         "jwt_secret": TEST_JWT_SECRET,
+        "embedded": "memory",  # never start a store of its own
     }
-    if TEST_MONGODB_URI:
-        values["mongodb_uri"] = TEST_MONGODB_URI
+    mongodb_uri = stores.current().mongodb_uri
+    if mongodb_uri is not None:
+        values["mongodb_uri"] = mongodb_uri
     values.update(overrides)
     return Settings(**values)
 
 
 async def drop_test_database(settings: Settings) -> None:
-    """Drop a test's database on a real MongoDB server (the embedded one goes with the app)."""
+    """Drop a test's database on a MongoDB server (the in-process one goes with the app)."""
     if settings.mongodb_uri is not None:
         async with open_database(settings) as database:
             await database.drop()
@@ -219,9 +221,11 @@ class LiveServer:
     def ws_url(self) -> str:
         return self.url.replace("http", "ws", 1) + "/graphql"
 
-    def client(self, headers: Mapping[str, str] | None = None) -> GraphQLClient:
+    def client(
+        self, headers: Mapping[str, str] | None = None, *, timeout: float = 10
+    ) -> GraphQLClient:
         chosen = FULL_ACCESS if headers is None else headers
-        return GraphQLClient(httpx.AsyncClient(base_url=self.url, timeout=10), dict(chosen))
+        return GraphQLClient(httpx.AsyncClient(base_url=self.url, timeout=timeout), dict(chosen))
 
 
 @asynccontextmanager

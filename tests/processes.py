@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -52,6 +53,7 @@ class Served:
 
     port: int
     lines: list[str]
+    pid: int
 
     @property
     def url(self) -> str:
@@ -71,10 +73,20 @@ class Served:
 
 
 @contextmanager
-def serving(**env: str) -> Iterator[Served]:
+def serving(data_dir: Path | None = None, **env: str) -> Iterator[Served]:
     """``graphql-files serve`` on a free port, as a user starts it: on the embedded defaults, no
-    ``GRAPHQL_FILES_*`` variable set but those in ``env``. Yields once start-up is complete
-    (within 30 s), and ends the process afterwards."""
+    ``GRAPHQL_FILES_*`` variable set but those in ``env``, its data in ``data_dir`` (a fresh
+    temporary directory unless given). Yields once start-up is complete (within 30 s), and ends
+    the process afterwards."""
+    with contextlib.ExitStack() as stack:
+        if data_dir is None:
+            data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        served = stack.enter_context(_serving({"GRAPHQL_FILES_DATA_DIR": str(data_dir), **env}))
+        yield served
+
+
+@contextmanager
+def _serving(env: dict[str, str]) -> Iterator[Served]:
     port = free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("GRAPHQL_FILES_")}
     process = subprocess.Popen(  # noqa: S603 - our own CLI
@@ -87,7 +99,7 @@ def serving(**env: str) -> Iterator[Served]:
     )
     assert process.stdout is not None
     stdout = process.stdout
-    served = Served(port, [])
+    served = Served(port, [], process.pid)
     started = threading.Event()
 
     def read() -> None:
@@ -104,7 +116,8 @@ def serving(**env: str) -> Iterator[Served]:
         assert "Application startup complete" in served.output, served.output
         yield served
     finally:
-        process.terminate()
+        if process.poll() is None:
+            process.terminate()
         process.wait(timeout=20)
         reader.join(timeout=5)
         stdout.close()

@@ -87,7 +87,7 @@ def test_serve_on_embedded_defaults_says_what_is_embedded() -> None:
         assert listing.json() == {"data": {"listFiles": {"nextToken": None}}}
     output = served.output
     assert f"GraphiQL  {served.url}/graphql" in output
-    assert output.count("data is lost when the server exits") == 2  # MongoDB and S3
+    assert output.count("kept across restarts") == 2  # MongoDB and S3
     assert "Events    in process" in output
     assert output.count(api_key) == 1  # printed once, never logged again
 
@@ -133,7 +133,7 @@ def test_a_malformed_mongodb_uri_stops_start_up_with_one_line(uri: str) -> None:
     assert "s3cr3t" not in result.stderr + result.stdout
 
 
-def test_sweep_refuses_the_embedded_defaults() -> None:
+def test_sweep_refuses_the_in_memory_engines() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "graphql_files", "sweep", "--dry-run"],
         capture_output=True,
@@ -141,10 +141,27 @@ def test_sweep_refuses_the_embedded_defaults() -> None:
         cwd=ROOT,
         timeout=60,
         check=False,
-        env={"PATH": "/usr/bin:/bin"},
+        env={"PATH": "/usr/bin:/bin", "GRAPHQL_FILES_EMBEDDED": "memory"},
     )
     assert result.returncode == 2
     assert "GRAPHQL_FILES_SWEEP_INTERVAL" in result.stderr
+
+
+def test_sweep_and_api_key_use_the_embedded_data_while_no_server_does(tmp_path: Path) -> None:
+    data = {"GRAPHQL_FILES_DATA_DIR": str(tmp_path)}
+    with serving(tmp_path) as served:
+        api_key, _ = served.welcome()
+        for command in (["sweep", "--dry-run"], ["api-key", "list"]):
+            held = run_cli(*command, env=data)
+            assert held.returncode != 0
+            lines = held.stderr.strip().splitlines()
+            assert len(lines) == 1, held.stderr
+            assert f"is in use by graphql-files server (pid {served.pid})" in lines[0]
+    listed = run_cli("api-key", "list", env=data)
+    assert listed.returncode == 0, listed.stderr
+    assert api_key.split("_")[1] in listed.stdout  # the key the server made, by its id
+    swept = run_cli("sweep", "--dry-run", env=data)
+    assert swept.returncode == 0, swept.stderr
 
 
 async def test_api_key_command_create_list_revoke() -> None:

@@ -7,15 +7,13 @@ import dataclasses
 import json
 import logging
 from collections.abc import Iterator
-from types import SimpleNamespace
-from typing import cast
 
 import httpx
 import pytest
 from websockets.asyncio.client import connect
 
 from graphql_files import cli
-from graphql_files.adapters.s3 import Files
+from graphql_files.adapters.embedded import configured_s3
 from graphql_files.logs import Disclosed, RedactCredentials, redact
 from graphql_files.services.wiring import Services, describe
 
@@ -185,10 +183,13 @@ def test_configure_logging_installs_the_filter_on_the_root_handlers() -> None:
 
 
 def test_describe_never_prints_the_s3_endpoints_password(services: Services) -> None:
-    files = SimpleNamespace(
-        embedded=False, endpoint_url="http://minio-user:minio-pass@minio:9000", bucket="b"
+    settings = services.settings.model_copy(
+        update={"s3_endpoint_url": "http://minio-user:minio-pass@minio:9000", "s3_bucket": "b"}
     )
-    text = describe(dataclasses.replace(services, files=cast(Files, files)), url="http://h/graphql")
+    s3 = configured_s3(settings)
+    assert s3 is not None
+    stores = dataclasses.replace(services.stores, s3=s3)
+    text = describe(dataclasses.replace(services, stores=stores), url="http://h/graphql")
     assert "minio-pass" not in text
     assert "S3        bucket 'b' at http://minio-user:***@minio:9000" in text
     assert isinstance(text, Disclosed)  # it shows the generated key, when there is one

@@ -1,10 +1,10 @@
 """MongoDB access: the one place that touches the driver.
 
-``open_database`` yields a ``Database`` over PyMongo's ``AsyncMongoClient`` (a real server) or
-mongomock-motor (the embedded engine). ``Collection`` exposes only the operations both implement
-alike, smooths the two differences that matter (``to_list`` ignoring its length in
-mongomock-motor, ``close`` being sync there) and translates every pymongo exception into a
-domain error.
+``open_database`` yields a ``Database`` over PyMongo's ``AsyncMongoClient`` (a MongoDB server:
+one configured, or the embedded SecantusDB) or mongomock-motor (``EMBEDDED=memory``).
+``Collection`` exposes only the operations both implement alike, smooths the two differences
+that matter (``to_list`` ignoring its length in mongomock-motor, ``close`` being sync there)
+and translates every pymongo exception into a domain error.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from pymongo.errors import (
 
 from ..errors import Conflict, DatabaseUnavailable
 from ..settings import Settings
+from .embedded import MongoTarget, configured_mongodb
 
 log = logging.getLogger(__name__)
 
@@ -131,22 +132,27 @@ class Database:
 
 
 @asynccontextmanager
-async def open_database(settings: Settings) -> AsyncIterator[Database]:
-    """Connect lazily (no I/O until the first operation) and close on exit."""
-    if settings.mongodb_uri is None:
+async def open_database(
+    settings: Settings, target: MongoTarget | None = None
+) -> AsyncIterator[Database]:
+    """Connect lazily (no I/O until the first operation) and close on exit: to ``target``
+    (from ``embedded.open_stores``), else to the configured ``MONGODB_URI``, else to the
+    in-process engine."""
+    target = target or configured_mongodb(settings)
+    if target is None or target.uri is None:
         from mongomock_motor import AsyncMongoMockClient
 
         database = Database(AsyncMongoMockClient(), settings.mongodb_database, embedded=True)
     else:
         timeout = settings.mongodb_timeout_ms
         client: AsyncMongoClient[Document] = AsyncMongoClient(
-            settings.mongodb_uri.get_secret_value(),
+            target.uri,
             appname="graphql-files",
             serverSelectionTimeoutMS=timeout,
             connectTimeoutMS=timeout,
             timeoutMS=timeout,
         )
-        database = Database(client, settings.mongodb_database, embedded=False)
+        database = Database(client, settings.mongodb_database, embedded=target.embedded)
     try:
         yield database
     finally:

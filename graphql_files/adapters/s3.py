@@ -24,8 +24,8 @@ from botocore.handlers import add_expect_header
 
 from ..domain.objects import ObjectInfo, PresignedPost, Readable, SignedUrl
 from ..errors import Conflict, NotFound, PayloadTooLarge, StorageUnavailable
-from ..settings import S3_ATTEMPTS, Settings
-from .embedded import EMBEDDED_ACCESS_KEY, EMBEDDED_BUCKET, EMBEDDED_SECRET_KEY, moto_s3_server
+from ..settings import CLOCK_SKEW_SECONDS, S3_ATTEMPTS, Settings
+from .embedded import S3Target, configured_s3
 from .signing import PROBE_KEY, Credentials, UrlSigner
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,11 @@ def translated(operation: str) -> Iterator[None]:
         yield
     except ClientError as exc:
         log.warning("S3 refused %s: %s", operation, _code(exc))
+        if _code(exc) == "RequestTimeTooSkewed":
+            raise StorageUnavailable(
+                f"storage refused {operation}: this server's clock and storage's differ by more "
+                "than 15 minutes (keep the server's clock synchronised, e.g. with NTP)"
+            ) from exc
         raise StorageUnavailable(f"storage refused {operation} ({_code(exc)})") from exc
     except (BotoCoreError, OSError) as exc:
         log.warning("S3 unreachable during %s: %s", operation, exc)
@@ -67,19 +72,6 @@ async def _read_up_to(source: Readable, size: int) -> bytes:
         chunks.append(chunk)
         remaining -= len(chunk)
     return b"".join(chunks)
-
-
-def _checksums(endpoint: str | None) -> dict[str, str]:
-    """Over plain http, SigV4 signs each body's SHA-256, which already proves its integrity:
-    botocore's default CRC32 on top (``when_supported``, since botocore 1.36) is a second pass
-    over every byte for nothing. Over https (AWS), the CRC32 header is what lets botocore leave
-    the payload unsigned, the cheaper of the two: keep the default there."""
-    if endpoint is not None and endpoint.lower().startswith("http://"):
-        return {
-            "request_checksum_calculation": "when_required",
-            "response_checksum_validation": "when_required",
-        }
-    return {}
 
 
 class Files:
@@ -102,6 +94,42 @@ class Files:
         self.bucket = bucket
         self.endpoint_url = endpoint_url
         self.embedded = embedded
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        # S3's clock minus ours (``measure_clock``): URLs and forms are dated by S3's clock
+        self.clock_offset = timedelta(0)
+
+    def now(self) -> datetime:
+        """The time by S3's clock, to the second (as SigV4 dates are)."""
+        return (self.clock() + self.clock_offset).replace(microsecond=0)
+
+    async def measure_clock(self) -> None:
+        """Read S3's clock (the ``Date`` header of its answer to a HEAD, refusals included)
+        and date signed URLs and upload forms by it from now on: a URL that says it opens for
+        60 s does, even when this machine's clock is minutes off. Past ``CLOCK_SKEW_SECONDS``
+        the log says so once: S3 refuses requests signed more than 15 minutes off."""
+        asked = self.clock()
+        try:
+            response = await self._client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            response = exc.response
+        except (BotoCoreError, OSError) as exc:
+            log.warning("could not read S3's clock (%s): URLs are dated by this server's", exc)
+            return
+        answered = _date_header(response)
+        if answered is None:
+            return
+        offset = answered - asked.replace(microsecond=0)
+        # the header has whole seconds and the answer took a moment: small offsets are noise
+        self.clock_offset = offset if abs(offset) > timedelta(seconds=2) else timedelta(0)
+        if abs(offset) > timedelta(seconds=CLOCK_SKEW_SECONDS):
+            side = "behind" if offset > timedelta(0) else "ahead of"
+            log.warning(
+                "this server's clock is %ds %s S3's: signed URLs are dated by S3's clock, but S3 "
+                "refuses requests signed more than 15 minutes off; keep the clock synchronised "
+                "(NTP)",
+                abs(offset.total_seconds()),
+                side,
+            )
 
     async def ping(self) -> None:
         with translated("head_bucket"):
@@ -172,34 +200,48 @@ class Files:
                     sink.write(chunk)
 
     async def list_page(
-        self, prefix: str, *, page_size: int, token: str | None = None
+        self, prefix: str, *, page_size: int, after: str | None = None
     ) -> tuple[list[ObjectInfo], str | None]:
-        """One page of objects under ``prefix``, in key order, and the next page's token."""
-        options: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": page_size}
-        if token:
+        """Up to ``page_size`` objects under ``prefix`` whose keys come after ``after``, in key
+        order, and the key the next page starts after (``None`` on the last page).
+
+        One more key than the page is asked for, so a page is full unless it is the last and
+        the last page is never empty (S3's own continuation can end on an empty page, and a
+        store that pages over the empty folders deletions leave behind, as SeaweedFS does,
+        ends on one more often)."""
+        items: list[ObjectInfo] = []
+        options: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        if after:
+            options["StartAfter"] = after
+        while True:
+            options["MaxKeys"] = page_size + 1 - len(items)
+            with translated("list_objects_v2"):
+                response = await self._client.list_objects_v2(**options)
+            items += [
+                ObjectInfo(
+                    path=o["Key"],
+                    size=int(o["Size"]),
+                    content_type=None,  # listings carry no content type
+                    etag=o.get("ETag"),
+                    last_modified=o["LastModified"],
+                )
+                for o in response.get("Contents", [])
+            ]
+            if len(items) > page_size:
+                return items[:page_size], items[page_size - 1].path
+            token = response.get("NextContinuationToken")
+            if not response.get("IsTruncated") or not token:
+                return items, None
             options["ContinuationToken"] = token
-        with translated("list_objects_v2"):
-            response = await self._client.list_objects_v2(**options)
-        items = [
-            ObjectInfo(
-                path=o["Key"],
-                size=int(o["Size"]),
-                content_type=None,  # listings carry no content type
-                etag=o.get("ETag"),
-                last_modified=o["LastModified"],
-            )
-            for o in response.get("Contents", [])
-        ]
-        return items, response.get("NextContinuationToken")
 
     async def iterate(self, prefix: str, *, page_size: int = 1000) -> AsyncIterator[ObjectInfo]:
         """Every object under ``prefix``, one page in memory at a time."""
-        token: str | None = None
+        after: str | None = None
         while True:
-            items, token = await self.list_page(prefix, page_size=page_size, token=token)
+            items, after = await self.list_page(prefix, page_size=page_size, after=after)
             for item in items:
                 yield item
-            if token is None:
+            if after is None:
                 return
 
     # --- writing -----------------------------------------------------------------------------
@@ -399,7 +441,7 @@ class Files:
         page of URLs, all expiring together): locally, per key only a hash and an HMAC."""
         if self._signing_credentials is None:  # pragma: no cover - open_files takes them first
             raise StorageUnavailable("no credentials to sign URLs with yet")
-        now = datetime.now(UTC).replace(microsecond=0)
+        now = self.now()
         batch = self._signer.batch(
             credentials=self._signing_credentials,
             expires_in=expires_in,
@@ -432,8 +474,10 @@ class Files:
         content_disposition: str | None = None,
     ) -> PresignedPost:
         """A browser upload form whose policy pins the key, content type and size range (and
-        the ``Content-Disposition`` to store, when given)."""
-        now = datetime.now(UTC).replace(microsecond=0)
+        the ``Content-Disposition`` to store, when given). botocore dates the policy by this
+        machine's clock: its lifetime is corrected by the offset from S3's."""
+        now = self.now()
+        lifetime = max(1, expires_in + int(self.clock_offset.total_seconds()))
         fields = {"Content-Type": content_type}
         if content_disposition is not None:
             fields["Content-Disposition"] = content_disposition
@@ -444,7 +488,7 @@ class Files:
                 Key=key,
                 Fields=fields,
                 Conditions=[*conditions, ["content-length-range", min_size, max_size]],
-                ExpiresIn=expires_in,
+                ExpiresIn=lifetime,
             )
         return PresignedPost(
             url=post["url"],
@@ -454,14 +498,19 @@ class Files:
         )
 
 
-def _answered_at(response: dict[str, Any]) -> datetime:
-    """When S3 answered a write (its ``Date`` header, to the second as ``Last-Modified`` is):
-    the object's last-modified time, which the answer to a PUT does not otherwise carry."""
+def _date_header(response: dict[str, Any]) -> datetime | None:
+    """When S3 answered (its ``Date`` header), if it said."""
     date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
     try:
         return parsedate_to_datetime(date).astimezone(UTC)
     except (TypeError, ValueError):
-        return datetime.now(UTC).replace(microsecond=0)
+        return None
+
+
+def _answered_at(response: dict[str, Any]) -> datetime:
+    """When S3 answered a write (to the second, as ``Last-Modified`` is): the object's
+    last-modified time, which the answer to a PUT does not otherwise carry."""
+    return _date_header(response) or datetime.now(UTC).replace(microsecond=0)
 
 
 def _check_size(size: int, max_bytes: int) -> None:
@@ -470,19 +519,22 @@ def _check_size(size: int, max_bytes: int) -> None:
 
 
 @asynccontextmanager
-async def open_files(settings: Settings) -> AsyncIterator[Files]:
-    """Open the S3 client (starting the embedded moto server when no bucket is configured)."""
+async def open_files(settings: Settings, target: S3Target | None = None) -> AsyncIterator[Files]:
+    """Open the S3 client for ``target`` (from ``embedded.open_stores``; else the configured
+    bucket), for the app's life; an embedded store's bucket is created if missing."""
+    target = target or configured_s3(settings)
+    if target is None:
+        raise StorageUnavailable("no S3 bucket: set GRAPHQL_FILES_S3_BUCKET")
     async with AsyncExitStack() as stack:
-        if settings.s3_bucket is None:
-            endpoint: str | None = stack.enter_context(moto_s3_server())
-            bucket = EMBEDDED_BUCKET
+        endpoint, bucket = target.endpoint_url, target.bucket
+        if target.credentials is not None:
+            access_key, secret_key = target.credentials
             session = aioboto3.Session(
-                aws_access_key_id=EMBEDDED_ACCESS_KEY,
-                aws_secret_access_key=EMBEDDED_SECRET_KEY,
+                aws_access_key_id=access_key,
+                aws_secret_access_key=secret_key,
                 region_name=settings.s3_region,
             )
         else:
-            endpoint, bucket = settings.s3_endpoint_url, settings.s3_bucket
             session = aioboto3.Session(region_name=settings.s3_region)
         credentials = await session.get_credentials()
         if credentials is None:
@@ -498,7 +550,6 @@ async def open_files(settings: Settings) -> AsyncIterator[Files]:
             connect_timeout=settings.s3_timeout,
             read_timeout=settings.s3_timeout,
             signature_version="s3v4",
-            **_checksums(endpoint),
         )
         client = await stack.enter_async_context(
             session.client("s3", endpoint_url=endpoint, config=config)
@@ -516,9 +567,12 @@ async def open_files(settings: Settings) -> AsyncIterator[Files]:
             signer=UrlSigner(probe, settings.s3_region),
             bucket=bucket,
             endpoint_url=endpoint,
-            embedded=settings.s3_bucket is None,
+            embedded=target.embedded,
         )
         await files.refresh_signing_credentials()
+        # in the background: a hung S3 must not hold up start-up (until then, offset 0)
+        measuring = asyncio.create_task(files.measure_clock())
+        stack.callback(measuring.cancel)
         if getattr(credentials, "refresh_needed", None) is not None:
             refresher = asyncio.create_task(files.keep_signing_credentials_fresh())
             stack.callback(refresher.cancel)

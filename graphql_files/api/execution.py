@@ -5,7 +5,8 @@ context, hooks for parsing, validation and execution), which on a small query co
 graphql-core's execution itself. This schema class does the same work without it:
 
 - ``prepare`` parses (with the token limit) and validates (graphql-core's rules, strawberry's
-  two, and ours: depth, aliases, query cost) once per (query, operationName), kept in an LRU;
+  two, and ours: depth, aliases, query cost) once per (query, operationName), kept in an LRU
+  bounded in bytes (``PreparedCache``);
 - ``execute`` and ``stream`` run graphql-core's ``execute``/``subscribe`` on the prepared
   document with the schema's executor class, then log and shape errors as ``ErrorShaping`` did.
 
@@ -21,6 +22,7 @@ Every strawberry internal this relies on is imported here and nowhere else;
 from __future__ import annotations
 
 import logging
+import sys
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable, Iterable
 from contextlib import aclosing
@@ -35,6 +37,7 @@ from graphql import (
     FieldNode,
     GraphQLError,
     GraphQLInputObjectType,
+    GraphQLSchema,
     execute,
     get_named_type,
     get_operation_ast,
@@ -59,7 +62,7 @@ from strawberry.utils.operation import get_first_operation, get_operation_type
 
 from .compiled import CompiledQuery, compile_query, run_query
 from .error_shaping import shape
-from .executor import SHARED_KEY, LeanExecutor, simplify
+from .executor import LeanExecutor, share, simplify, unshare
 
 log = logging.getLogger(__name__)
 
@@ -89,34 +92,65 @@ class Prepared:
     operation_name: str | None = None
 
 
+MAX_CACHED_QUERY = 64 * 1024  # characters: a longer document is prepared for each request
+CACHE_BYTES = 64 * 1024 * 1024
+
+
+def entry_weight(query: str) -> int:
+    """What keeping a prepared document costs, over-estimated: measured (tracemalloc) at about
+    10 KB plus 40 bytes per byte of query text (its tokens and nodes, the text itself; 4 bytes a
+    character once one character is astral). A comment counts like the rest: the document
+    keeps its source, and its last token the comment's text."""
+    return 16_384 + 64 * sys.getsizeof(query)
+
+
 class PreparedCache:
-    """An LRU of ``Prepared`` operations; a hit costs one dict lookup and a move."""
+    """An LRU of ``Prepared`` operations, bounded by count and by estimated bytes; a hit costs
+    one dict lookup and a move. Only documents that validated are kept, and none longer than
+    ``MAX_CACHED_QUERY``: requests that fail, and large ones, are prepared each time, so no
+    caller can fill the cache with what it alone sends."""
 
     def __init__(
         self,
         prepare: Callable[[str, str | None], Prepared],
         maxsize: int,
-        on_evict: Callable[[], None] | None = None,
+        max_bytes: int = CACHE_BYTES,
+        on_keep: Callable[[Prepared], None] | None = None,
+        on_evict: Callable[[Prepared], None] | None = None,
     ) -> None:
         self._prepare = prepare
+        self._on_keep = on_keep
         self._on_evict = on_evict
-        self._entries: OrderedDict[tuple[str, str | None], Prepared] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str | None], tuple[Prepared, int]] = OrderedDict()
         self.maxsize = maxsize
+        self.max_bytes = max_bytes
+        self.bytes = 0  # the estimated weight of what is kept
         self.hits = self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def get(self, query: str, operation_name: str | None) -> Prepared:
         key = (query, operation_name)
-        entry = self._entries.get(key)
-        if entry is not None:
+        found = self._entries.get(key)
+        if found is not None:
             self.hits += 1
             self._entries.move_to_end(key)
-            return entry
+            return found[0]
         self.misses += 1
-        entry = self._entries[key] = self._prepare(query, operation_name)
-        if len(self._entries) > self.maxsize:
-            self._entries.popitem(last=False)
+        entry = self._prepare(query, operation_name)
+        if entry.errors or len(query) > MAX_CACHED_QUERY:
+            return entry
+        weight = entry_weight(query)
+        self._entries[key] = (entry, weight)
+        self.bytes += weight
+        if self._on_keep is not None:
+            self._on_keep(entry)
+        while len(self._entries) > self.maxsize or self.bytes > self.max_bytes:
+            _, (gone, gone_weight) = self._entries.popitem(last=False)
+            self.bytes -= gone_weight
             if self._on_evict is not None:
-                self._on_evict()
+                self._on_evict(gone)
         return entry
 
 
@@ -124,7 +158,8 @@ class LeanSchema(strawberry.Schema):
     """A strawberry schema whose ``execute`` and ``stream`` (``subscribe``) take the lean path.
 
     ``rules`` are added to graphql-core's and strawberry's validation rules; ``max_tokens``
-    bounds parsing; ``cache_size`` prepared operations are kept.
+    bounds parsing; at most ``cache_size`` prepared operations are kept, weighing at most
+    ``cache_bytes`` (see ``PreparedCache``).
     """
 
     def __init__(
@@ -133,6 +168,7 @@ class LeanSchema(strawberry.Schema):
         rules: Iterable[type[ASTValidationRule]] = (),
         max_tokens: int | None = None,
         cache_size: int = 1024,
+        cache_bytes: int = CACHE_BYTES,
         **kwargs: Any,
     ) -> None:
         if kwargs.get("extensions"):
@@ -148,15 +184,25 @@ class LeanSchema(strawberry.Schema):
         self.rules = (*specified_rules, *rules, *STRAWBERRY_RULES)
         simplify(self._schema)
         self.max_tokens = max_tokens
-        self.prepared = PreparedCache(self._prepare, cache_size, on_evict=self._forget_plans)
+        self.prepared = PreparedCache(
+            self._prepare, cache_size, cache_bytes, on_keep=self._share, on_evict=self._unshare
+        )
 
-    def _forget_plans(self) -> None:
-        """What executions share (``executor.SHARED_KEY``) holds nodes of the documents it was
-        made for, and with them each document's source and tokens: once the LRU lets a
-        document go, that goes too, or the LRU would bound nothing (entries are kept by node
-        identity, not by document, so all of it goes)."""
-        for cache in self._schema.extensions[SHARED_KEY].values():
-            cache.clear()
+    @property
+    def core(self) -> GraphQLSchema:
+        """The graphql-core schema strawberry built."""
+        return self._schema
+
+    def _share(self, prepared: Prepared) -> None:
+        """Executions of a kept document share their plans (``executor.Shared``)..."""
+        if prepared.document is not None:
+            share(self._schema, prepared.document)
+
+    def _unshare(self, prepared: Prepared) -> None:
+        """...until the cache lets it go: then those go too, and with them every node of the
+        document (its source and tokens), so the cache's bound is the whole bound."""
+        if prepared.document is not None:
+            unshare(self._schema, prepared.document)
 
     # --- preparing ---------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from functools import cached_property
 from typing import Any, NamedTuple, TypeVar
 
 from graphql import (
+    DocumentNode,
     GraphQLError,
     GraphQLField,
     GraphQLLeafType,
@@ -29,6 +30,7 @@ from graphql import (
     GraphQLOutputType,
     GraphQLScalarType,
     GraphQLSchema,
+    OperationDefinitionNode,
     Undefined,
     is_leaf_type,
 )
@@ -42,7 +44,7 @@ from strawberry.types.field import StrawberryField
 F = TypeVar("F", bound=Callable[..., Any])
 DEFINITION_BACKREF = GraphQLCoreConverter.DEFINITION_BACKREF  # a GraphQL field's strawberry field
 LEAVES_KEY = "graphql_files.plain_leaves"  # in GraphQLSchema.extensions: type -> field -> Leaf
-SHARED_KEY = "graphql_files.shared"  # in GraphQLSchema.extensions: plans kept across executions
+SHARED_KEY = "graphql_files.shared"  # in GraphQLSchema.extensions: id(operation) -> Shared
 PLAIN_RESOLVER = "__graphql_files_plain__"  # on a resolver: plain(takes_source)
 PLAIN_CALL = "__graphql_files_call__"  # on a GraphQL field's resolve: it calls a plain resolver
 INLINE = "__graphql_files_inline__"  # the same, when that resolver is synchronous
@@ -120,7 +122,39 @@ def simplify(schema: GraphQLSchema) -> None:
             if leaf is not None:
                 plan.setdefault(type_.name, {})[name] = leaf
     schema.extensions[LEAVES_KEY] = plan
-    schema.extensions[SHARED_KEY] = {"static": {}, "subfields": {}, "plans": {}}
+    schema.extensions[SHARED_KEY] = {}
+
+
+class Shared:
+    """What every execution of one operation shares: its collected field lists and the plans
+    compiled for them. It lives exactly as long as the prepared-operation cache keeps the
+    operation's document (``share``/``unshare``): a document that is not kept shares nothing,
+    so nothing here outlives what the cache bounds."""
+
+    __slots__ = ("operation", "plans", "static", "subfields")
+
+    def __init__(self, operation: OperationDefinitionNode) -> None:
+        self.operation = operation
+        self.static: bool | None = None  # decided by the first execution
+        self.subfields: dict[Any, Any] = {}
+        self.plans: dict[int, tuple[str, Any, Any]] = {}
+
+
+def share(schema: GraphQLSchema, document: DocumentNode) -> None:
+    """Let executions of ``document``'s operations share their plans (while it is kept)."""
+    shared: dict[int, Shared] = schema.extensions[SHARED_KEY]
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode):
+            shared[id(definition)] = Shared(definition)
+
+
+def unshare(schema: GraphQLSchema, document: DocumentNode) -> None:
+    """The cache let ``document`` go: so does what its executions shared."""
+    shared: dict[int, Shared] = schema.extensions[SHARED_KEY]
+    for definition in document.definitions:
+        entry = shared.get(id(definition))
+        if entry is not None and entry.operation is definition:
+            del shared[id(definition)]
 
 
 def _leaf(attr: str, type_: GraphQLOutputType) -> Leaf | None:
@@ -270,41 +304,44 @@ class LeanExecutor(StrawberryGraphQLCoreExecutionContext):
         return get_results()
 
     @cached_property
-    def _plans(self) -> dict[int, tuple[str, Any, Any]]:
-        """Field plans shared by every execution of a static operation (each checked against
-        its field list's identity); this execution's own otherwise."""
-        plans: dict[int, tuple[str, Any, Any]]
-        plans = self.schema.extensions[SHARED_KEY]["plans"] if self._static else self._compiled
-        return plans
+    def _shared(self) -> Shared | None:
+        """What this execution shares with the others of its operation: only for a document
+        the prepared-operation cache keeps, and only when its fields are collected from the
+        document alone (no directive anywhere: ``@skip``/``@include`` read variables,
+        ``@defer``/``@stream`` change the shape), so what is worked out for one execution holds
+        for the next."""
+        shared: dict[int, Shared] = self.schema.extensions[SHARED_KEY]
+        entry = shared.get(id(self.operation))
+        if entry is None or entry.operation is not self.operation:
+            return None
+        if entry.static is None:
+            entry.static = not any(
+                _has_directives(node)
+                for node in (self.operation, *self.fragment_definitions.values())
+            )
+        return entry if entry.static else None
 
     @cached_property
-    def _static(self) -> bool:
-        """Whether this operation's fields are collected from its document alone (no
-        directive anywhere: ``@skip``/``@include`` read variables, ``@defer``/``@stream``
-        change the shape), so what is worked out for one execution holds for the next."""
-        cache: dict[int, tuple[Any, bool]] = self.schema.extensions[SHARED_KEY]["static"]
-        hit = cache.get(id(self.operation))
-        if hit is not None and hit[0] is self.operation:
-            return hit[1]
-        static = not any(
-            _has_directives(node) for node in (self.operation, *self.fragment_definitions.values())
-        )
-        _remember(cache, id(self.operation), (self.operation, static))
-        return static
+    def _plans(self) -> dict[int, tuple[str, Any, Any]]:
+        """Field plans shared by every execution of a kept, static operation (each checked
+        against its field list's identity); this execution's own otherwise."""
+        shared = self._shared
+        return shared.plans if shared is not None else self._compiled
 
     def collect_subfields(self, return_type: GraphQLObjectType, field_details_list: Any) -> Any:
-        """graphql-core's, kept across executions of a static operation: the same field lists
+        """graphql-core's, kept across executions of a shared operation: the same field lists
         come back for the same fields (and with them, their compiled plans)."""
-        if not self._static:
+        shared = self._shared
+        if shared is None:
             return super().collect_subfields(return_type, field_details_list)
-        cache = self.schema.extensions[SHARED_KEY]["subfields"]
+        cache = shared.subfields
         nodes = tuple(details.node for details in field_details_list)
         key = (return_type.name, *map(id, nodes))
         hit = cache.get(key)
         if hit is not None and all(a is b for a, b in zip(hit[0], nodes, strict=True)):
             return hit[1]
         collected = super().collect_subfields(return_type, field_details_list)
-        _remember(cache, key, (nodes, collected))
+        cache[key] = (nodes, collected)
         return collected
 
     def _compiled_field(
@@ -317,8 +354,8 @@ class LeanExecutor(StrawberryGraphQLCoreExecutionContext):
         fixed = not field_details_list[0].node.arguments
         schema = self.schema
         root = parent_type in (schema.query_type, schema.mutation_type, schema.subscription_type)
-        if self._static and fixed and not root:  # root field lists are made per execution
-            _remember(self._plans, id(field_details_list), entry)
+        if self._shared is not None and fixed and not root:  # root lists: per execution
+            self._shared.plans[id(field_details_list)] = entry
         else:
             self._compiled[id(field_details_list)] = entry
         return entry
@@ -407,15 +444,6 @@ class LeanExecutor(StrawberryGraphQLCoreExecutionContext):
             here = _path_of(parent_path, parent_type, field_details_list)
             self.handle_field_error(raw_error, inline.field.type, field_details_list, here)
             return None
-
-
-SHARED_SIZE = 10_000  # entries per shared cache; past it, the cache starts again
-
-
-def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
-    if len(cache) >= SHARED_SIZE:
-        cache.clear()
-    cache[key] = value
 
 
 def _has_directives(node: Any) -> bool:

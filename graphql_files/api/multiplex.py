@@ -16,10 +16,11 @@ subscription ends with ``SLOW_CONSUMER`` and its websocket is closed with code 4
 reason naming the last cursor it was sent, as for any subscriber.
 
 Never shared: callers with no access class (bad credentials; users who read some model's
-records only as their owner), and replays (an ``after`` argument), which start from a cursor of
-their own. When a group's first result is a pre-execution error (a document that does not
-validate), its members go back to their protocol's own path, so such errors read exactly as
-they always have.
+records only as their owner), and replays (an ``after`` argument that is not null once the
+operation's variables are coerced, their defaults included), which start from a cursor of
+their own. Groups are keyed on the coerced variables, not on the request's text. When a
+group's first result is a pre-execution error (a document that does not validate), its members
+go back to their protocol's own path, so such errors read exactly as they always have.
 """
 
 from __future__ import annotations
@@ -43,8 +44,10 @@ from graphql import (
     NullValueNode,
     OperationDefinitionNode,
     OperationType,
+    VariableDefinitionNode,
     VariableNode,
     Visitor,
+    get_variable_values,
     parse,
     visit,
 )
@@ -145,6 +148,7 @@ class Shape:
     subscription: bool
     replay_literal: bool  # an ``after`` argument given as a non-null literal
     replay_variables: frozenset[str]  # variables passed as an ``after`` argument
+    variable_definitions: tuple[VariableDefinitionNode, ...]  # to coerce a request's variables
 
 
 class _Replays(Visitor):
@@ -185,6 +189,7 @@ def _shape(query: str, operation_name: str | None, max_tokens: int) -> Shape | N
         subscription=operation.operation is OperationType.SUBSCRIPTION,
         replay_literal=replays.literal,
         replay_variables=frozenset(replays.variables),
+        variable_definitions=tuple(operation.variable_definitions or ()),
     )
 
 
@@ -377,21 +382,26 @@ class Multiplexer:
         return shape is not None and shape.subscription
 
     def key(self, subscriber: Subscriber) -> Hashable:
-        """The group a subscriber belongs to: equal keys are sent equal results."""
+        """The group a subscriber belongs to: equal keys are sent equal results. Decided on
+        the operation's coerced variables (defaults applied), as the execution will see them:
+        ``$after: String = "C"`` sent with no variables is a replay from C."""
+        alone = ("alone", next(self._unique))
         shape = self.shape(subscriber.query, subscriber.operation_name)
-        variables = subscriber.variables or {}
         sharing = subscriber.context.access.sharing_class()
-        if (
-            shape is None
-            or sharing is None
-            or shape.replay_literal
-            or any(variables.get(name) is not None for name in shape.replay_variables)
-        ):
-            return ("alone", next(self._unique))
+        if shape is None or sharing is None or shape.replay_literal:
+            return alone
+        values = get_variable_values(
+            self.schema.core, shape.variable_definitions, dict(subscriber.variables or {}), 1
+        )
+        if isinstance(values, list):  # variables that do not coerce: its execution says so
+            return alone
+        coerced = values.coerced
+        if any(coerced.get(name) is not None for name in shape.replay_variables):
+            return alone
         return (
             subscriber.query,
             subscriber.operation_name,
-            json.dumps(variables, sort_keys=True, separators=(",", ":")),
+            json.dumps(coerced, sort_keys=True, separators=(",", ":"), default=repr),
             sharing,
         )
 

@@ -17,6 +17,13 @@ def _mongo_field(name: str) -> str:
     return "_id" if name == "id" else name
 
 
+def _regex(pattern: str) -> dict[str, str]:
+    """A regular expression as MongoDB spells it canonically. A compiled pattern as a field's
+    value is a shorthand some servers do not honour on indexed fields (SecantusDB matched
+    nothing with it), and mongomock-motor reads both alike."""
+    return {"$regex": pattern}
+
+
 def _cond_to_mongo(c: Cond) -> dict[str, Any]:
     field = _mongo_field(c.field)
     if c.op in _COMPARE:
@@ -25,11 +32,11 @@ def _cond_to_mongo(c: Cond) -> dict[str, Any]:
         bounds = {"$gte": c.value[0], "$lte": c.value[1]}
         return {field: {"$elemMatch": bounds} if c.is_list else bounds}
     if c.op == "contains":
-        return {field: c.value if c.is_list else re.compile(re.escape(c.value))}
+        return {field: c.value if c.is_list else _regex(re.escape(c.value))}
     if c.op == "notContains":
-        return {field: {"$ne": c.value} if c.is_list else {"$not": re.compile(re.escape(c.value))}}
+        return {field: {"$ne": c.value} if c.is_list else {"$not": _regex(re.escape(c.value))}}
     if c.op == "beginsWith":
-        return {field: re.compile("^" + re.escape(c.value))}
+        return {field: _regex("^" + re.escape(c.value))}
     if c.op == "attributeExists":
         return {field: {"$exists": bool(c.value)}}
     if c.op == "in":

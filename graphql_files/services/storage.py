@@ -412,12 +412,12 @@ class Storage:
         if not 1 <= size <= MAX_PAGE_SIZE:
             raise BadUserInput(f"pageSize must be between 1 and {MAX_PAGE_SIZE}")
         query_key = f"files|{prefix}"
-        s3_token = pagination.unseal(token, query_key, ("s",))["s"] if token else None
-        items, next_s3_token = await self._files.list_page(prefix, page_size=size, token=s3_token)
+        after = pagination.unseal(token, query_key, ("a",))["a"] if token else None
+        items, last = await self._files.list_page(prefix, page_size=size, after=after)
         # The prefix's rule is not each key's: a deeper, more specific rule (an entity path,
         # say) may deny this caller keys under a prefix it may list.
         visible = [i for i in items if access.may_storage(i.path, "list")]
-        next_token = pagination.seal({"s": next_s3_token}, query_key) if next_s3_token else None
+        next_token = pagination.seal({"a": last}, query_key) if last else None
         return FilePage(visible, next_token)
 
     async def copy(

@@ -12,14 +12,16 @@ import secrets
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
+from ..adapters.embedded import Keepsakes, Stores, open_stores
 from ..adapters.mongo import Database, open_database
 from ..adapters.s3 import Files, open_files
 from ..domain.declaration import Declaration, load_declaration
 from ..domain.feed import Broker, LocalBroker
 from ..domain.policy import Policy, load_policy
 from ..errors import DomainError
-from ..logs import Disclosed, redact_uri
+from ..logs import Disclosed
 from ..settings import Settings
 from .apikeys import ApiKeys
 from .attachments import Attachments
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Services:
     settings: Settings
+    stores: Stores  # where MongoDB and S3 are, configured or embedded
     database: Database
     files: Files
     broker: Broker
@@ -73,8 +76,9 @@ async def open_services(
     declaration = declaration or load_declaration(settings.models_file)
     policy = load_policy(settings.access_file, [m.name for m in declaration.models])
     async with AsyncExitStack() as stack:
-        database = await stack.enter_async_context(open_database(settings))
-        files = await stack.enter_async_context(open_files(settings))
+        stores = await stack.enter_async_context(open_stores(settings))
+        database = await stack.enter_async_context(open_database(settings, stores.mongodb))
+        files = await stack.enter_async_context(open_files(settings, stores.s3))
         broker = open_broker(settings)
         await broker.start()
         stack.push_async_callback(broker.close)
@@ -97,7 +101,9 @@ async def open_services(
             await api_keys.ensure_indexes()
         except DomainError as exc:
             log.warning("could not create MongoDB indexes yet (%s); /readyz will say so", exc)
-        authenticator, welcome, dev_headers = await _authenticator(settings, api_keys)
+        authenticator, welcome, dev_headers = await _authenticator(
+            settings, api_keys, stores.keepsakes
+        )
         storage = Storage(
             files=files,
             records=records,
@@ -110,6 +116,7 @@ async def open_services(
         stack.push_async_callback(background.close)
         yield Services(
             settings=settings,
+            stores=stores,
             database=database,
             files=files,
             broker=broker,
@@ -146,21 +153,24 @@ DEV_TOKEN_SECONDS = 12 * 3600
 
 
 async def _authenticator(
-    settings: Settings, api_keys: ApiKeys
+    settings: Settings, api_keys: ApiKeys, keepsakes: Keepsakes
 ) -> tuple[Authenticator, tuple[str, ...], dict[str, str]]:
     """On the embedded defaults, with nothing configured, make an API key and a user token so
-    that a new user can get in (the seed's rules need both for the whole workflow)."""
+    that a new user can get in (the seed's rules need both for the whole workflow). Where the
+    embedded data is kept, so are they: after a restart the same key and token secret work."""
     welcome: list[str] = []
     headers: dict[str, str] = {}
     dev_secret = None
     generate = settings.embedded_mongodb
     if generate and settings.jwt_secret is None and settings.jwks_file is None:
-        dev_secret = secrets.token_urlsafe(32)
+        dev_secret = keepsakes.get("tokenSecret") or secrets.token_urlsafe(32)
+        keepsakes.put("tokenSecret", dev_secret)
     tokens = TokenVerifier(settings, secret=dev_secret)
     static = settings.api_key.get_secret_value() if settings.api_key else None
     if generate and static is None:
-        _, secret = await api_keys.create(description="made at start-up for the embedded defaults")
-        welcome.append(f"  API key   {secret}   (x-api-key header; valid 30 days)")
+        secret, expires_at = await _dev_api_key(api_keys, keepsakes)
+        until = expires_at.date().isoformat()
+        welcome.append(f"  API key   {secret}   (x-api-key header; valid until {until})")
         headers["x-api-key"] = secret
     if dev_secret is not None:
         token = tokens.issue(DEV_USER, ttl_seconds=DEV_TOKEN_SECONDS)
@@ -171,18 +181,27 @@ async def _authenticator(
     return authenticator, tuple(welcome), headers
 
 
+async def _dev_api_key(api_keys: ApiKeys, keepsakes: Keepsakes) -> tuple[str, datetime]:
+    """The kept development key while it has a day or more to live; else a new one."""
+    kept = keepsakes.get("apiKey")
+    key = await api_keys.find(kept) if kept is not None else None
+    if (
+        kept is not None
+        and key is not None
+        and key.status == "active"
+        and key.expires_at - datetime.now(UTC) > timedelta(days=1)
+    ):
+        return kept, key.expires_at
+    key, secret = await api_keys.create(description="made at start-up for the embedded defaults")
+    keepsakes.put("apiKey", secret)
+    return secret, key.expires_at
+
+
 def describe(services: Services, *, url: str) -> str:
     """The start-up block: where to go, and which parts are embedded. ``Disclosed``: the log
     shows it as it is, since a key made for the embedded defaults is how a new user gets in;
     so nothing configured may be in it unredacted (an endpoint's password, say)."""
     s = services.settings
-    lost = "embedded, in memory: its data is lost when the server exits"
-    mongodb = lost if s.embedded_mongodb else f"database {s.mongodb_database!r} (MongoDB server)"
-    if services.files.embedded:
-        s3 = f"{lost} (moto at {services.files.endpoint_url}, bucket {services.files.bucket!r})"
-    else:
-        where = redact_uri(services.files.endpoint_url or "AWS")
-        s3 = f"bucket {services.files.bucket!r} at {where}"
     events = (
         "in process (one server instance)"
         if s.embedded_events
@@ -196,8 +215,8 @@ def describe(services: Services, *, url: str) -> str:
     lines = [
         "graphql-files is ready",
         f"  GraphiQL  {url}",
-        f"  MongoDB   {mongodb}",
-        f"  S3        {s3}",
+        f"  MongoDB   {services.stores.mongodb.summary}",
+        f"  S3        {services.stores.s3.summary}",
         f"  Events    {events}",
         f"  Sweep     {sweep}",
         *services.welcome,

@@ -6,6 +6,8 @@ import pytest
 
 from ..helpers import GraphQLClient, Json, codes
 
+pytestmark = pytest.mark.memory  # also run on the in-memory engines
+
 SONG_FIELDS = "id name coverArtPath owner version createdAt updatedAt"
 ALBUM_FIELDS = "id name imagePaths owner version createdAt updatedAt"
 

@@ -24,7 +24,6 @@ from .test_workflows import (
     attach,
     create_album,
     create_song,
-    keys,
 )
 
 UPLOAD = """mutation($input: UploadFileInput!) {
@@ -32,6 +31,11 @@ UPLOAD = """mutation($input: UploadFileInput!) {
 ATTACH_PATH = """mutation($input: AttachSongCoverArtInput!) {
   attachSongCoverArt(input: $input) { coverArtPath } }"""
 PROPERTIES = "query($p: String!) { getProperties(path: $p) { size contentType eTag lastModified } }"
+
+
+async def objects(files: Files) -> list[str]:
+    """What is in the bucket now, deletions still held or not."""
+    return [o.path async for o in files.iterate("images/")]
 
 
 @pytest.fixture
@@ -112,13 +116,13 @@ async def test_the_replaced_file_is_deleted_after_the_answer(
     held = HeldDeletes(monkeypatch)
     second = await attach(client, JPEG, "b.jpg", "image/jpeg")  # answered, delete still held
     assert held.started <= 1
-    assert sorted(await keys(services.files)) == sorted(
+    assert sorted(await objects(services.files)) == sorted(
         [first["coverArtPath"], second["coverArtPath"]]
     )
     held.release.set()
     await services.background.drain()
     assert held.started == 1
-    assert await keys(services.files) == [second["coverArtPath"]]
+    assert await objects(services.files) == [second["coverArtPath"]]
 
 
 async def test_every_workflow_deletes_after_its_write(
@@ -156,11 +160,11 @@ async def test_every_workflow_deletes_after_its_write(
     )
     assert removed["removePhotoAlbumImages"]["imagePaths"] == [third]
     await client.data(DELETE_SONG, {"input": {"id": "s1", "deleteFiles": True}})
-    assert sorted(await keys(services.files)) == sorted([*all_files, third])  # none deleted yet
+    assert sorted(await objects(services.files)) == sorted([*all_files, third])  # none deleted yet
 
     held.release.set()
     await services.background.drain()
-    assert await keys(services.files) == [third]
+    assert await objects(services.files) == [third]
 
 
 async def test_a_failed_deletion_leaves_the_record_right_and_an_orphan_for_the_sweeper(
@@ -182,13 +186,13 @@ async def test_a_failed_deletion_leaves_the_record_right_and_an_orphan_for_the_s
     assert f"kept {first['coverArtPath']}: storage did not delete it" in caplog.text
     song = (await client.data('{ getSong(id: "s1") { coverArtPath version } }'))["getSong"]
     assert song == {"coverArtPath": second["coverArtPath"], "version": second["version"]}
-    assert sorted(await keys(services.files)) == sorted(
+    assert sorted(await objects(services.files)) == sorted(
         [first["coverArtPath"], second["coverArtPath"]]
     )
     sweeper: Sweeper = services.sweeper
     report = await sweeper.run(grace=timedelta(0), now=datetime.now(UTC) + timedelta(seconds=2))
     assert [o.path for o in report.removed] == [first["coverArtPath"]]
-    assert await keys(services.files) == [second["coverArtPath"]]
+    assert await objects(services.files) == [second["coverArtPath"]]
 
 
 async def test_shutdown_waits_for_pending_deletions(

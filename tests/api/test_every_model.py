@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 import pytest
 
-from graphql_files.adapters.s3 import Files
 from graphql_files.domain.declaration import BUILTIN
 from graphql_files.domain.models import FieldSpec, FileSpec, ModelSpec, capitalized
 from graphql_files.services.wiring import Services
@@ -127,8 +126,10 @@ async def get(client: GraphQLClient, model: ModelSpec, record_id: str = "r1") ->
     return record
 
 
-async def keys(files: Files, prefix: str) -> set[str]:
-    return {o.path async for o in files.iterate(prefix)}
+async def keys(services: Services, prefix: str) -> set[str]:
+    """The objects under ``prefix`` once every deletion begun after an answer is done."""
+    await services.background.drain()
+    return {o.path async for o in services.files.iterate(prefix)}
 
 
 async def send(
@@ -201,8 +202,7 @@ async def test_one_file_attach_replace_detach(
     record = ok(await send(client, case, "attach", file.name, {"uploadedPath": presigned}), attach)
     assert record[file.key_field] == presigned
     assert record["version"] == 3
-    await services.background.drain()  # deletions run after the answer
-    assert await keys(services.files, folder) == {presigned}  # deletePrevious: the first is gone
+    assert await keys(services, folder) == {presigned}  # deletePrevious: the first is gone
 
     _, detach = workflow("detach", model, file.name)
     body = await send(client, case, "detach", file.name, {"deleteFile": True, "expectedVersion": 3})
@@ -210,8 +210,7 @@ async def test_one_file_attach_replace_detach(
     assert record[file.key_field] is None
     assert record[file.name] is None
     assert record["version"] == 4
-    await services.background.drain()  # deletions run after the answer
-    assert await keys(services.files, folder) == set()
+    assert await keys(services, folder) == set()
     other = [f for f in model.files if f is not file]
     assert all(record[f.key_field] in (None, []) for f in other)  # the other fields untouched
 
@@ -245,14 +244,14 @@ async def test_many_file_add_replace_remove(
     new = record[file.key_field][0]
     assert new not in sent
     assert record[file.key_field][1:] == [sent[1], presigned]
-    assert sent[0] not in await keys(services.files, folder)
+    assert sent[0] not in await keys(services, folder)
 
     _, remove = workflow("remove", model, file.name)
     values = {"paths": [sent[1], presigned], "deleteFiles": True, "expectedVersion": 4}
     record = ok(await send(client, case, "remove", file.name, values), remove)
     assert record[file.key_field] == [new]
     assert record["version"] == 5
-    assert await keys(services.files, folder) == {new}
+    assert await keys(services, folder) == {new}
 
 
 @pytest.mark.parametrize("case", cases(files=True), indirect=True)
@@ -277,7 +276,7 @@ async def test_a_file_field_refuses_types_it_does_not_accept(
     record = await get(client, model)
     assert record["version"] == 1
     assert record[file.key_field] in (None, [])
-    assert await keys(services.files, folder) == {presigned}  # nothing left behind
+    assert await keys(services, folder) == {presigned}  # nothing left behind
 
 
 @pytest.mark.parametrize("case", cases(files=True, sized=True), indirect=True)
@@ -303,7 +302,7 @@ async def test_a_file_field_refuses_files_over_its_size(
     record = await get(client, model)
     assert record["version"] == 1
     assert record[file.key_field] in (None, [])
-    assert await keys(services.files, folder) == {presigned}
+    assert await keys(services, folder) == {presigned}
 
 
 @pytest.mark.parametrize("case", cases(files=True), indirect=True)
@@ -358,14 +357,13 @@ async def test_delete_with_files_removes_the_records_folder(
         for p in ([record[f.key_field]] if not f.many else record[f.key_field])
     }
     assert len(named) == len(model.files)
-    assert await keys(services.files, folder) == named
+    assert await keys(services, folder) == named
 
     text = f"""mutation($input: Delete{model.name}Input!) {{
       delete{model.name}(input: $input) {{ id version }} }}"""
     body = await client.data(text, {"input": {"id": "r1", "deleteFiles": True}})
     assert body[f"delete{model.name}"]["version"] == len(model.files) + 2
-    await services.background.drain()  # deletions run after the answer
-    assert await keys(services.files, folder) == set()
+    assert await keys(services, folder) == set()
     assert (await client.data(f'{{ get{model.name}(id: "r1") {{ id }} }}'))[
         f"get{model.name}"
     ] is None

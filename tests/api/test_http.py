@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import logging
+import tracemalloc
 from collections.abc import AsyncIterator
 
 import httpx
@@ -11,8 +13,10 @@ from asgi_lifespan import LifespanManager
 from graphql import get_introspection_query
 from starlette.applications import Starlette
 
+from graphql_files.api.execution import MAX_CACHED_QUERY, entry_weight
 from graphql_files.app import create_app
 from graphql_files.services.records import Records
+from graphql_files.settings import MIB
 
 from ..helpers import FULL_ACCESS, GraphQLClient, make_settings, schema_of
 
@@ -199,15 +203,45 @@ async def test_prepared_operations_are_reused(
     assert schema.prepared.misses == misses  # parsed and validated once
 
 
-async def test_a_request_error_is_prepared_once_and_answered_alike(
+async def test_a_request_error_is_answered_alike_and_never_kept(
     client: GraphQLClient, starlette_app: Starlette
 ) -> None:
     schema = schema_of(starlette_app)
+    kept = len(schema.prepared)
     answers = [await client.error("{ listSongs { nosuchfield } }") for _ in range(3)]
     assert answers[0] == answers[1] == answers[2]
     assert answers[0]["extensions"]["code"] == "BAD_USER_INPUT"
     assert "nosuchfield" in answers[0]["message"]
-    assert schema.prepared.hits >= 2
+    assert len(schema.prepared) == kept
+
+
+async def test_no_caller_can_fill_the_prepared_cache(
+    client: GraphQLClient, starlette_app: Starlette
+) -> None:
+    """Issue 20.2: 300 unauthenticated 1 MiB requests (a comment, one astral character) took the
+    server from 145 MB to 2.59 GB: about 8 MB kept each. Now nothing past 64 KiB of text, and
+    no request error, is kept, and what is kept is bounded in bytes."""
+    schema = schema_of(starlette_app)
+    anonymous = {"x-api-key": "", "authorization": ""}
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(40):
+            big = f"{{ __typename }} #😀<i>{n}" + "x" * 1_040_000
+            await client.post(big, headers=anonymous)
+            await client.post(big.replace("__typename", "nosuchfield"), headers=anonymous)
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept < 20 * MIB, f"{kept / MIB:.0f} MiB kept after 80 requests of 4 MiB of text each"
+    assert all(len(query) <= MAX_CACHED_QUERY for query, _ in schema.prepared._entries)
+
+    schema.prepared.max_bytes = 20 * entry_weight("{ a: __typename }")
+    for n in range(100):  # distinct small queries that validate: the oldest make way
+        await client.data(f"{{ a{n}: __typename }}")
+    assert schema.prepared.bytes <= schema.prepared.max_bytes
+    assert len(schema.prepared) <= 20
 
 
 async def test_unexpected_errors_are_masked_and_logged(

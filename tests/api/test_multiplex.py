@@ -204,6 +204,31 @@ async def test_replays_never_share(live: LiveServer) -> None:
                 assert got["song"] == {"name": "s3"}
 
 
+async def test_a_replay_from_a_variables_default_is_a_replay(live: LiveServer) -> None:
+    """``$a: String = "C"`` sent with no variables replays from C, for every socket that sends
+    it: sharing is decided on the coerced variables, not on the request's text (issue 20.1:
+    the second socket joined the first one's group and got only what came after it)."""
+    await create_songs(live, "s1")
+    async with ws_client(live) as first:
+        await first.subscribe(FEED)
+        await subscribed(live, 1)
+        await create_songs(live, "s2")
+        cursor = (await first.next_payload())["data"]["recordChanges"]["cursor"]
+        await create_songs(live, "s3", "s4")
+        replay = f"""subscription($a: String = {json.dumps(cursor)}) {{
+          recordChanges(after: $a) {{ cursor song {{ name }} }} }}"""
+        async with ws_client(live) as replay_1, ws_client(live) as replay_2:
+            await replay_1.subscribe(replay)
+            replayed = [await replay_1.next_payload() for _ in range(2)]
+            await replay_2.subscribe(replay)  # once the first has had its replay
+            await subscribed(live, 3)
+            await create_songs(live, "s5")
+            replayed.append(await replay_1.next_payload())
+            for got in (replayed, [await replay_2.next_payload() for _ in range(3)]):
+                names = [payload["data"]["recordChanges"]["song"]["name"] for payload in got]
+                assert names == ["s3", "s4", "s5"]
+
+
 async def test_a_slow_member_is_cut_off_and_the_others_get_every_event(
     s3_endpoint: str, bucket: str
 ) -> None:

@@ -199,7 +199,9 @@ async def test_fifty_concurrent_attaches_without_expected_version_all_succeed(
     settings = make_settings(
         s3_endpoint, bucket, redis_url=redis_url, redis_stream=f"t:{uuid.uuid4().hex[:8]}"
     )
-    async with start_live_server(settings) as live, live.client() as client:
+    # 50 requests served one after another by one event loop, the test's own: no request may
+    # give up before its turn comes (the server's REQUEST_TIMEOUT bounds each)
+    async with start_live_server(settings) as live, live.client(timeout=60) as client:
         await client.data('mutation { createSong(input: {id: "busy", name: "b"}) { id } }')
 
         async def attach() -> dict[str, Any]:

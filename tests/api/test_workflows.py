@@ -1,4 +1,5 @@
-"""The record-file workflows end to end over HTTP against moto's S3, failures included."""
+"""The record-file workflows end to end over HTTP against the session's stores, failures
+included; on the in-memory engines too (``memory``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from graphql_files.services.storage import Storage
 from graphql_files.services.wiring import Services
 
 from ..helpers import JPEG, MP3, PNG, GraphQLClient, codes, full_access, multipart, upload_data
+
+pytestmark = pytest.mark.memory  # also run on the in-memory engines
 
 SONG = "id name coverArtPath version coverArt { path url { url } properties { size contentType } }"
 ALBUM = "id imagePaths version images { path url { url } }"
@@ -37,12 +40,15 @@ CREATE_UPLOAD_URL = """mutation($input: CreateUploadUrlInput!) {
 
 
 @pytest.fixture
-def s3(services: Services) -> Files:
-    return services.files
+def s3(services: Services) -> Services:
+    """The bucket, looked at through ``keys``."""
+    return services
 
 
-async def keys(files: Files, prefix: str = "images/") -> list[str]:
-    return [o.path async for o in files.iterate(prefix)]
+async def keys(services: Services, prefix: str = "images/") -> list[str]:
+    """The objects under ``prefix`` once every deletion begun after an answer is done."""
+    await services.background.drain()
+    return [o.path async for o in services.files.iterate(prefix)]
 
 
 async def get(url: str) -> httpx.Response:
@@ -98,7 +104,7 @@ async def attach(
 
 
 async def test_song_cover_art_lifecycle(
-    client: GraphQLClient, s3: Files, services: Services
+    client: GraphQLClient, s3: Services, services: Services
 ) -> None:
     await create_song(client)
     song = await attach(client, name="My Cover (final).png")
@@ -143,7 +149,7 @@ async def test_song_cover_art_lifecycle(
 
 
 async def test_delete_song_with_its_files(
-    client: GraphQLClient, s3: Files, services: Services
+    client: GraphQLClient, s3: Services, services: Services
 ) -> None:
     await create_song(client)
     song = await attach(client)
@@ -157,7 +163,7 @@ async def test_delete_song_with_its_files(
     assert await client.run('{ getSong(id: "s1") { id } }') == {"data": {"getSong": None}}
 
 
-async def test_delete_without_delete_files_keeps_them(client: GraphQLClient, s3: Files) -> None:
+async def test_delete_without_delete_files_keeps_them(client: GraphQLClient, s3: Services) -> None:
     await create_song(client)
     song = await attach(client)
     await client.data(DELETE_SONG, {"input": {"id": "s1"}})
@@ -165,7 +171,7 @@ async def test_delete_without_delete_files_keeps_them(client: GraphQLClient, s3:
 
 
 async def test_files_outside_the_record_folder_are_never_deleted(
-    client: GraphQLClient, s3: Files, services: Services
+    client: GraphQLClient, s3: Services, services: Services
 ) -> None:
     upload = """mutation($input: UploadFileInput!) { uploadFile(input: $input) { path } }"""
     for path in ("images/shared/logo.png", "images/Song/s1/direct.png"):
@@ -192,7 +198,7 @@ async def test_files_outside_the_record_folder_are_never_deleted(
     assert sorted(await keys(s3)) == ["images/Song/s1/direct.png", "images/shared/logo.png"]
 
 
-async def test_attach_a_presigned_upload(client: GraphQLClient, s3: Files) -> None:
+async def test_attach_a_presigned_upload(client: GraphQLClient, s3: Services) -> None:
     await create_song(client)
     post = (
         await client.data(
@@ -259,7 +265,9 @@ async def test_exactly_one_source(client: GraphQLClient) -> None:
     assert codes(both.json()) == ["BAD_USER_INPUT"]
 
 
-async def test_album_images_lifecycle(client: GraphQLClient, s3: Files, services: Services) -> None:
+async def test_album_images_lifecycle(
+    client: GraphQLClient, s3: Services, services: Services
+) -> None:
     await create_album(client)
     added = await upload_data(
         client,
@@ -354,7 +362,7 @@ async def test_album_adopts_presigned_uploads(client: GraphQLClient) -> None:
     assert again["imagePaths"] == paths  # a path is named once
 
 
-async def test_concurrent_adds_lose_nothing(client: GraphQLClient, s3: Files) -> None:
+async def test_concurrent_adds_lose_nothing(client: GraphQLClient, s3: Services) -> None:
     await create_album(client)
 
     async def add_one(n: int) -> None:
@@ -374,7 +382,7 @@ async def test_concurrent_adds_lose_nothing(client: GraphQLClient, s3: Files) ->
     assert sorted(await keys(s3)) == sorted(album["imagePaths"])
 
 
-async def test_stale_version_uploads_nothing(client: GraphQLClient, s3: Files) -> None:
+async def test_stale_version_uploads_nothing(client: GraphQLClient, s3: Services) -> None:
     await create_song(client)
     await attach(client)
     body = await attach_body(client, "s1", expectedVersion=1)
@@ -383,7 +391,7 @@ async def test_stale_version_uploads_nothing(client: GraphQLClient, s3: Files) -
     assert len(await keys(s3)) == 1
 
 
-async def test_missing_record_uploads_nothing(client: GraphQLClient, s3: Files) -> None:
+async def test_missing_record_uploads_nothing(client: GraphQLClient, s3: Services) -> None:
     body = await attach_body(client, "nope")
     assert codes(body) == ["NOT_FOUND"]
     album = await multipart(
@@ -400,7 +408,7 @@ async def test_missing_record_uploads_nothing(client: GraphQLClient, s3: Files) 
 
 
 async def test_record_write_of_unknown_outcome_keeps_the_upload_claimed(
-    client: GraphQLClient, s3: Files, services: Services, monkeypatch: pytest.MonkeyPatch
+    client: GraphQLClient, s3: Services, services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """When the record write fails without a definite answer (the database timed out), the
     write may still land: the uploads stay, claimed, until the claims' lease runs out; then the
@@ -444,7 +452,7 @@ async def upload_data_many(client: GraphQLClient, count: int) -> dict[str, Any]:
 
 
 async def test_conflict_at_the_write_removes_the_upload(
-    client: GraphQLClient, s3: Files, services: Services, monkeypatch: pytest.MonkeyPatch
+    client: GraphQLClient, s3: Services, services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await create_song(client)
     real_upload = Storage.upload
@@ -470,17 +478,18 @@ async def test_conflict_at_the_write_removes_the_upload(
 
 
 async def test_concurrent_cover_changes_delete_exactly_what_they_replaced(
-    client: GraphQLClient, s3: Files
+    client: GraphQLClient, s3: Services, services: Services
 ) -> None:
     await create_song(client)
     await asyncio.gather(*(attach(client, name=f"c{n}.png") for n in range(8)))
     song = (await client.data('{ getSong(id: "s1") { coverArtPath version } }'))["getSong"]
     assert song["version"] == 9
+    await services.background.drain()  # deletions run after the answer
     assert await keys(s3) == [song["coverArtPath"]]  # every replaced file was deleted, once
 
 
 async def test_storage_down_before_upload_changes_nothing(
-    client: GraphQLClient, s3: Files, monkeypatch: pytest.MonkeyPatch
+    client: GraphQLClient, s3: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await create_song(client)
 
@@ -496,7 +505,7 @@ async def test_storage_down_before_upload_changes_nothing(
 
 
 async def test_storage_down_after_the_write_leaves_an_orphan_not_a_dangling_record(
-    client: GraphQLClient, s3: Files, services: Services, monkeypatch: pytest.MonkeyPatch
+    client: GraphQLClient, s3: Services, services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await create_song(client)
     first = await attach(client)
@@ -514,7 +523,7 @@ async def test_storage_down_after_the_write_leaves_an_orphan_not_a_dangling_reco
 
 
 async def test_a_failed_upload_midway_removes_the_earlier_files(
-    client: GraphQLClient, s3: Files
+    client: GraphQLClient, s3: Services
 ) -> None:
     await create_album(client)
     response = await multipart(

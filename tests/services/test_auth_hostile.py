@@ -7,7 +7,6 @@ import base64
 import hashlib
 import hmac
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,9 @@ from graphql_files.settings import Settings
 from ..helpers import API_KEY, TEST_JWT_SECRET, GraphQLClient
 
 SECRET = "s" * 40
-HOUR_FROM_NOW = int(time.time()) + 3600
+# a fixed time well ahead (2100-01-01): the same in every test process, so the parametrized
+# ids are too (pytest-xdist compares them across its workers)
+IN_THE_FUTURE = 4_102_444_800
 
 
 def signed(payload: str, secret: str = SECRET, header: str = '{"alg":"HS256","typ":"JWT"}') -> str:
@@ -38,7 +39,7 @@ def signed(payload: str, secret: str = SECRET, header: str = '{"alg":"HS256","ty
 
 
 def claims(**values: Any) -> str:
-    return json.dumps({"sub": "alice", "exp": HOUR_FROM_NOW, **values})
+    return json.dumps({"sub": "alice", "exp": IN_THE_FUTURE, **values})
 
 
 @pytest.mark.parametrize(
@@ -47,8 +48,8 @@ def claims(**values: Any) -> str:
         (claims(exp=10**30), "exp out of range"),
         (claims(exp=1e30), "exp out of range"),
         (claims(exp=253_402_300_800), "exp out of range"),  # year 10000
-        (claims(exp=str(HOUR_FROM_NOW)), "exp must be a number"),
-        (claims(exp=[HOUR_FROM_NOW]), "exp"),
+        (claims(exp=str(IN_THE_FUTURE)), "exp must be a number"),
+        (claims(exp=[IN_THE_FUTURE]), "exp"),
         (claims(exp=-5), "expired"),
         (claims(exp=-1e30), "expired"),
         (claims(iat=10**30), "iat"),
@@ -87,10 +88,10 @@ def test_hostile_headers_are_unauthenticated(header: str) -> None:
 
 def test_a_fractional_exp_in_range_is_accepted() -> None:
     user = TokenVerifier(Settings(jwt_secret=SECRET)).verify(
-        signed(claims(exp=HOUR_FROM_NOW + 0.5))
+        signed(claims(exp=IN_THE_FUTURE + 0.5))
     )
     assert user.expires_at is not None
-    assert user.expires_at.timestamp() == HOUR_FROM_NOW + 0.5
+    assert user.expires_at.timestamp() == IN_THE_FUTURE + 0.5
 
 
 def test_a_jwks_key_named_hs256_does_not_shadow_the_secret(tmp_path: Path) -> None:

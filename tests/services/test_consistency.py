@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import enum
 import io
-import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -30,7 +29,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-import boto3
 import pytest
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
@@ -46,6 +44,7 @@ from graphql_files.services.auth import Access, Principal, User
 from graphql_files.services.storage import Upload
 from graphql_files.services.wiring import Services, open_services
 
+from .. import stores
 from ..declared import DECLARED, required_values, sample_file
 from ..helpers import full_access, make_settings, put_object
 
@@ -402,8 +401,7 @@ class Consistency(RuleBasedStateMachine):
         return self.env.loop.run_until_complete(awaitable)
 
     async def open(self) -> Services:
-        bucket = f"hyp-{uuid.uuid4().hex[:20]}"
-        boto3.client("s3", endpoint_url=self.env.s3_endpoint).create_bucket(Bucket=bucket)
+        bucket = self.stack.enter_context(stores.current().buckets.lease())
         settings = make_settings(self.env.s3_endpoint, bucket, claim_wait=0.2)
         services = open_services(settings, self.env.declaration)
         return await self.stack.enter_async_context(services)
