@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import socket
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -54,8 +55,13 @@ def serve(args: argparse.Namespace) -> int:
     except PolicyError as exc:
         sys.exit(f"graphql-files: {exc}")
     _refuse_a_held_data_dir(settings)
+    # The port is held from now on, before the embedded stores start (they take free ports of
+    # their own: uvicorn binds only after the app has started, too late to keep one of them
+    # from taking it); with --port 0, the one the system gave is the one the log shows.
+    listener = _listen(settings.host, settings.port)
+    settings = settings.model_copy(update={"port": listener.getsockname()[1]})
     _configure_logging(settings.log_level)
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings, declaration),
         host=settings.host,
         port=settings.port,
@@ -66,7 +72,22 @@ def serve(args: argparse.Namespace) -> int:
         ssl_certfile=settings.tls_cert_file,
         ssl_keyfile=settings.tls_key_file,
     )
+    uvicorn.Server(config).run(sockets=[listener])
     return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` (as uvicorn binds one), or exit with one line."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family=family, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        sys.exit(f"graphql-files: cannot listen on {host}:{port}: {exc.strerror or exc}")
+    listener.set_inheritable(True)
+    return listener
 
 
 def _uses_data_dir(settings: Settings) -> bool:

@@ -21,6 +21,7 @@ import httpx
 import jwt
 import pytest
 import uvicorn
+from asgi_lifespan import LifespanManager
 from PIL import Image
 from starlette.applications import Starlette
 from websockets.asyncio.client import ClientConnection, connect
@@ -202,6 +203,21 @@ class GraphQLClient:
         assert len(body["errors"]) == 1, body["errors"]
         error: Json = body["errors"][0]
         return error
+
+
+@asynccontextmanager
+async def client_of(
+    settings: Settings, headers: Mapping[str, str] = FULL_ACCESS
+) -> AsyncIterator[GraphQLClient]:
+    """A client of an app of its own on ``settings``, served in process (its lifespan running);
+    its database is dropped afterwards."""
+    async with LifespanManager(create_app(settings)) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", headers=dict(headers)
+        ) as http:
+            yield GraphQLClient(http)
+    await drop_test_database(settings)
 
 
 def codes(body: Json) -> list[str]:

@@ -87,10 +87,11 @@ def serving(data_dir: Path | None = None, **env: str) -> Iterator[Served]:
 
 @contextmanager
 def _serving(env: dict[str, str]) -> Iterator[Served]:
-    port = free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("GRAPHQL_FILES_")}
-    process = subprocess.Popen(  # noqa: S603 - our own CLI
-        [sys.executable, "-m", "graphql_files", "serve", "--port", str(port)],
+    process = subprocess.Popen(
+        # port 0: the server binds a free one itself (a port chosen here could be taken
+        # before the server binds it), and its start-up block names it
+        [sys.executable, "-m", "graphql_files", "serve", "--port", "0"],
         cwd=ROOT,
         env={**environment, **env},
         stdout=subprocess.PIPE,
@@ -99,12 +100,15 @@ def _serving(env: dict[str, str]) -> Iterator[Served]:
     )
     assert process.stdout is not None
     stdout = process.stdout
-    served = Served(port, [], process.pid)
+    served = Served(0, [], process.pid)
     started = threading.Event()
 
     def read() -> None:
         for line in iter(stdout.readline, ""):
             served.lines.append(line)
+            listening = re.search(r"GraphiQL  https?://[^:]+:(\d+)/", line)
+            if listening:
+                served.port = int(listening[1])
             if "Application startup complete" in line:
                 started.set()
         started.set()  # the output ended (the process exited): stop waiting either way

@@ -10,10 +10,11 @@ the child, so children are started from the event loop's thread, never from a wo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import ctypes.util
+import inspect
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
 STOP_SECONDS = 15.0  # a store given SIGTERM flushes its data; past this it is killed
+START_ATTEMPTS = 3
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
@@ -50,32 +52,55 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child, between
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-async def port_answers(host: str, port: int) -> bool:
-    """Whether something accepts TCP connections on ``host:port``."""
-    try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout=1)
-    except (OSError, TimeoutError):
+def listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` itself listens on TCP ``port`` (Linux: /proc). A port that
+    merely answers may be another process's: ports are chosen free, then bound by the child a
+    moment later, and anyone may take one in between."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and int(local.rpartition(":")[2], 16) == port:  # 0A: LISTEN
+                inodes.add(f"socket:[{inode}]")
+    if not inodes:
         return False
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
-    return True
+    try:
+        descriptors = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+    for descriptor in descriptors:
+        try:
+            if os.readlink(descriptor) in inodes:
+                return True
+        except OSError:
+            continue
+    return False
 
 
 class ChildProcess:
-    """One program run beside the server, its output appended to ``log_path``."""
+    """One program run beside the server, its output appended to ``log_path``.
+
+    ``command()`` gives its command line, called afresh for each start: it chooses the free
+    ports the program is told to listen on, and a port chosen free may be taken before the
+    program binds it (by any process starting at the same moment). The program then exits
+    while starting, and ``start`` tries again with new ports, up to ``START_ATTEMPTS`` times."""
 
     def __init__(
         self,
         name: str,
-        argv: Sequence[str],
+        command: Callable[[], Sequence[str]],
         *,
         log_path: Path,
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
     ) -> None:
         self.name = name
-        self._argv = list(argv)
+        self._command = command
         self._log_path = log_path
         self._env = dict(env) if env is not None else None
         self._cwd = cwd
@@ -85,15 +110,27 @@ class ChildProcess:
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 
-    def start(self) -> None:
-        """Start it (from the event loop's thread: see the module's docstring)."""
+    async def start(self, ready: Callable[[int], bool | Awaitable[bool]], *, within: float) -> None:
+        """Start it (from the event loop's thread: see the module's docstring) and wait until
+        ``ready(pid)`` holds; ``StartupError`` (with the end of its log) if it never does."""
+        for attempt in range(1, START_ATTEMPTS + 1):
+            self._spawn()
+            try:
+                await self._wait_ready(ready, within=within)
+                return
+            except _Exited as exited:
+                if attempt == START_ATTEMPTS:
+                    raise StartupError(str(exited)) from None
+                log.info("%s; starting it again on other ports", exited)
+
+    def _spawn(self) -> None:
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
         with self._log_path.open("ab") as output:
             output.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting\n".encode())
             output.flush()
             try:
                 self._process = subprocess.Popen(  # noqa: S603 - our own argv, no shell
-                    self._argv,
+                    list(self._command()),
                     stdin=subprocess.DEVNULL,
                     stdout=output,
                     stderr=subprocess.STDOUT,
@@ -104,18 +141,20 @@ class ChildProcess:
             except OSError as exc:
                 raise StartupError(f"could not start {self.name}: {exc}") from exc
 
-    async def wait_ready(self, ready: Callable[[], Awaitable[bool]], *, within: float) -> None:
-        """Poll ``ready()`` until it holds; ``StartupError`` (with the end of the child's log)
-        if the child exits first or ``within`` seconds pass."""
-        assert self._process is not None, "start() first"
+    async def _wait_ready(
+        self, ready: Callable[[int], bool | Awaitable[bool]], *, within: float
+    ) -> None:
+        process = self._process
+        assert process is not None
         deadline = time.monotonic() + within
         while True:
-            if self._process.poll() is not None:
-                raise StartupError(
-                    f"{self.name} exited with status {self._process.returncode} while starting"
+            if process.poll() is not None:
+                raise _Exited(
+                    f"{self.name} exited with status {process.returncode} while starting"
                     f"{self._log_tail()}"
                 )
-            if await ready():
+            answer = ready(process.pid)
+            if await answer if inspect.isawaitable(answer) else answer:
                 return
             if time.monotonic() > deadline:
                 await self.stop()
@@ -145,3 +184,7 @@ class ChildProcess:
             return ""
         shown = " | ".join(line.strip() for line in text if line.strip())
         return f" (its log {self._log_path}: {shown})" if shown else ""
+
+
+class _Exited(Exception):
+    """The child ended while starting (a port it was given taken meanwhile, most likely)."""

@@ -28,6 +28,7 @@ import secrets
 import shutil
 import sys
 import sysconfig
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from typing import IO
 from ..errors import StartupError
 from ..logs import redact_uri
 from ..settings import Settings
-from .children import ChildProcess, free_ports, port_answers
+from .children import ChildProcess, free_ports, listens
 
 log = logging.getLogger(__name__)
 
@@ -214,22 +215,28 @@ class SecantusDB:
     any client could then make the server fail)."""
 
     def __init__(self, directory: Path | str, *, log_path: Path, test_commands: bool = False):
+        self.port = 0
+        self._directory = directory
+        self._test_commands = test_commands
+        self._config = Path(log_path).parent / "secantusd.toml"  # empty: none is looked for
+        self.process = ChildProcess("SecantusDB", self._command, log_path=log_path)
+
+    def _command(self) -> list[str]:
         (self.port,) = free_ports(1)
-        config = Path(log_path).parent / "secantusd.toml"  # empty: no config is looked for
-        config.parent.mkdir(parents=True, exist_ok=True)
-        config.touch()
+        self._config.parent.mkdir(parents=True, exist_ok=True)
+        self._config.touch()
         argv = [
             sys.executable, "-m", "secantus",
-            "--config", str(config),
+            "--config", str(self._config),
             "--host", "127.0.0.1",
             "--port", str(self.port),
-            "--storage-path", str(directory),
+            "--storage-path", str(self._directory),
             "--cache-size", SECANTUSDB_CACHE,
             "--log-level", "WARNING",
         ]  # fmt: skip
-        if test_commands:
+        if self._test_commands:
             argv.append("--enable-test-commands")
-        self.process = ChildProcess("SecantusDB", argv, log_path=log_path)
+        return argv
 
     @property
     def uri(self) -> str:
@@ -238,12 +245,8 @@ class SecantusDB:
         return f"mongodb://127.0.0.1:{self.port}/?directConnection=true&journal=true"
 
     async def start(self) -> SecantusDB:
-        self.process.start()
-        await self.process.wait_ready(self._answers, within=START_SECONDS)
+        await self.process.start(lambda pid: listens(pid, self.port), within=START_SECONDS)
         return self
-
-    async def _answers(self) -> bool:
-        return await port_answers("127.0.0.1", self.port)
 
     async def stop(self) -> None:
         await self.process.stop()
@@ -292,35 +295,55 @@ class SeaweedFS:
         descriptor = os.open(identities, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w") as out:
             json.dump({"identities": [identity]}, out)
+        self.ports: dict[str, int] = {}
+        self._grpc: dict[str, int] = {}
+        # Its unix sockets: those it lets us place go to a directory of its own, removed after
+        # it (socket paths must stay short: not under the data directory); its gRPC ones it
+        # puts in /tmp whatever it is told, and leaves there: removed after it too.
+        self._run = Path(tempfile.mkdtemp(prefix="graphql-files-weed-"))
+        self._binary, self._directory, self._identities = binary, directory, identities
+        env = {**os.environ, "GOMEMLIMIT": SEAWEEDFS_MEMORY_LIMIT, "TMPDIR": str(self._run)}
+        self.process = ChildProcess(
+            "SeaweedFS", self._command, log_path=log_path, env=env, cwd=directory
+        )
+
+    def _command(self) -> list[str]:
+        """Every port it opens chosen here (``weed mini`` defaults to fixed ones)."""
         ports = free_ports(2 * len(_SEAWEEDFS_PORTS))
         self.ports = dict(zip(_SEAWEEDFS_PORTS, ports, strict=False))
         grpc = dict(zip(_SEAWEEDFS_PORTS, ports[len(_SEAWEEDFS_PORTS) :], strict=True))
-        argv = [
-            str(binary), "mini",
-            f"-dir={directory}",
+        self._grpc = grpc
+        return [
+            str(self._binary),
+            "-logtostderr",  # into its log file, not /tmp (glog's default)
+            f"-config_dir={self._run}",  # no stray seaweedfs toml is read
+            "mini",
+            f"-dir={self._directory}",
+            f"-filer.localSocket={self._run / 'filer.sock'}",
+            f"-s3.localSocket={self._run / 's3.sock'}",
             "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             *(f"-{name}.port={port}" for name, port in self.ports.items()),
             *(f"-{name}.port.grpc={port}" for name, port in grpc.items()),
-            f"-s3.config={identities}",
+            f"-s3.config={self._identities}",
             "-s3.allowDeleteBucketNotEmpty=false", "-s3.autoCreateBucket=false",
             "-s3.port.iceberg=0", "-s3.port.lance=0",
             "-webdav=false", "-admin.ui=false", "-master.telemetry=false",
             "-volume.preStopSeconds=0",
         ]  # fmt: skip
-        env = {**os.environ, "GOMEMLIMIT": SEAWEEDFS_MEMORY_LIMIT}
-        self.process = ChildProcess("SeaweedFS", argv, log_path=log_path, env=env, cwd=directory)
 
     @property
     def endpoint_url(self) -> str:
         return f"http://127.0.0.1:{self.ports['s3']}"
 
     async def start(self) -> SeaweedFS:
-        self.process.start()
-        await self.process.wait_ready(self._s3_answers, within=START_SECONDS)
+        await self.process.start(self._s3_answers, within=START_SECONDS)
         return self
 
-    async def _s3_answers(self) -> bool:
-        """Its S3 gateway is up once an unsigned request gets S3's refusal (403)."""
+    async def _s3_answers(self, pid: int) -> bool:
+        """Its S3 gateway is up once it listens on its port and an unsigned request gets S3's
+        refusal (403)."""
+        if not listens(pid, self.ports["s3"]):
+            return False
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection("127.0.0.1", self.ports["s3"]), timeout=1
@@ -339,7 +362,15 @@ class SeaweedFS:
         return status.split(b" ")[1:2] == [b"403"]
 
     async def stop(self) -> None:
-        await self.process.stop()
+        try:
+            await self.process.stop()
+        finally:
+            self._remove_sockets()
+
+    def _remove_sockets(self) -> None:
+        shutil.rmtree(self._run, ignore_errors=True)
+        for name, port in self._grpc.items():  # these it always puts in /tmp, and leaves
+            Path(f"/tmp/seaweedfs-{name}-grpc-{port}.sock").unlink(missing_ok=True)  # noqa: S108
 
 
 # --- moto, for EMBEDDED=memory -----------------------------------------------------------------

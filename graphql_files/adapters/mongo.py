@@ -96,6 +96,12 @@ class Collection:
             doc: Document | None = await self._raw.find_one_and_delete(query)
             return doc
 
+    async def update_many(self, query: Query, update: Mapping[str, Any]) -> int:
+        """Apply ``update`` to every document matching ``query``; how many matched."""
+        with _translated("update_many", self.name):
+            result = await self._raw.update_many(query, update)
+            return int(result.matched_count)
+
     async def delete_many(self, query: Query) -> int:
         with _translated("delete_many", self.name):
             result = await self._raw.delete_many(query)

@@ -373,12 +373,17 @@ class Files:
     async def copy(self, source: str, destination: str, *, prevent_overwrite: bool) -> ObjectInfo:
         guard = {"IfNoneMatch": "*"} if prevent_overwrite else {}
         with translated("copy_object"), self._precondition(destination):
-            await self._client.copy_object(
-                Bucket=self.bucket,
-                Key=destination,
-                CopySource={"Bucket": self.bucket, "Key": source},
-                **guard,
-            )
+            try:
+                await self._client.copy_object(
+                    Bucket=self.bucket,
+                    Key=destination,
+                    CopySource={"Bucket": self.bucket, "Key": source},
+                    **guard,
+                )
+            except ClientError as exc:
+                if _code(exc) in _MISSING:
+                    raise NotFound(f"no object at {source}", path=source) from exc
+                raise
         info = await self.head(destination)
         if info is None:  # pragma: no cover
             raise StorageUnavailable(f"{destination} vanished right after its copy")

@@ -47,7 +47,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from ..errors import DomainError
-from .closing import close_later
+from .closing import NOT_TEXT, close_later
 from .context import Context, authenticate, services_of
 from .error_shaping import shape
 from .json_guard import JsonTooDeep, nests_deeper
@@ -174,8 +174,14 @@ class _Connection:
     async def receive(self) -> dict[str, Any] | None:
         """The next message, or None when the socket is closed (a malformed one closes it)."""
         try:
-            text = await self.websocket.receive_text()
+            frame = await self.websocket.receive()
         except (WebSocketDisconnect, RuntimeError):
+            return None
+        if frame["type"] == "websocket.disconnect":
+            return None
+        text = frame.get("text")
+        if text is None:  # a binary frame: answered as /graphql answers it (strawberry's words)
+            await self.websocket.close(4400, NOT_TEXT)
             return None
         try:
             message = json.loads(text)

@@ -9,7 +9,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 
-from ..errors import DomainError, Unauthenticated
+from ..errors import BadUserInput, DomainError, PayloadTooLarge, Unauthenticated
 from ..settings import Settings
 
 JSON = "application/json"
@@ -74,10 +74,10 @@ class BodyLimit:
                 async with asyncio.timeout(self.idle_timeout):
                     message = await receive()
             except TimeoutError as exc:
-                raise _Stalled from exc
+                raise BodyStalled(self.idle_timeout) from exc
             received += len(message.get("body", b""))
             if received > limit:
-                raise _TooLarge
+                raise BodyTooLarge(limit)
             body_done = message["type"] != "http.request" or not message.get("more_body", False)
             return message
 
@@ -88,38 +88,50 @@ class BodyLimit:
 
         try:
             await self.app(scope, counting_receive, tracking_send)
-        except _TooLarge:
+        except BodyFault as fault:  # met before the view read the body into an operation
             if started:
                 raise
-            await self._refuse(limit, scope, receive, send)
-        except _Stalled:
-            if started:
-                raise
-            await self._time_out(scope, receive, send)
+            await fault.response()(scope, receive, send)
         except ClientDisconnect:  # gone before its body arrived: there is no one to answer
             if started:
                 raise
 
-    @staticmethod
-    async def _refuse(limit: int, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(
-            413, f"request body is larger than {limit} bytes", "PAYLOAD_TOO_LARGE"
-        )
-        await response(scope, receive, send)
+    async def _refuse(self, limit: int, scope: Scope, receive: Receive, send: Send) -> None:
+        await BodyTooLarge(limit).response()(scope, receive, send)
 
-    async def _time_out(self, scope: Scope, receive: Receive, send: Send) -> None:
-        message = (
-            f"the request body stalled: nothing arrived for {self.idle_timeout:g}s "
+
+class BodyFault(Exception):
+    """The request body broke a limit while it was read: the request's answer, wherever the
+    body was being read (here, or by a resolver streaming an upload: ``uploads``)."""
+
+    status: int
+    code: str
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def response(self, media_type: str = JSON) -> Response:
+        response = error_response(self.status, self.message, self.code, media_type)
+        response.headers["connection"] = "close"  # the rest of the body may still come
+        return response
+
+
+class BodyTooLarge(BodyFault):
+    status, code = 413, PayloadTooLarge.code
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body is larger than {limit} bytes")
+        self.limit = limit
+
+
+class BodyStalled(BodyFault):
+    """Not a ``TimeoutError``: the request's own deadline must not take it for its own."""
+
+    status, code = 408, BadUserInput.code
+
+    def __init__(self, idle_timeout: float) -> None:
+        super().__init__(
+            f"the request body stalled: nothing arrived for {idle_timeout:g}s "
             "(BODY_IDLE_TIMEOUT); send the whole body without pausing"
         )
-        response = error_response(408, message, "BAD_USER_INPUT")
-        response.headers["connection"] = "close"  # the rest of the body may still come
-        await response(scope, receive, send)
-
-
-class _TooLarge(Exception):
-    pass
-
-
-class _Stalled(Exception):
-    """Not a ``TimeoutError``: the request's own deadline must not take it for its own."""

@@ -27,3 +27,7 @@ def close_later(
     _pending.add(task)  # keep a reference until it is done
     task.add_done_callback(_pending.discard)
     return task
+
+
+# A binary frame where a text one is due closes with 4400 and this reason, on every protocol.
+NOT_TEXT = "WebSocket message type must be text"

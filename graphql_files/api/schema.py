@@ -10,6 +10,7 @@ from typing import Any
 import strawberry
 from graphql import ASTValidationRule, GraphQLError
 from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
+from strawberry.file_uploads import Upload
 from strawberry.schema.config import StrawberryConfig
 
 from ..domain.declaration import BUILTIN, Declaration
@@ -23,7 +24,7 @@ from .error_shaping import log_errors
 from .execution import LeanSchema
 from .storage_ops import StorageMutation, StorageQuery
 from .subscriptions import change_field, record_changes_field
-from .types import DATETIME_SCALAR
+from .types import DATETIME_SCALAR, UPLOAD_SCALAR
 from .validation import depth_limit_rule
 from .workflows import workflow_fields
 
@@ -102,7 +103,7 @@ def build_schema(settings: Settings, declaration: Declaration = BUILTIN) -> Sche
         max_tokens=settings.max_tokens,
         cache_size=CACHE_SIZE,
         execution_context_class=budgeted_execution(settings.max_file_work),
-        config=StrawberryConfig(scalar_map={datetime: DATETIME_SCALAR}),
+        config=StrawberryConfig(scalar_map={datetime: DATETIME_SCALAR, Upload: UPLOAD_SCALAR}),
     )
 
 

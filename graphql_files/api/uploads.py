@@ -36,6 +36,7 @@ from starlette.types import Scope
 
 from ..errors import BadUserInput, DomainError, PayloadTooLarge, excerpt
 from ..settings import Settings
+from .body_limit import BodyFault, BodyStalled, BodyTooLarge
 from .context import services_of
 from .deadline import restart_deadline
 
@@ -406,7 +407,7 @@ class MultipartBody:
         except StopAsyncIteration:
             self._ended()
             return
-        except ClientDisconnect as gone:
+        except (ClientDisconnect, BodyFault) as gone:  # gone, stalled, or over the body's limit
             self.fault = gone
             return
         try:
@@ -425,12 +426,13 @@ class MultipartBody:
         except FormParserError:
             self.fault = _invalid("Invalid multipart data.")
             return
+        if self._parser.state != MultipartState.END:  # python-multipart does not check it
+            self.fault = _invalid("the body ended before its closing boundary.")
+            return
         for name, upload in self.files.items():
             if upload.wanted and not upload.complete:
                 self.fault = _not_a_file_part(name)
                 return
-        if self._parser.state != MultipartState.END:  # python-multipart does not check it
-            self.fault = _invalid("the body ended before its closing boundary.")
 
     def uploads(self) -> Iterator[StreamedUpload]:
         return iter(self.files.values())
@@ -445,6 +447,10 @@ def _as_domain_error(fault: Exception) -> DomainError:
     with the fault itself)."""
     if isinstance(fault, FileTooLarge):
         return PayloadTooLarge(str(fault), maxBytes=fault.limit)
+    if isinstance(fault, BodyTooLarge):
+        return PayloadTooLarge(fault.message, maxBytes=fault.limit)
+    if isinstance(fault, BodyStalled):
+        return BadUserInput(fault.message)
     if isinstance(fault, HTTPException):
         return BadUserInput(fault.reason)
     return BadUserInput("the client went away before its request body arrived")

@@ -42,7 +42,7 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from ..errors import INTERNAL_SERVER_ERROR, DeadlineExceeded, DomainError, Unauthenticated
 from ..settings import LOCALHOST_ORIGINS, Settings
-from .body_limit import JSON, MULTIPART, error_response, refused_before_body
+from .body_limit import JSON, MULTIPART, BodyFault, error_response, refused_before_body
 from .budget import end_over_budget
 from .closing import close_later
 from .context import Context, authenticate, headers_of, services_of
@@ -234,6 +234,8 @@ class GraphQLView(GraphQL[Context, None]):
             return error_response(exc.status_code, exc.reason, code, media_type)
         except FileTooLarge as exc:
             return error_response(413, str(exc), "PAYLOAD_TOO_LARGE", media_type)
+        except BodyFault as fault:  # the body stalled or grew past its limit as files streamed
+            return fault.response(media_type)
         if response.headers.get("content-type") == JSON:
             response.headers["content-type"] = media_type
             if media_type == GRAPHQL_RESPONSE and request.scope.get(REQUEST_ERROR_KEY):

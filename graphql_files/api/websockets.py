@@ -30,7 +30,7 @@ from starlette.websockets import WebSocketDisconnect as StarletteWebSocketDiscon
 from starlette.websockets import WebSocketDisconnected as StarletteWebSocketDisconnected
 from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.http.exceptions import WebSocketDisconnected
+from strawberry.http.exceptions import NonTextMessageReceived, WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
@@ -46,6 +46,7 @@ from strawberry.subscriptions.protocols.graphql_ws.types import (
     StartMessage,
 )
 
+from .closing import NOT_TEXT
 from .context import Context
 from .error_shaping import BAD_USER_INPUT
 from .json_guard import JsonTooDeep
@@ -103,6 +104,9 @@ class WebSocketAdapter(ASGIWebSocketAdapter):
                 yield message
         except JsonTooDeep as exc:
             await self.close(4400, str(exc))
+        except NonTextMessageReceived:
+            # one answer on every protocol and endpoint (strawberry's graphql-ws closed 1002)
+            await self.close(4400, NOT_TEXT)
 
 
 class FramedSink:

@@ -24,6 +24,7 @@ field>"``) or many (``many = "<keys field>"``, ``singular``), with its own ``typ
 
 from __future__ import annotations
 
+import keyword
 import re
 import tomllib
 from collections.abc import Mapping
@@ -86,6 +87,29 @@ RESERVED = frozenset(
     }
 )
 SYSTEM_NAMES = frozenset(f.name for f in SYSTEM_FIELDS)
+# Names the generated GraphQL classes use beside a model's own fields (each model's type keeps
+# its ``model`` and ``enums``; its inputs add ``expectedVersion``, ``deleteFiles`` and the
+# filters' ``and``/``or``/``not``), and Python's keywords (a field becomes a Python attribute).
+# tests/api/test_declared_names.py checks the generated classes against this list.
+GENERATED_NAMES = frozenset(
+    {"model", "enums", "expectedVersion", "deleteFiles", "and", "or", "not"}
+)
+RESERVED_FIELDS = SYSTEM_NAMES | GENERATED_NAMES | frozenset(keyword.kwlist)
+# The fields of the workflows' inputs, beside the record-id argument a model names.
+WORKFLOW_INPUT_FIELDS = frozenset(
+    {
+        "file",
+        "files",
+        "uploadedPath",
+        "uploadedPaths",
+        "path",
+        "paths",
+        "deletePrevious",
+        "deleteFile",
+        "deleteFiles",
+        "expectedVersion",
+    }
+)
 MODEL_KEYS = frozenset({"fields", "files", "id_argument", "plural", "noun", "description"})
 FILE_KEYS = frozenset({"one", "many", "singular", "types", "max_bytes", "description"})
 RESERVED_COLLECTIONS = frozenset({"claims", "api_keys"})
@@ -239,6 +263,17 @@ class _Parser:
         id_argument = self.text(table, "id_argument", where) or f"{name[:1].lower()}{name[1:]}Id"
         if not FIELD_NAME.fullmatch(id_argument):
             raise self.fail(f"id_argument {id_argument!r} must be camelCase", *where, "id_argument")
+        if id_argument in WORKFLOW_INPUT_FIELDS:
+            raise self.fail(
+                f"id_argument {id_argument!r} is a field the workflows' inputs have already "
+                f"({', '.join(sorted(WORKFLOW_INPUT_FIELDS))})",
+                *where,
+                "id_argument",
+            )
+        if keyword.iskeyword(id_argument):
+            raise self.fail(
+                f"id_argument {id_argument!r} is a Python keyword", *where, "id_argument"
+            )
         return ModelSpec(
             name=name,
             plural=plural,
@@ -268,8 +303,7 @@ class _Parser:
             here = (*where, name)
             if not FIELD_NAME.fullmatch(name):
                 raise self.fail(f"field {name!r} must be camelCase (a letter first)", *here)
-            if name in SYSTEM_NAMES:
-                raise self.fail(f"{name!r} is kept by the server itself", *here)
+            self.field_name_free(name, here)
             description = ""
             if isinstance(value, dict):
                 if set(value) - {"type", "description"} or "type" not in value:
@@ -282,6 +316,16 @@ class _Parser:
                 raise self.fail(f'{name}: a type such as "String!" or "[String!]"', *here)
             fields.append(FieldSpec(name, self.field_type(value, enums, here), description))
         return tuple(fields)
+
+    def field_name_free(self, name: str, here: tuple[str, ...]) -> None:
+        if name in SYSTEM_NAMES:
+            raise self.fail(f"{name!r} is kept by the server itself", *here)
+        if name in RESERVED_FIELDS:
+            raise self.fail(
+                f"{name!r} is a name the generated API uses itself (reserved: "
+                f"{', '.join(sorted(GENERATED_NAMES))} and Python's keywords)",
+                *here,
+            )
 
     def field_type(
         self, text: str, enums: Mapping[str, EnumSpec], here: tuple[str, ...]
@@ -312,6 +356,7 @@ class _Parser:
             here = (*where, name)
             if not FIELD_NAME.fullmatch(name):
                 raise self.fail(f"file field {name!r} must be camelCase", *here)
+            self.field_name_free(name, here)
             if not isinstance(value, dict) or set(value) - FILE_KEYS:
                 raise self.fail(
                     f'{name}: write {{ one = "<key field>" }} or {{ many = "<keys field>", '
@@ -324,6 +369,7 @@ class _Parser:
             key_field = value["many" if many else "one"]
             if not isinstance(key_field, str) or not FIELD_NAME.fullmatch(key_field):
                 raise self.fail(f"{name}: the key field must be a camelCase name", *here)
+            self.field_name_free(key_field, here)
             singular = value.get("singular", capitalized(name) if not many else None)
             if many and singular is None:
                 singular = capitalized(name[:-1] if name.endswith("s") else name)

@@ -1,17 +1,23 @@
 """The record-file workflows, each one call, in the order that never leaves a dangling record.
 
-1. Claim and stage the new files: take the claims on their keys (see ``claims``), then upload
-   them to fresh keys in the record's folder, or verify presigned uploads there (HEAD, size,
-   sniffed type). Nothing names them yet, and nothing can delete them while they are claimed.
+1. Claim and stage the new files: take the claims on fresh keys in the record's folder (see
+   ``claims``), then upload the request's files to them, or copy presigned uploads from the
+   folder to them and verify the copies (HEAD, size, sniffed type, decoded image). Nothing names
+   them yet, and nothing can delete them while they are claimed. A record only ever names a key
+   of this kind: no presigned form (valid for minutes after adoption) and no other upload can
+   name it, and uploads to a named key are refused, so a file a record names never changes.
    Then the rest of the request body is read and checked: a fault anywhere in it (a later part
-   too large or malformed, a body cut short) fails the workflow here, before its write.
+   too large or malformed, a body cut short) fails the workflow here, before its write. While
+   files of the request arrive, the claims are renewed; their hold limit runs from when the
+   body is in, as the request's deadline does.
 2. Write the record in one guarded MongoDB update, still holding the claims. If it is refused
    (conflict, missing record), delete what step 1 uploaded and answer the error. If its outcome
    is unknown (the database timed out), keep the claims until they expire: the write may yet
    land, and nothing may delete those files before it has.
 3. Only then delete what the write unlinked (when asked, only inside the record's folder, and
-   only objects no record names any more), through ``Storage.delete_unnamed``, which takes each
-   object's claim before asking. This runs after the answer, in the background (see
+   only objects no record names any more), and the presigned uploads it adopted copies of,
+   through ``Storage.delete_unnamed``, which takes each object's claim before asking. This
+   runs after the answer, in the background (see
    ``background``): the client waits for the write, not for S3. A failure here leaves an orphan
    for the sweeper, never a record pointing at nothing.
 
@@ -348,23 +354,32 @@ class Attachments:
         for source in sources:  # every check before any claim or upload
             if source.upload is not None:
                 await source.upload.begin()  # its name, for the key (earlier files spool)
-                key = new_attachment_key(folder, source.upload.filename)
+                name = source.upload.filename
             else:
                 assert source.uploaded_path is not None
-                key = check_key(source.uploaded_path, what="uploadedPath")
-                if not in_folder(key, folder):
+                adopted = check_key(source.uploaded_path, what="uploadedPath")
+                if not in_folder(adopted, folder):
                     raise BadUserInput(
-                        f"uploadedPath must lie in the record's folder {folder}", path=key
+                        f"uploadedPath must lie in the record's folder {folder}", path=adopted
                     )
-            access.storage(key, "write")  # uploading and adopting a file are both writing it
+                access.storage(adopted, "write")  # adopting a file is writing it
+                name = adopted.rpartition("/")[2]
+            key = new_attachment_key(folder, name)  # a key of its own, no form can name
+            access.storage(key, "write")
             planned.append((key, source))
         purpose = f"adopt into {model.name} {record_id}"
-        async with self._storage.claims.hold([k for k, _ in planned], purpose=purpose) as claim:
-            uploaded: list[str] = []
+        # With files in this request, its hold limit runs from when the body is in: a slow
+        # client is not a stalled one (the claims are renewed while the files arrive).
+        streamed = any(source.upload is not None for _, source in planned)
+        keys = [k for k, _ in planned]
+        async with self._storage.claims.hold(
+            keys, purpose=purpose, open_until_started=streamed
+        ) as claim:
+            stored: list[str] = []
             try:
                 for key, source in planned:
+                    stored.append(key)  # before the write: a failed one may still land
                     if source.upload is not None:
-                        uploaded.append(key)  # before the PUT: a failed one may still land
                         await self._storage.upload(
                             access,
                             key,
@@ -372,19 +387,27 @@ class Attachments:
                             types=file.types,
                             max_bytes=file.max_bytes,
                             check_rest=False,
+                            prevent_overwrite=True,
                         )
                     else:
-                        await self._storage.verify_uploaded(
-                            key, types=file.types, max_bytes=file.max_bytes
+                        assert source.uploaded_path is not None
+                        await self._storage.adopt(
+                            source.uploaded_path, key, types=file.types, max_bytes=file.max_bytes
                         )
                 uploads = [source.upload for _, source in planned if source.upload is not None]
                 if uploads:  # the body past them, read and checked before the record write
                     await uploads[-1].check_rest()
-                yield Staged([k for k, _ in planned], claim)
+                await claim.start_clock()  # the body is in: the hold limit runs from now
+                yield Staged(keys, claim)
             except BaseException as failure:
-                if uploaded and not claim.keep:
-                    await self._compensate(claim, uploaded, failure)
+                if stored and not claim.keep:
+                    await self._compensate(claim, stored, failure)
                 raise
+        # The write named the copies: the uploads they were made from go (what a presigned
+        # form may still write to is nothing a record names).
+        originals = [s.uploaded_path for _, s in planned if s.uploaded_path is not None]
+        if originals:
+            self._discard(access, model, record_id, originals)
 
     async def _compensate(self, claim: Claim, uploaded: list[str], failure: BaseException) -> None:
         """Delete what a failed request uploaded, still under its claim (best effort: what is

@@ -20,6 +20,16 @@ key's claim: one MongoDB document per claimed key, ``_id`` = the key.
 
 Whoever comes second waits (polling with jittered backoff) up to ``wait_seconds``, then gets
 ``Conflict`` with reason ``BUSY``: it never proceeds without the claim.
+
+A workflow that streams files from its request body takes its claims before the first byte
+reaches S3, and may wait on a slow client for longer than the hold limit: its hold limit must
+count from when the body is in (a slow body is not a stalled one; ``BODY_IDLE_TIMEOUT`` bounds a
+stalled one). Such a hold is *open* (``hold(..., open_until_started=True)``): while the body
+arrives, the holder renews its leases every half hold limit, so a live holder never loses them
+and a dead one's expire as before (after the last renewal, a lease still outlasts the hold limit
+plus what may be in flight); ``Claim.start_clock()`` renews them once more and starts the hold
+limit. If a renewal fails, the work is stopped at the latest when a closed hold begun at the
+last renewal would have been.
 """
 
 from __future__ import annotations
@@ -28,7 +38,7 @@ import asyncio
 import logging
 import random
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -75,6 +85,14 @@ class Claim:
     busy: tuple[str, ...] = ()  # keys asked for but held by others (``Claims.hold_some``)
     keep: bool = field(default=False, init=False)
     hold_until: float = field(default=float("inf"), init=False)  # event-loop time
+    _start: Callable[[], Awaitable[None]] | None = field(default=None, init=False, repr=False)
+
+    async def start_clock(self) -> None:
+        """Start the hold limit of an open hold (a closed one runs from the start): its leases
+        are renewed once more first. Idempotent."""
+        if self._start is not None:
+            start, self._start = self._start, None
+            await start()
 
     @property
     def in_time(self) -> bool:
@@ -127,8 +145,12 @@ class Claims:
         await self._collection.create_index([("expiresAt", 1)], expireAfterSeconds=3600)
 
     @asynccontextmanager
-    async def hold(self, keys: Iterable[str], *, purpose: str) -> AsyncIterator[Claim]:
-        """All of ``keys``, or ``Busy`` (after waiting) and none of them."""
+    async def hold(
+        self, keys: Iterable[str], *, purpose: str, open_until_started: bool = False
+    ) -> AsyncIterator[Claim]:
+        """All of ``keys``, or ``Busy`` (after waiting) and none of them. With
+        ``open_until_started``, the hold limit runs only from ``Claim.start_clock()`` (the
+        leases renewed meanwhile: see the module's docstring)."""
         wanted = sorted(set(keys))  # one order for everyone: no two holders wait on each other
         holder = uuid.uuid4().hex
         deadline = asyncio.get_running_loop().time() + self.wait_seconds
@@ -141,7 +163,8 @@ class Claims:
         except BaseException:
             await self._release(taken, holder)
             raise
-        async with self._held(Claim(tuple(taken), holder, purpose)) as claim:
+        claim = Claim(tuple(taken), holder, purpose)
+        async with self._held(claim, opened=open_until_started):
             yield claim
 
     @asynccontextmanager
@@ -164,12 +187,37 @@ class Claims:
             yield claim
 
     @asynccontextmanager
-    async def _held(self, claim: Claim) -> AsyncIterator[Claim]:
-        """Run the holder's work within the hold limit; release unless told to keep."""
-        claim.hold_until = asyncio.get_running_loop().time() + self.hold_seconds
+    async def _held(self, claim: Claim, *, opened: bool = False) -> AsyncIterator[Claim]:
+        """Run the holder's work within the hold limit (from ``start_clock`` when ``opened``);
+        release unless told to keep."""
+        loop = asyncio.get_running_loop()
+        renewing: asyncio.Task[None] | None = None
         try:
-            async with asyncio.timeout(self.hold_seconds):
-                yield claim
+            async with asyncio.timeout(None) as limit:
+
+                def start(at: float) -> None:
+                    claim.hold_until = min(claim.hold_until, at + self.hold_seconds)
+                    limit.reschedule(claim.hold_until)
+
+                if opened:
+                    renewing = asyncio.create_task(self._keep_renewed(claim, start))
+
+                    async def renew_and_start() -> None:
+                        assert renewing is not None
+                        renewing.cancel()
+                        await asyncio.gather(renewing, return_exceptions=True)
+                        await self._renew(claim)
+                        start(loop.time())
+
+                    claim._start = renew_and_start
+                else:
+                    start(loop.time())
+                try:
+                    yield claim
+                finally:
+                    if renewing is not None:
+                        renewing.cancel()
+                        await asyncio.gather(renewing, return_exceptions=True)
         except TimeoutError as exc:
             claim.keep = True  # whatever was in flight may still land
             log.warning("%s ran past %gs holding %s", claim.purpose, self.hold_seconds, claim.keys)
@@ -186,6 +234,30 @@ class Claims:
                 )
             else:
                 await self._release(claim.keys, claim.holder)
+
+    async def _renew(self, claim: Claim) -> None:
+        """Extend the leases of ``claim``'s keys to a full lease from now."""
+        expires = self.clock() + self.lease
+        await self._collection.update_many(
+            {"_id": {"$in": list(claim.keys)}, "holder": claim.holder},
+            {"$set": {"expiresAt": expires}},
+        )
+
+    async def _keep_renewed(self, claim: Claim, start: Callable[[float], None]) -> None:
+        """Renew an open hold's leases every half hold limit until it is started; if a renewal
+        fails, stop the work when a hold begun at the last renewal would have ended (its leases
+        still outlast that, and what is in flight then)."""
+        loop = asyncio.get_running_loop()
+        renewed = loop.time()
+        while True:
+            await asyncio.sleep(self.hold_seconds / 2)
+            try:
+                await self._renew(claim)
+            except DatabaseUnavailable as exc:
+                log.warning("could not renew the claims on %s (%s)", list(claim.keys), exc)
+                start(renewed)
+                return
+            renewed = loop.time()
 
     async def _acquire(self, key: str, holder: str, purpose: str, deadline: float) -> bool:
         loop = asyncio.get_running_loop()

@@ -215,19 +215,43 @@ class Storage:
         leaves nothing stored; a workflow checks it itself, once its files are all staged."""
         check_key(path)
         access.storage(path, "write")
+        named = None if prevent_overwrite else await self._named_by(path)
         limits = self.limits(path)
         types = limits.types if types is None else types
         max_bytes = limits.max_bytes if max_bytes is None else max_bytes
         stored_type = await self.accept(upload, content_type, types=types, max_bytes=max_bytes)
-        return await self._files.upload(
-            path,
-            _Counted(upload, max_bytes),
-            content_type=stored_type,
-            max_bytes=max_bytes,
-            prevent_overwrite=prevent_overwrite,
-            content_disposition=media.disposition(stored_type),
-            before_commit=upload.check_rest if check_rest else None,
-        )
+        try:
+            return await self._files.upload(
+                path,
+                _Counted(upload, max_bytes),
+                content_type=stored_type,
+                max_bytes=max_bytes,
+                # a key a record names may be filled, never replaced (S3 holds to that)
+                prevent_overwrite=prevent_overwrite or named is not None,
+                content_disposition=media.disposition(stored_type),
+                before_commit=upload.check_rest if check_rest else None,
+            )
+        except Conflict as exc:
+            raise self._never_changes(access, named, path) if named else exc from exc
+
+    async def adopt(
+        self, source: str, destination: str, *, types: Sequence[str] | None, max_bytes: int | None
+    ) -> ObjectInfo:
+        """A presigned upload at ``source`` (a checked key) copied to ``destination``, a fresh
+        key, and the copy checked as an upload through the API would be: the record will name
+        the copy, which no presigned form can reach, so the object checked is the one named
+        (the source may change under us; the copy cannot)."""
+        limit = self.max_bytes if max_bytes is None else max_bytes
+        found = await self._files.head(source)  # refuse early what could not pass, uncopied
+        if found is None:
+            raise NotFound(f"nothing was uploaded to {source}", path=source)
+        if found.size > limit:
+            raise PayloadTooLarge(f"{source} is larger than {limit} bytes", path=source)
+        try:
+            await self._files.copy(source, destination, prevent_overwrite=True)
+        except NotFound as exc:  # gone since the HEAD
+            raise NotFound(f"nothing was uploaded to {source}", path=source) from exc
+        return await self.verify_uploaded(destination, types=types, max_bytes=max_bytes)
 
     async def verify_uploaded(
         self, path: str, *, types: Sequence[str] | None = None, max_bytes: int | None = None
@@ -255,11 +279,31 @@ class Storage:
             await self._files.read_into(path, spool, max_bytes=limit)
             await asyncio.to_thread(media.verify_image, spool, content_type)
 
+    async def _named_by(self, path: str) -> RecordRef | None:
+        """The record that names ``path``, if one does. The object a record names, once it
+        exists, never changes: a write to that key may create it (a record created naming a
+        key before its upload), never replace it. (Workflows name only keys of their own,
+        made as they name them: see ``attachments``.)"""
+        return (await self._records.named([path])).get(path)
+
+    @staticmethod
+    def _never_changes(access: Access, named: RecordRef, path: str) -> Conflict:
+        return Conflict(
+            f"{_describe(access, named)} names {path}, and a file a record names never "
+            "changes: upload under another key (and adopt it with uploadedPath)",
+            path=path,
+        )
+
     async def create_upload_url(
         self, access: Access, path: str, *, content_type: str, size: int | None
     ) -> PresignedPost:
         check_key(path)
         access.storage(path, "write")  # a presigned upload is a write, granted now
+        named = await self._named_by(path)
+        if named is not None and await self._files.head(path) is not None:
+            # (a form cannot be conditional: one for a named key that is still missing can
+            # fill it, and then land again within its lifetime; adopt instead, which copies)
+            raise self._never_changes(access, named, path)
         limits = self.limits(path)
         stored_type = media.check_content_type(content_type, limits.types)
         if size is not None and size < 1:
@@ -427,13 +471,18 @@ class Storage:
         check_key(destination, what="destination")
         access.storage(source, "get")
         access.storage(destination, "write")
+        named = await self._named_by(destination)
+        prevent_overwrite = prevent_overwrite or named is not None
         if await self._files.head(source) is None:
             raise NotFound(f"no object at {source}", path=source)
         # S3 also enforces If-None-Match on the copy itself; this check answers early and
         # covers stores that ignore it (moto does).
-        if prevent_overwrite and await self._files.head(destination) is not None:
-            raise Conflict(f"an object already exists at {destination}", path=destination)
-        return await self._files.copy(source, destination, prevent_overwrite=prevent_overwrite)
+        try:
+            if prevent_overwrite and await self._files.head(destination) is not None:
+                raise Conflict(f"an object already exists at {destination}", path=destination)
+            return await self._files.copy(source, destination, prevent_overwrite=prevent_overwrite)
+        except Conflict as exc:
+            raise self._never_changes(access, named, destination) if named else exc from exc
 
     async def remove(self, access: Access, path: str) -> str:
         """Delete an object no record names (records are detached first, then files go)."""

@@ -326,22 +326,24 @@ async def stalled_client(live: LiveServer) -> AsyncIterator[TransportWsClient]:
 
     from websockets.asyncio.client import connect
 
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    host, port = live.url.removeprefix("http://").split(":")
-    sock.connect((host, int(port)))
-    # no compression: the test's payloads compress to almost nothing
-    async with connect(
-        live.ws_url,
-        sock=sock,
-        subprotocols=[TransportWsClient.protocol],
-        max_queue=1,
-        ping_interval=None,
-        compression=None,
-    ) as ws:
-        client = StalledClient(ws)
-        assert (await client.init(dict(FULL_ACCESS)))["type"] == "connection_ack"
-        yield client
+    # closed here too: the server closing first leaves it to the garbage collector otherwise
+    # (a ResourceWarning, which this suite makes an error, in whichever test collects next)
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        host, port = live.url.removeprefix("http://").split(":")
+        sock.connect((host, int(port)))
+        # no compression: the test's payloads compress to almost nothing
+        async with connect(
+            live.ws_url,
+            sock=sock,
+            subprotocols=[TransportWsClient.protocol],
+            max_queue=1,
+            ping_interval=None,
+            compression=None,
+        ) as ws:
+            client = StalledClient(ws)
+            assert (await client.init(dict(FULL_ACCESS)))["type"] == "connection_ack"
+            yield client
 
 
 class StalledClient(TransportWsClient):

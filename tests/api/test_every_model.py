@@ -200,9 +200,12 @@ async def test_one_file_attach_replace_detach(
     presigned = folder + "presigned-" + name  # a client's own upload, adopted by its path
     await put_object(services, presigned, data, content_type=content_type)
     record = ok(await send(client, case, "attach", file.name, {"uploadedPath": presigned}), attach)
-    assert record[file.key_field] == presigned
+    adopted = record[file.key_field]  # a copy, under a key of its own
+    assert adopted.startswith(folder), adopted
+    assert adopted.endswith("-presigned-" + name), adopted
     assert record["version"] == 3
-    assert await keys(services, folder) == {presigned}  # deletePrevious: the first is gone
+    # deletePrevious: the first is gone; and so is the upload the copy was made from
+    assert await keys(services, folder) == {adopted}
 
     _, detach = workflow("detach", model, file.name)
     body = await send(client, case, "detach", file.name, {"deleteFile": True, "expectedVersion": 3})
@@ -232,7 +235,9 @@ async def test_many_file_add_replace_remove(
     assert len(sent) == 2
     assert all(p.startswith(folder) for p in sent)
     record = ok(await send(client, case, "add", file.name, {"uploadedPaths": [presigned]}), add)
-    assert record[file.key_field] == [*sent, presigned]
+    adopted = record[file.key_field][-1]  # a copy, under a key of its own
+    assert adopted.endswith("-presigned-" + name), adopted
+    assert record[file.key_field] == [*sent, adopted]
     assert [ref["path"] for ref in record[file.name]] == record[file.key_field]
     assert record["version"] == 3
 
@@ -243,11 +248,11 @@ async def test_many_file_add_replace_remove(
     record = ok(body, replace)
     new = record[file.key_field][0]
     assert new not in sent
-    assert record[file.key_field][1:] == [sent[1], presigned]
+    assert record[file.key_field][1:] == [sent[1], adopted]
     assert sent[0] not in await keys(services, folder)
 
     _, remove = workflow("remove", model, file.name)
-    values = {"paths": [sent[1], presigned], "deleteFiles": True, "expectedVersion": 4}
+    values = {"paths": [sent[1], adopted], "deleteFiles": True, "expectedVersion": 4}
     record = ok(await send(client, case, "remove", file.name, values), remove)
     assert record[file.key_field] == [new]
     assert record["version"] == 5

@@ -11,6 +11,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from graphql_files.app import create_app
+from graphql_files.services.wiring import Services
 
 from ..helpers import FULL_ACCESS, PNG, PREFLIGHT, GraphQLClient, Json, make_settings
 
@@ -165,3 +166,33 @@ async def test_error_messages_do_not_echo_unbounded_input(client: GraphQLClient)
         )
         assert len(json.dumps(error)) < 1000, error["message"][:200]
         assert error["extensions"]["code"] in ("BAD_USER_INPUT", "UNSUPPORTED_MEDIA_TYPE")
+
+
+ATTACH_UPLOAD = """mutation($f: Upload!) {
+  attachSongCoverArt(input: {songId: "s", file: $f}) { version } }"""
+
+
+@pytest.mark.parametrize("value", ["hello", {}, [1, 2], 7, True], ids=repr)
+@pytest.mark.parametrize("query", [UPLOAD, ATTACH_UPLOAD], ids=["uploadFile", "workflow"])
+async def test_an_upload_variable_holds_only_a_file_part(
+    client: GraphQLClient, services: Services, query: str, value: object
+) -> None:
+    """Issue 20.6: a JSON value in an ``Upload!`` variable reached the resolver and answered
+    INTERNAL_SERVER_ERROR with a traceback in the log."""
+    await client.data('mutation { createSong(input: {id: "s", name: "n"}) { id } }')
+    body = await client.run(query, {"f": value})
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["BAD_USER_INPUT"], body
+    assert "multipart" in body["errors"][0]["message"]
+    song = await client.data('{ getSong(id: "s") { version coverArtPath } }')
+    assert song["getSong"] == {"version": 1, "coverArtPath": None}
+    assert [o.path async for o in services.files.iterate("")] == []
+
+
+@pytest.mark.parametrize("literal", ['"abc"', "{a: 1}", "[1, 2]", "3"])
+async def test_an_upload_cannot_be_written_in_the_query(
+    client: GraphQLClient, literal: str
+) -> None:
+    body = await client.run(
+        f'mutation {{ uploadFile(input: {{path: "images/a.png", file: {literal}}}) {{ path }} }}'
+    )
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["BAD_USER_INPUT"], body

@@ -15,6 +15,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from ..helpers import FULL_ACCESS, Json, LegacyWsClient, LiveServer, TransportWsClient, ws_client
+from .test_appsync import appsync
 
 PROTOCOLS = [TransportWsClient, LegacyWsClient]
 ON_CREATE = "subscription { onCreateSong { id } }"
@@ -153,3 +154,17 @@ async def test_bad_credentials_close_with_4403(
             assert error["payload"]["extensions"]["code"] == "UNAUTHENTICATED"
         code, _ = await close_of(ws)
     assert code == 4403
+
+
+async def test_a_binary_frame_closes_with_4400_on_every_endpoint(live: LiveServer) -> None:
+    """Issue 20.8: on /graphql/realtime a binary frame after connection_init raised KeyError
+    in the AppSync handler (close 1006, a traceback); /graphql answered 4400. Now both alike."""
+    closes = []
+    for protocol in PROTOCOLS:
+        async with acknowledged(live, protocol.protocol) as ws:
+            await ws.send(b'{"type": "ka"}')
+            closes.append(await close_of(ws))
+    async with appsync(live) as ws:
+        await ws.send(b'{"type": "ka"}')
+        closes.append(await close_of(ws))
+    assert closes == [(4400, "WebSocket message type must be text")] * 3, closes

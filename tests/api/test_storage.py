@@ -5,25 +5,23 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
-from graphql_files.app import create_app
 from graphql_files.settings import Settings
 
 from ..helpers import (
-    FULL_ACCESS,
     JPEG,
     MP3,
     PNG,
     PREFLIGHT,
     GraphQLClient,
     Json,
+    client_of,
     codes,
     make_settings,
     multipart,
@@ -179,17 +177,10 @@ async def test_bad_paths_are_refused_everywhere(client: GraphQLClient, path: str
     assert (await client.data(LIST, {"input": {"path": "images/"}}))["listFiles"]["items"] == []
 
 
-@asynccontextmanager
-async def limited_client(
+def limited_client(
     s3_endpoint: str, bucket: str, **overrides: object
-) -> AsyncIterator[GraphQLClient]:
-    settings = make_settings(s3_endpoint, bucket, **overrides)
-    async with LifespanManager(create_app(settings)) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://t", headers=FULL_ACCESS
-        ) as http:
-            yield GraphQLClient(http)
+) -> AbstractAsyncContextManager[GraphQLClient]:
+    return client_of(make_settings(s3_endpoint, bucket, **overrides))
 
 
 async def test_oversized_upload_is_stopped_while_streaming(s3_endpoint: str, bucket: str) -> None:

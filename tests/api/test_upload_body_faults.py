@@ -5,6 +5,7 @@ an uploaded object becomes visible, and what was uploaded is removed."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 
 from graphql_files.settings import Settings
 
-from ..helpers import PNG, PREFLIGHT, GraphQLClient, make_settings
+from ..helpers import PNG, PREFLIGHT, GraphQLClient, client_of, make_settings
 
 MIB = 1024 * 1024
 LIMIT = 10 * MIB
@@ -288,3 +289,112 @@ async def test_a_file_put_in_a_variable_the_mutation_never_declares_waits_for_th
     )
     assert_refused(*await post(client, body + ending), status, code)
     assert (await client.data('{ getSong(id: "s4") { id } }'))["getSong"] is None
+
+
+async def stalling(body: bytes) -> AsyncIterator[bytes]:
+    """``body``, then nothing more: a client that declared more than it sends."""
+    async for chunk in in_chunks(body):
+        yield chunk
+    await asyncio.sleep(3600)
+    yield b""  # pragma: no cover
+
+
+async def overflowing(body: bytes) -> AsyncIterator[bytes]:
+    """``body`` and its closing boundary, then megabytes more, chunked."""
+    async for chunk in in_chunks(body + CLOSE):
+        yield chunk
+    for _ in range(6 * MIB // CHUNK):
+        yield b"\0" * CHUNK
+
+
+@pytest.mark.parametrize(
+    ("stream", "expected", "code"),
+    [(stalling, 408, "BAD_USER_INPUT"), (overflowing, 413, "PAYLOAD_TOO_LARGE")],
+    ids=["stalled", "oversize"],
+)
+@pytest.mark.parametrize("operation", ["workflow", "uploadFile"])
+async def test_a_body_that_stalls_or_overflows_while_its_file_streams(
+    s3_endpoint: str, bucket: str, stream: Any, expected: int, code: str, operation: str
+) -> None:
+    """Issue 20.7: the body's own limits met while a resolver read a file were unexpected
+    errors (200, INTERNAL_SERVER_ERROR, an ERROR log); they are the request's answer, as
+    anywhere else the body is read. The body limit here: 1 file of 10 MiB + 1 MiB."""
+    settings = make_settings(
+        s3_endpoint, bucket, body_idle_timeout=1, max_upload_files=1, max_upload_bytes=LIMIT
+    )
+    async with client_of(settings) as client:
+        await client.data('mutation { createSong(input: {id: "s1", name: "A"}) { id } }')
+        query, variables = (
+            (ATTACH, {"i": {"songId": "s1", "file": None}})
+            if operation == "workflow"
+            else (UPLOAD, {"i": {"path": "images/x/c.mp3", "file": None}})
+        )
+        body = request_body(
+            query,
+            variables,
+            {"0": ["variables.i.file"]},
+            [part("0", BIG_MP3, filename="c.mp3", kind="audio/mpeg")],
+        )
+        response = await client.http.post(
+            "/graphql",
+            content=stream(body),
+            headers={"content-type": f"multipart/form-data; boundary={BOUNDARY}", **PREFLIGHT},
+        )
+        assert_refused(response.status_code, response.json(), expected, code)
+        song = await client.data('{ getSong(id: "s1") { coverArtPath version } }')
+        assert song == {"getSong": {"coverArtPath": None, "version": 1}}
+    assert objects_under(s3_endpoint, bucket, "") == []
+
+
+async def test_a_body_cut_before_its_file_says_it_was_cut(client: GraphQLClient) -> None:
+    """The README's words: a body that ends before its closing boundary says so (it used to
+    answer that the map named a part that is not a file)."""
+    await client.data('mutation { createSong(input: {id: "s1", name: "A"}) { id } }')
+    body = request_body(
+        ATTACH, {"i": {"songId": "s1", "file": None}}, {"0": ["variables.i.file"]}, []
+    )
+    status, answer = await post(client, body + f"--{BOUNDARY}\r\n".encode())
+    assert_refused(status, answer, 400, "BAD_USER_INPUT")
+    assert "ended before its closing boundary" in answer["errors"][0]["message"], answer
+
+
+async def slowly(body: bytes, seconds: float) -> AsyncIterator[bytes]:
+    """``body`` spread evenly over ``seconds``, never idle for long: slow, not stalled."""
+    pieces = [body[start : start + CHUNK] for start in range(0, len(body), CHUNK)]
+    for piece in pieces:
+        yield piece
+        await asyncio.sleep(seconds / len(pieces))
+
+
+@pytest.mark.parametrize("operation", ["workflow", "uploadFile"])
+async def test_a_slow_body_that_keeps_coming_is_taken_whole(
+    s3_endpoint: str, bucket: str, operation: str
+) -> None:
+    """Issue 20.4: 3 MiB sent evenly over 40 s failed a workflow after 31 s (the claim's hold
+    limit ran while the body arrived); here 3 MiB over 4 s against a 1 s REQUEST_TIMEOUT."""
+    settings = make_settings(s3_endpoint, bucket, request_timeout=1, max_upload_bytes=LIMIT)
+    async with client_of(settings) as client:
+        await client.data('mutation { createSong(input: {id: "s1", name: "A"}) { id } }')
+        query, variables, field = (
+            (ATTACH, {"i": {"songId": "s1", "file": None}}, "attachSongCoverArt")
+            if operation == "workflow"
+            else (UPLOAD, {"i": {"path": "images/x/c.mp3", "file": None}}, "uploadFile")
+        )
+        body = request_body(
+            query,
+            variables,
+            {"0": ["variables.i.file"]},
+            [part("0", BIG_MP3[: 3 * MIB], filename="c.mp3", kind="audio/mpeg")],
+        )
+        response = await client.http.post(
+            "/graphql",
+            content=slowly(body + CLOSE, seconds=4),
+            headers={"content-type": f"multipart/form-data; boundary={BOUNDARY}", **PREFLIGHT},
+            timeout=60,
+        )
+        answer = response.json()
+        assert response.status_code == 200, answer
+        assert "errors" not in answer, answer
+        stored = answer["data"][field]
+    expected = [stored["coverArtPath"]] if operation == "workflow" else ["images/x/c.mp3"]
+    assert objects_under(s3_endpoint, bucket, "") == expected
