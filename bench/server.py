@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from graphql_files.api.context import services_of
+from graphql_files.api.connection import services_of
 from graphql_files.app import create_app
 from graphql_files.domain.declaration import PHOTO_ALBUM, SONG
 from graphql_files.services.auth import Access, Principal

@@ -256,7 +256,9 @@ def _sides(s3: Any, bucket: str, url: str, size: int, transfer: TransferConfig) 
         s3.upload_fileobj(io.BytesIO(data), bucket, f"d/multi-{n}.mp3", Config=transfer)
 
     def upload_file(n: int) -> None:
-        through_the_api(url, size, UPLOAD, {"input": {"path": f"images/bench/{n}.mp3", "file": None}})
+        through_the_api(
+            url, size, UPLOAD, {"input": {"path": f"images/bench/{n}.mp3", "file": None}}
+        )
 
     def attach(n: int) -> None:
         through_the_api(url, size, ATTACH, {"input": {"songId": "s", "file": None}})

@@ -19,13 +19,13 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
-from .api.appsync import AppSyncRealtime
-from .api.body_limit import BodyLimit
-from .api.context import services_of
-from .api.graphiql import ASSETS as GRAPHIQL_ASSETS
-from .api.multiplex import Multiplexer, multiplexer_of
-from .api.schema import build_schema
-from .api.view import GraphQLView
+from .api.connection import services_of
+from .api.http.body_limit import BodyLimit
+from .api.http.graphiql import ASSETS as GRAPHIQL_ASSETS
+from .api.http.view import GraphQLView
+from .api.schema.build import build_schema
+from .api.ws.appsync import AppSyncRealtime
+from .api.ws.multiplex import Multiplexer, multiplexer_of
 from .domain.declaration import Declaration, load_declaration
 from .services.sweep import sweep_periodically
 from .services.wiring import Services, describe, open_services

@@ -107,7 +107,7 @@ def _declaration(path: Path | None) -> Declaration:
     """The declared models (the built-in ones without a path), checked whole: the file parses
     and the schema it gives builds. A bad one exits with one line naming the file and the
     fault (and the line, for a fault the parser sees)."""
-    from .api.schema import build_schema
+    from .api.schema.build import build_schema
 
     try:
         declaration = load_declaration(path)
@@ -131,7 +131,7 @@ def check_models(args: argparse.Namespace) -> int:
 
 
 def schema(args: argparse.Namespace) -> int:
-    from .api.schema import build_schema, sdl
+    from .api.schema.build import build_schema, sdl
 
     declaration = _declaration(args.models or _settings().models_file)
     text = sdl(build_schema(Settings.model_construct(), declaration))

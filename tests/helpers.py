@@ -28,8 +28,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
 from graphql_files.adapters.mongo import open_database
-from graphql_files.api.multiplex import Multiplexer
-from graphql_files.api.schema import Schema
+from graphql_files.api.schema.build import Schema
+from graphql_files.api.ws.multiplex import Multiplexer
 from graphql_files.app import create_app
 from graphql_files.services.auth import Access, Principal, User
 from graphql_files.services.wiring import Services

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 from graphql import GraphQLInputObjectType, GraphQLObjectType
 
-from graphql_files.api.bindings import api_for
-from graphql_files.api.schema import build_schema
+from graphql_files.api.schema.bindings import api_for
+from graphql_files.api.schema.build import build_schema
 from graphql_files.domain.declaration import (
     BUILTIN,
     FIELD_NAME,

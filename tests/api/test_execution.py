@@ -20,17 +20,17 @@ from strawberry.extensions.max_aliases import create_validator as max_aliases_ru
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types.execution import PreExecutionError
 
-from graphql_files.api import execution
-from graphql_files.api.budget import budgeted_execution
-from graphql_files.api.compiled import GiveUp, run_query
-from graphql_files.api.cost import query_cost_rule
-from graphql_files.api.error_shaping import shape
-from graphql_files.api.execution import LeanSchema
-from graphql_files.api.executor import LeanExecutor
-from graphql_files.api.schema import build_schema, root_types
-from graphql_files.api.types import DATETIME_SCALAR
-from graphql_files.api.validation import depth_limit_rule
-from graphql_files.api.view import GraphQLView
+from graphql_files.api.engine import execution
+from graphql_files.api.engine.budget import budgeted_execution
+from graphql_files.api.engine.compiled import GiveUp, run_query
+from graphql_files.api.engine.cost import query_cost_rule
+from graphql_files.api.engine.error_shaping import shape
+from graphql_files.api.engine.execution import LeanSchema
+from graphql_files.api.engine.executor import LeanExecutor
+from graphql_files.api.engine.validation import depth_limit_rule
+from graphql_files.api.http.view import GraphQLView
+from graphql_files.api.schema.build import build_schema, root_types
+from graphql_files.api.schema.types import DATETIME_SCALAR
 from graphql_files.domain.declaration import BUILTIN, PHOTO_ALBUM, SONG
 from graphql_files.services.records import Records
 from graphql_files.services.wiring import Services

@@ -23,10 +23,10 @@ from hypothesis import strategies as st
 from starlette.applications import Starlette
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from graphql_files.api import budget
-from graphql_files.api.budget import budgeted_execution
-from graphql_files.api.schema import build_schema
-from graphql_files.api.view import GraphQLView
+from graphql_files.api.engine import budget
+from graphql_files.api.engine.budget import budgeted_execution
+from graphql_files.api.http.view import GraphQLView
+from graphql_files.api.schema.build import build_schema
 from graphql_files.app import create_app
 from graphql_files.domain.declaration import PHOTO_ALBUM, SONG
 from graphql_files.services.wiring import Services

@@ -13,7 +13,7 @@ from asgi_lifespan import LifespanManager
 from graphql import get_introspection_query
 from starlette.applications import Starlette
 
-from graphql_files.api.execution import MAX_CACHED_QUERY, entry_weight
+from graphql_files.api.engine.execution import MAX_CACHED_QUERY, entry_weight
 from graphql_files.app import create_app
 from graphql_files.services.records import Records
 from graphql_files.settings import MIB

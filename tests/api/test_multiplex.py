@@ -14,8 +14,8 @@ from strawberry.types import ExecutionResult
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from graphql_files.api.bindings import api_for
-from graphql_files.api.multiplex import Delivery
+from graphql_files.api.schema.bindings import api_for
+from graphql_files.api.ws.multiplex import Delivery
 from graphql_files.domain.declaration import BUILTIN, SONG
 from graphql_files.domain.models import Record
 from graphql_files.services.auth import Access, Principal

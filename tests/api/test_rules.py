@@ -20,7 +20,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Origin
 
-from graphql_files.api.closing import close_later
+from graphql_files.api.connection import close_later
 from graphql_files.app import create_app
 from graphql_files.settings import Settings
 

@@ -13,7 +13,7 @@ from urllib.parse import quote
 import httpx
 from asgi_lifespan import LifespanManager
 
-from graphql_files.api.graphiql import ASSETS
+from graphql_files.api.http.graphiql import ASSETS
 from graphql_files.app import create_app
 from graphql_files.settings import Settings
 

@@ -14,8 +14,8 @@ from typing import Any, Optional
 import strawberry
 from strawberry.file_uploads import Upload
 
-from ..domain.models import FileSpec, capitalized
-from ..services.attachments import many_sources, one_source
+from ...domain.models import FileSpec, capitalized
+from ...services.attachments import many_sources, one_source
 from .bindings import Binding, typed
 from .context import Info
 from .inputs import input_type

@@ -13,19 +13,19 @@ from strawberry.extensions.max_aliases import create_validator as max_aliases_ru
 from strawberry.file_uploads import Upload
 from strawberry.schema.config import StrawberryConfig
 
-from ..domain.declaration import BUILTIN, Declaration
-from ..domain.feed import ChangeKind
-from ..settings import Settings
+from ...domain.declaration import BUILTIN, Declaration
+from ...domain.feed import ChangeKind
+from ...settings import Settings
+from ..engine.budget import budgeted_execution
+from ..engine.cost import query_cost_rule
+from ..engine.error_shaping import log_errors
+from ..engine.execution import LeanSchema
+from ..engine.validation import depth_limit_rule
 from .bindings import api_for
-from .budget import budgeted_execution
-from .cost import query_cost_rule
 from .crud import create_field, delete_field, get_field, list_field, update_field
-from .error_shaping import log_errors
-from .execution import LeanSchema
 from .storage_ops import StorageMutation, StorageQuery
 from .subscriptions import change_field, record_changes_field
 from .types import DATETIME_SCALAR, UPLOAD_SCALAR
-from .validation import depth_limit_rule
 from .workflows import workflow_fields
 
 CACHE_SIZE = 1024

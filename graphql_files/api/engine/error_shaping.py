@@ -16,7 +16,7 @@ import logging
 
 from graphql import GraphQLError
 
-from ..errors import INTERNAL_SERVER_ERROR, DomainError
+from ...errors import INTERNAL_SERVER_ERROR, DomainError
 
 log = logging.getLogger("graphql_files.errors")
 

@@ -39,7 +39,7 @@ from graphql import (
     get_nullable_type,
 )
 
-from ..domain.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from ...domain.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
 URL_COST = 2
 HEAD_COST = 20

@@ -14,13 +14,13 @@ from typing import Any
 import strawberry
 from strawberry.types.unset import UNSET
 
-from ..domain.models import check_values
-from ..errors import NotFound
-from ..services.records import Preconditions
+from ...domain.models import check_values
+from ...errors import NotFound
+from ...services.records import Preconditions
+from ..engine.executor import plain
 from . import filtering
 from .bindings import Binding, typed
 from .context import Info
-from .executor import plain
 from .types import ModelSortDirection, to_stored
 
 

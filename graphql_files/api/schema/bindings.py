@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, TypeVar
 
-from ..domain.declaration import Declaration
-from ..domain.models import ModelSpec
+from ...domain.declaration import Declaration
+from ...domain.models import ModelSpec
 from .inputs import EnumInputs, ModelInputs, enum_inputs, model_inputs
 from .types import RecordType, connection_type, enum_type, model_name_enum, record_type
 

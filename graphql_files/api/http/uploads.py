@@ -34,10 +34,10 @@ from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import Scope
 
-from ..errors import BadUserInput, DomainError, PayloadTooLarge, excerpt
-from ..settings import Settings
+from ...errors import BadUserInput, DomainError, PayloadTooLarge, excerpt
+from ...settings import Settings
+from ..connection import services_of
 from .body_limit import BodyFault, BodyStalled, BodyTooLarge
-from .context import services_of
 from .deadline import restart_deadline
 
 UPLOADS_KEY = "graphql_files.uploads"  # the request's MultipartBody, in the scope

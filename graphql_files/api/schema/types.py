@@ -17,14 +17,14 @@ from typing import Any, ClassVar, Optional, Self
 
 import strawberry
 
-from ..domain import objects
-from ..domain.models import FieldSpec, FieldType, FileSpec, ModelSpec, Record
-from ..domain.objects import ObjectInfo
-from ..errors import DomainError, excerpt
-from .budget import current_budget, yielding
+from ...domain import objects
+from ...domain.models import FieldSpec, FieldType, FileSpec, ModelSpec, Record
+from ...domain.objects import ObjectInfo
+from ...errors import DomainError, excerpt
+from ..engine.budget import current_budget, yielding
+from ..engine.cost import HEAD_COST, URL_COST
+from ..engine.executor import plain
 from .context import Info
-from .cost import HEAD_COST, URL_COST
-from .executor import plain
 
 
 @lru_cache(maxsize=1024)  # a page of signed URLs shares one expiry; records share instants

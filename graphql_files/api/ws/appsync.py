@@ -39,22 +39,26 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from graphql import GraphQLError, OperationDefinitionNode, OperationType, parse
 from graphql.error import GraphQLSyntaxError
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from ..errors import DomainError
-from .closing import NOT_TEXT, close_later
-from .context import Context, authenticate, services_of
-from .error_shaping import shape
-from .json_guard import JsonTooDeep, nests_deeper
+from ...errors import DomainError
+from ..connection import (
+    NOT_TEXT,
+    Endpoint,
+    authenticate,
+    build_context,
+    close_later,
+    services_of,
+)
+from ..engine.error_shaping import shape
+from ..engine.json_guard import JsonTooDeep, nests_deeper
+from ..schema.context import Context
 from .multiplex import Delivery, Outcome, Subscriber, multiplexer_of
-
-if TYPE_CHECKING:
-    from .view import GraphQLView
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +129,7 @@ class _Operation:
 @dataclass
 class _Connection:
     websocket: WebSocket
-    view: GraphQLView
+    view: Endpoint
     headers: dict[str, str]
     operations: dict[str, _Operation] = field(default_factory=dict)
     pending: set[asyncio.Task[None]] = field(default_factory=set)  # start_acks being sent
@@ -258,7 +262,7 @@ class _Connection:
         except ValueError as exc:
             await self.refuse(operation_id, "BAD_USER_INPUT", str(exc))
             return
-        context = await Context.build(self.websocket, self.websocket)
+        context = await build_context(self.websocket, self.websocket)
         # a start's own authorization replaces the handshake's (as on AppSync); none: the
         # handshake's
         context.access = await authenticate(context.services, headers or self.headers)
@@ -392,7 +396,7 @@ def _only_subscriptions(query: str) -> None:
 class AppSyncRealtime:
     """The ASGI endpoint at ``<graphql path>/realtime``."""
 
-    def __init__(self, view: GraphQLView) -> None:
+    def __init__(self, view: Endpoint) -> None:
         self.view = view
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -9,7 +9,7 @@ import strawberry
 from strawberry.file_uploads import Upload
 from strawberry.scalars import JSON
 
-from ..services import storage
+from ...services import storage
 from .context import Info
 from .types import FileProperties, SignedUrlType
 

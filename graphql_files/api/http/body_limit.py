@@ -9,8 +9,8 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 
-from ..errors import BadUserInput, DomainError, PayloadTooLarge, Unauthenticated
-from ..settings import Settings
+from ...errors import BadUserInput, DomainError, PayloadTooLarge, Unauthenticated
+from ...settings import Settings
 
 JSON = "application/json"
 MULTIPART = "multipart/form-data"

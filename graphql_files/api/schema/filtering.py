@@ -14,9 +14,9 @@ from typing import Any
 
 from strawberry.types.unset import UNSET, UnsetType
 
-from ..domain.filters import MAX_FILTER_CONDITIONS, MAX_FILTER_DEPTH, And, Cond, Node, Not, Or
-from ..domain.models import FieldType, ModelSpec
-from ..errors import BadUserInput
+from ...domain.filters import MAX_FILTER_CONDITIONS, MAX_FILTER_DEPTH, And, Cond, Node, Not, Or
+from ...domain.models import FieldType, ModelSpec
+from ...errors import BadUserInput
 from .types import instant_text
 
 # Operators that compare whole instants (beginsWith and contains work on the text).

@@ -40,17 +40,18 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET, UnsetType
 
-from ..errors import INTERNAL_SERVER_ERROR, DeadlineExceeded, DomainError, Unauthenticated
-from ..settings import LOCALHOST_ORIGINS, Settings
+from ...errors import INTERNAL_SERVER_ERROR, DeadlineExceeded, DomainError, Unauthenticated
+from ...settings import LOCALHOST_ORIGINS, Settings
+from ..connection import authenticate, build_context, close_later, headers_of, services_of
+from ..engine.budget import end_over_budget
+from ..engine.error_shaping import BAD_USER_INPUT, shape
+from ..engine.execution import LeanSchema
+from ..engine.json_guard import JsonTooDeep, nests_deeper
+from ..schema.context import Context
+from ..ws.websockets import LegacyWsHandler, TransportWsHandler, WebSocketAdapter
 from .body_limit import JSON, MULTIPART, BodyFault, error_response, refused_before_body
-from .budget import end_over_budget
-from .closing import close_later
-from .context import Context, authenticate, headers_of, services_of
 from .deadline import request_deadline
-from .error_shaping import BAD_USER_INPUT, shape
-from .execution import LeanSchema
 from .graphiql import LOOPBACK_HOSTS, graphiql_page
-from .json_guard import JsonTooDeep, nests_deeper
 from .uploads import (
     FileTooLarge,
     UploadRequestAdapter,
@@ -60,7 +61,6 @@ from .uploads import (
     place_files,
     read_whole_body,
 )
-from .websockets import LegacyWsHandler, TransportWsHandler, WebSocketAdapter
 
 log = logging.getLogger(__name__)
 
@@ -409,7 +409,7 @@ class GraphQLView(GraphQL[Context, None]):
         return HTMLResponse(page)
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
-        return await Context.build(request, response)
+        return await build_context(request, response)
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         """Authenticate a websocket from its ``connection_init`` payload (``x-api-key``,

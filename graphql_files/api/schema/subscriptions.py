@@ -1,7 +1,8 @@
 """Subscriptions: Amplify's per-model ones (``onCreateSong`` ...) and the resumable change feed.
 
-A subscriber that falls ``SUBSCRIBER_BUFFER`` events behind is cut off: its websocket is closed
-with code 4008 and a reason naming the last cursor it received, so it can resume from there.
+A subscriber that falls ``SUBSCRIBER_BUFFER`` events behind is cut off, as its context says
+(``Context.on_cut_off``: a websocket closes with code 4008 and a reason naming the last cursor it
+received, so it can resume from there).
 
 No ``from __future__ import annotations``: resolver annotations name per-model types.
 """
@@ -12,18 +13,15 @@ from contextlib import asynccontextmanager
 from typing import Any, Optional
 
 import strawberry
-from starlette.websockets import WebSocket
 
-from ..domain import filters
-from ..domain.feed import ChangeEvent, ChangeKind, Subscription
-from ..domain.models import Record
-from ..errors import DomainError, SlowConsumer
+from ...domain import filters
+from ...domain.feed import ChangeEvent, ChangeKind, Subscription
+from ...domain.models import Record
+from ...errors import DomainError
 from . import filtering
 from .bindings import Api, Binding, typed
-from .closing import close_later
 from .context import Info
 
-CUT_OFF_CODE = 4008
 # subscripted with a model's generated types at run time (see ``typed``)
 _STREAM: Any = AsyncGenerator
 _LIST: Any = list
@@ -35,22 +33,6 @@ _VERBS = {
 }
 
 
-def _closer(info: Info) -> Callable[[SlowConsumer], None] | None:
-    """What to do when this subscriber is cut off: what its context says (a shared
-    subscription cuts off each of its members), else close its websocket, saying why."""
-    if info.context.on_cut_off is not None:
-        return info.context.on_cut_off
-    websocket = info.context.response
-    if not isinstance(websocket, WebSocket):
-        return None
-
-    def cut_off(error: SlowConsumer) -> None:
-        cursor = error.extra.get("lastCursor") or "a re-list"
-        close_later(websocket, CUT_OFF_CODE, f"too slow: resume after {cursor}")
-
-    return cut_off
-
-
 @asynccontextmanager
 async def _subscribed(
     info: Info, wanted: Callable[[ChangeEvent], bool], after: str | None = None
@@ -58,7 +40,10 @@ async def _subscribed(
     """The events ``wanted`` picks, until the subscriber leaves (the block ends)."""
     services = info.context.services
     subscription = await services.broker.subscribe(
-        wanted, buffer=services.settings.subscriber_buffer, after=after, on_cut_off=_closer(info)
+        wanted,
+        buffer=services.settings.subscriber_buffer,
+        after=after,
+        on_cut_off=info.context.on_cut_off,
     )
     if info.context.on_subscribed is not None:
         info.context.on_subscribed(subscription)

@@ -22,7 +22,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncGenerator, Mapping
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from graphql import GraphQLFormattedError
 from starlette.websockets import WebSocket as StarletteWebSocket
@@ -46,14 +46,11 @@ from strawberry.subscriptions.protocols.graphql_ws.types import (
     StartMessage,
 )
 
-from .closing import NOT_TEXT
-from .context import Context
-from .error_shaping import BAD_USER_INPUT
-from .json_guard import JsonTooDeep
+from ..connection import NOT_TEXT, Endpoint
+from ..engine.error_shaping import BAD_USER_INPUT
+from ..engine.json_guard import JsonTooDeep
+from ..schema.context import Context
 from .multiplex import Delivery, Outcome, Subscriber, multiplexer_of
-
-if TYPE_CHECKING:
-    from .view import GraphQLView
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +141,7 @@ async def run_shared(
 
 def subscription_cap(view: object) -> int:
     """``MAX_SUBSCRIPTIONS_PER_CONNECTION``, from the view that runs a websocket handler."""
-    return cast("GraphQLView", view).settings.max_subscriptions_per_connection
+    return cast(Endpoint, view).settings.max_subscriptions_per_connection
 
 
 def over_cap_error(cap: int) -> GraphQLFormattedError:

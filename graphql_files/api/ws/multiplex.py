@@ -56,14 +56,13 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDiscon
 from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
 
-from ..domain.feed import Subscription
-from ..errors import SlowConsumer
-from .closing import close_later
-from .context import Context
+from ...domain.feed import Subscription
+from ...errors import SlowConsumer
+from ..connection import CUT_OFF_CODE, close_later
+from ..schema.context import Context
 
 log = logging.getLogger(__name__)
 
-CUT_OFF_CODE = 4008
 REPLAY_ARGUMENT = "after"
 CACHED_QUERY_LENGTH = 8192  # longer documents are analysed each time, not kept
 

@@ -16,7 +16,7 @@ from typing import Any, Optional, Union, get_args, get_origin
 import strawberry
 from strawberry.types.unset import UNSET
 
-from ..domain.models import FieldType, ModelSpec
+from ...domain.models import FieldType, ModelSpec
 from .types import python_type
 
 _OPERATOR_DOCS = {

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from strawberry.types import ExecutionResult
 
-from ..errors import BadUserInput
+from ...errors import BadUserInput
 from .executor import LeanExecutor
 
 T = TypeVar("T")
