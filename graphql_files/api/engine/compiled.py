@@ -41,9 +41,10 @@ from graphql import (
     SelectionSetNode,
     StringValueNode,
     Undefined,
+    get_argument_values,
     get_operation_ast,
+    get_variable_values,
 )
-from graphql.execution.values import get_argument_values, get_variable_values
 
 from .executor import ATTRIBUTE, INLINE, LEAVES_KEY, PLAIN_CALL, ContextOnly, Leaf, complete_leaf
 

@@ -15,8 +15,8 @@ operation type that cannot be told or is not allowed, the same ``PreExecutionErr
 websockets, the same messages. A schema built with extensions or custom directives is refused:
 this path would skip them silently.
 
-Every strawberry internal this relies on is imported here and nowhere else;
-``tests/api/test_library_hooks.py`` checks them against the pinned version.
+The strawberry internals this relies on come through ``_compat``, which checks them as it is
+imported.
 """
 
 from __future__ import annotations
@@ -48,18 +48,20 @@ from graphql import (
 )
 from graphql import ExecutionResult as CoreResult
 from strawberry.exceptions import MissingQueryError
-from strawberry.execution import optimized_is_awaitable
-from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
-from strawberry.schema.schema import (
-    DEFAULT_ALLOWED_OPERATION_TYPES,
-)
-from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
-from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 from strawberry.types import ExecutionResult
-from strawberry.types.execution import PreExecutionError
-from strawberry.types.graphql import OperationType
-from strawberry.utils.operation import get_first_operation, get_operation_type
 
+from ._compat import (
+    DEFAULT_ALLOWED_OPERATION_TYPES,
+    CannotGetOperationTypeError,
+    InvalidOperationTypeError,
+    MaybeNullValidationRule,
+    OneOfInputValidationRule,
+    OperationType,
+    PreExecutionError,
+    get_first_operation,
+    get_operation_type,
+    optimized_is_awaitable,
+)
 from .compiled import CompiledQuery, compile_query, run_query
 from .error_shaping import shape
 from .executor import LeanExecutor, share, simplify, unshare

@@ -8,8 +8,8 @@ and objects of leaves from plain synchronous resolvers (``url { url expiresAt }`
 anything unusual goes through graphql-core's own code, so results and errors are its own.
 What is worked out for a field is kept across executions of a directive-free operation.
 
-The strawberry and graphql-core internals this relies on are used here and nowhere else;
-``tests/api/test_library_hooks.py`` checks them against the pinned versions.
+The strawberry and graphql-core internals this relies on come through ``_compat``, which checks
+them as it is imported.
 """
 
 from __future__ import annotations
@@ -32,17 +32,20 @@ from graphql import (
     GraphQLSchema,
     OperationDefinitionNode,
     Undefined,
+    get_argument_values,
     is_leaf_type,
 )
-from graphql.execution.executor import to_nodes
-from graphql.execution.values import get_argument_values
-from graphql.pyutils import Path, gather_with_cancel
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
-from strawberry.schema.schema_converter import GraphQLCoreConverter
-from strawberry.types.field import StrawberryField
+
+from ._compat import (
+    DEFINITION_BACKREF,
+    Path,
+    StrawberryField,
+    StrawberryGraphQLCoreExecutionContext,
+    gather_with_cancel,
+    to_nodes,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
-DEFINITION_BACKREF = GraphQLCoreConverter.DEFINITION_BACKREF  # a GraphQL field's strawberry field
 LEAVES_KEY = "graphql_files.plain_leaves"  # in GraphQLSchema.extensions: type -> field -> Leaf
 SHARED_KEY = "graphql_files.shared"  # in GraphQLSchema.extensions: id(operation) -> Shared
 PLAIN_RESOLVER = "__graphql_files_plain__"  # on a resolver: plain(takes_source)

@@ -26,10 +26,6 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from tempfile import SpooledTemporaryFile
 from typing import IO, Any
 
-from cross_web import FormData, HTTPException, StarletteRequestAdapter
-from python_multipart import MultipartParser
-from python_multipart.exceptions import FormParserError
-from python_multipart.multipart import MultipartState, parse_options_header
 from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import Scope
@@ -37,6 +33,15 @@ from starlette.types import Scope
 from ...errors import BadUserInput, DomainError, PayloadTooLarge, excerpt
 from ...settings import Settings
 from ..connection import services_of
+from ..engine._compat import (
+    FormData,
+    FormParserError,
+    HTTPException,
+    MultipartParser,
+    MultipartState,
+    StarletteRequestAdapter,
+    parse_options_header,
+)
 from .body_limit import BodyFault, BodyStalled, BodyTooLarge
 from .deadline import restart_deadline
 

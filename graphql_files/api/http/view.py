@@ -26,23 +26,31 @@ from functools import lru_cache
 from typing import Any, cast
 
 import orjson
-from cross_web import AsyncHTTPRequestAdapter, HTTPException, parse_content_type
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
+from strawberry import UNSET
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
-from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, process_result
-from strawberry.http.types import HTTPMethod
-from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult
-from strawberry.types.graphql import OperationType
-from strawberry.types.unset import UNSET, UnsetType
 
 from ...errors import INTERNAL_SERVER_ERROR, DeadlineExceeded, DomainError, Unauthenticated
 from ...settings import LOCALHOST_ORIGINS, Settings
 from ..connection import authenticate, build_context, close_later, headers_of, services_of
+from ..engine._compat import (
+    AsyncHTTPRequestAdapter,
+    CannotGetOperationTypeError,
+    GraphQLHTTPResponse,
+    GraphQLRequestData,
+    HTTPException,
+    HTTPMethod,
+    InvalidOperationTypeError,
+    OperationType,
+    UnsetType,
+    parse_content_type,
+    process_result,
+)
 from ..engine.budget import end_over_budget
 from ..engine.error_shaping import BAD_USER_INPUT, shape
 from ..engine.execution import LeanSchema

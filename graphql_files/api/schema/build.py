@@ -9,13 +9,13 @@ from typing import Any
 
 import strawberry
 from graphql import ASTValidationRule, GraphQLError
-from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
 from strawberry.file_uploads import Upload
 from strawberry.schema.config import StrawberryConfig
 
 from ...domain.declaration import BUILTIN, Declaration
 from ...domain.feed import ChangeKind
 from ...settings import Settings
+from ..engine._compat import max_aliases_rule
 from ..engine.budget import budgeted_execution
 from ..engine.cost import query_cost_rule
 from ..engine.error_shaping import log_errors

@@ -12,7 +12,7 @@ import annotations``: strawberry must see the annotations evaluated.
 from typing import Any
 
 import strawberry
-from strawberry.types.unset import UNSET
+from strawberry import UNSET
 
 from ...domain.models import check_values
 from ...errors import NotFound

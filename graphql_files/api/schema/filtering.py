@@ -12,11 +12,12 @@ import enum
 from collections.abc import Mapping
 from typing import Any
 
-from strawberry.types.unset import UNSET, UnsetType
+from strawberry import UNSET
 
 from ...domain.filters import MAX_FILTER_CONDITIONS, MAX_FILTER_DEPTH, And, Cond, Node, Not, Or
 from ...domain.models import FieldType, ModelSpec
 from ...errors import BadUserInput
+from ..engine._compat import UnsetType
 from .types import instant_text
 
 # Operators that compare whole instants (beginsWith and contains work on the text).

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Optional, Union, get_args, get_origin
 
 import strawberry
-from strawberry.types.unset import UNSET
+from strawberry import UNSET
 
 from ...domain.models import FieldType, ModelSpec
 from .types import python_type

@@ -54,11 +54,11 @@ from graphql import (
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
 from strawberry.types import ExecutionResult
-from strawberry.types.execution import PreExecutionError
 
 from ...domain.feed import Subscription
 from ...errors import SlowConsumer
 from ..connection import CUT_OFF_CODE, close_later
+from ..engine._compat import PreExecutionError
 from ..schema.context import Context
 
 log = logging.getLogger(__name__)

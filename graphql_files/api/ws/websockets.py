@@ -11,9 +11,8 @@ always have.
 
 These subclass strawberry's protocol handlers and override their hooks (``handle_message``,
 ``handle_subscribe``, ``run_operation``, ``handle_start``, ``handle_async_results``,
-``handle_connection_init``, ``handle_task_exception``); this is the one module that knows
-them, ``tests/api/test_library_hooks.py`` fails loudly when an upgrade changes them, and the
-strawberry version is pinned to the one tested.
+``handle_connection_init``, ``handle_task_exception``), which come through ``_compat``: it
+checks, as it is imported, that each still has the shape overridden here.
 """
 
 from __future__ import annotations
@@ -28,25 +27,22 @@ from graphql import GraphQLFormattedError
 from starlette.websockets import WebSocket as StarletteWebSocket
 from starlette.websockets import WebSocketDisconnect as StarletteWebSocketDisconnect
 from starlette.websockets import WebSocketDisconnected as StarletteWebSocketDisconnected
-from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.http.exceptions import NonTextMessageReceived, WebSocketDisconnected
-from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
-    BaseGraphQLTransportWSHandler,
-    Operation,
-)
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
-    Message as TransportMessage,
-)
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
-from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
-from strawberry.subscriptions.protocols.graphql_ws.types import (
-    ConnectionInitMessage,
-    OperationMessage,
-    StartMessage,
-)
 
 from ..connection import NOT_TEXT, Endpoint
+from ..engine._compat import (
+    ASGIWebSocketAdapter,
+    BaseGraphQLTransportWSHandler,
+    BaseGraphQLWSHandler,
+    ConnectionInitMessage,
+    NonTextMessageReceived,
+    Operation,
+    OperationMessage,
+    StartMessage,
+    SubscribeMessage,
+    TransportMessage,
+    WebSocketDisconnected,
+)
 from ..engine.error_shaping import BAD_USER_INPUT
 from ..engine.json_guard import JsonTooDeep
 from ..schema.context import Context
