@@ -57,8 +57,22 @@ async def readyz(request: Request) -> JSONResponse:
     # Websocket subscriptions: groups of subscribers sharing one execution, and their members.
     multiplexer = multiplexer_of(request)
     subscriptions = multiplexer.stats() if multiplexer is not None else {}
+    # Queries and mutations by the path that ran them (chosen once per document): compiled, or
+    # graphql-core's executor; and the prepared-operation cache.
+    schema = request.app.state.schema
+    execution = {
+        **{path: schema.paths[path] for path in ("compiled", "graphql-core")},
+        "prepared": len(schema.prepared),
+        "preparedBytes": schema.prepared.bytes,
+    }
     return JSONResponse(
-        {"ready": ready, **report, "events": events, "subscriptions": subscriptions},
+        {
+            "ready": ready,
+            **report,
+            "events": events,
+            "subscriptions": subscriptions,
+            "execution": execution,
+        },
         status_code=200 if ready else 503,
     )
 

@@ -5,6 +5,7 @@ field completion (the executor's inline leaves and objects)."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -14,29 +15,33 @@ import pytest
 import strawberry
 from graphql import ASTValidationRule
 from graphql.execution import Executor
+from pymongo import AsyncMongoClient
 from starlette.applications import Starlette
 from strawberry.extensions import AddValidationRules, MaxTokensLimiter
 from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
+from strawberry.file_uploads import Upload
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types.execution import PreExecutionError
 
+from graphql_files.adapters.mongo import Collection
 from graphql_files.api.engine import execution
-from graphql_files.api.engine.budget import budgeted_execution
-from graphql_files.api.engine.compiled import GiveUp, run_query
+from graphql_files.api.engine._compat import StrawberryGraphQLCoreExecutionContext
+from graphql_files.api.engine.budget import start_budget
 from graphql_files.api.engine.cost import query_cost_rule
 from graphql_files.api.engine.error_shaping import shape
-from graphql_files.api.engine.execution import LeanSchema
+from graphql_files.api.engine.execution import LeanSchema, PreparedCache
 from graphql_files.api.engine.executor import LeanExecutor
 from graphql_files.api.engine.validation import depth_limit_rule
 from graphql_files.api.http.view import GraphQLView
 from graphql_files.api.schema.build import build_schema, root_types
-from graphql_files.api.schema.types import DATETIME_SCALAR
+from graphql_files.api.schema.types import DATETIME_SCALAR, UPLOAD_SCALAR
 from graphql_files.domain.declaration import BUILTIN, PHOTO_ALBUM, SONG
 from graphql_files.services.records import Records
 from graphql_files.services.wiring import Services
 from graphql_files.settings import Settings
 
-from ..helpers import GraphQLClient
+from ..helpers import GraphQLClient, client_of, make_settings, schema_of
+from ..stores import SessionStores
 
 LIST = "{ listSongs { nextToken } }"
 # Operations refused before execution, and why; each is sent as it is to both paths.
@@ -64,9 +69,26 @@ REQUEST_ERRORS: dict[str, dict[str, Any]] = {
 }
 
 
+class StrawberrysExecution(StrawberryGraphQLCoreExecutionContext):
+    """strawberry's own executor, with nothing of ours but the per-file budget the resolvers
+    spend from (started for each execution, as ours starts it)."""
+
+    limit = 20_000
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        start_budget(self.limit)
+
+    def build_per_event_executor(self, payload: Any) -> Any:
+        executor = super().build_per_event_executor(payload)
+        start_budget(self.limit)
+        return executor
+
+
 def reference_schema(settings: Settings) -> strawberry.Schema:
-    """The schema as it was built before the lean path: strawberry's own runner, with the
-    token limit and our rules as extensions."""
+    """The schema as strawberry alone would run it: its own runner and executor (none of the
+    engine's code: no prepared operations, no compiled queries, no inline completion), with
+    the token limit and our rules as extensions."""
     roots = root_types(BUILTIN)
     rules: list[type[ASTValidationRule]] = [
         depth_limit_rule(settings.max_query_depth),
@@ -81,8 +103,10 @@ def reference_schema(settings: Settings) -> strawberry.Schema:
             lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
             lambda: AddValidationRules(rules),
         ],
-        execution_context_class=budgeted_execution(settings.max_file_work),
-        config=StrawberryConfig(scalar_map={datetime: DATETIME_SCALAR}),
+        execution_context_class=type(
+            "Reference", (StrawberrysExecution,), {"limit": settings.max_file_work}
+        ),
+        config=StrawberryConfig(scalar_map={datetime: DATETIME_SCALAR, Upload: UPLOAD_SCALAR}),
     )
 
 
@@ -234,35 +258,22 @@ async def test_an_unexpected_error_is_masked_alike_on_both_paths(
 @contextmanager
 def graphql_cores_completion(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every query through graphql-core's executor and its own field completion: no compiled
-    query, no inline leaves or objects."""
-
-    async def not_compiled(*args: object) -> None:
-        raise GiveUp("the test asks for graphql-core's path")
-
+    query (documents prepared afresh, none compiled), no inline leaves or objects."""
     with monkeypatch.context() as patch:
         patch.setattr(LeanExecutor, "execute_fields", Executor.execute_fields)
-        patch.setattr(execution, "run_query", not_compiled)
+        patch.setattr(execution, "compile_query", lambda *args: None)
+        patch.setattr(PreparedCache, "get", lambda cache, query, name: cache._prepare(query, name))
         yield
 
 
 @contextmanager
-def compiled_runs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bool]]:
-    """Whether each compiled query that ran answered (True) or gave up (False)."""
-    runs: list[bool] = []
-    original = run_query
-
-    async def counted(*args: Any) -> Any:
-        try:
-            data = await original(*args)
-        except Exception:
-            runs.append(False)
-            raise
-        runs.append(True)
-        return data
-
-    with monkeypatch.context() as patch:
-        patch.setattr(execution, "run_query", counted)
-        yield runs
+def compiled_runs(schema: LeanSchema) -> Iterator[list[str]]:
+    """The path each execution took, in order (``LeanSchema.paths``)."""
+    runs: list[str] = []
+    before = Counter(schema.paths)
+    yield runs
+    for path, count in (schema.paths - before).items():
+        runs += [path] * count
 
 
 async def seed_anomalies(services: Services) -> None:
@@ -325,6 +336,16 @@ ANOMALIES = [
 ]
 
 
+# queries of plain fields, answered by the compiled walk to the end, their errors included
+COMPILED = {
+    '{ getSong(id: "fine") { __typename id n: name coverArtPath version createdAt updatedAt } }',
+    '{ getSong(id: "nameless") { id name } }',  # a null in a non-null field
+    '{ getSong(id: "bad-version") { id version } }',  # a value its type refuses
+    '{ getPhotoAlbum(id: "mixed") { images { path url { url expiresAt } } } }',  # refusals
+    '{ a: getSong(id: "fine") { id } b: getSong(id: "nameless") { name } }',
+}
+
+
 @pytest.mark.parametrize("query", ANOMALIES)
 async def test_lean_completion_answers_as_graphql_core(
     client: GraphQLClient,
@@ -334,16 +355,14 @@ async def test_lean_completion_answers_as_graphql_core(
     query: str,
 ) -> None:
     await seed_anomalies(services)
-    with compiled_runs(monkeypatch) as runs:
+    with compiled_runs(schema_of(starlette_app)) as runs:
         lean = await client.run(query)
     with graphql_cores_completion(monkeypatch):
         plain = await client.run(query)
     # URLs signed a second apart differ: compare them by shape, the rest exactly
     assert redact(lean) == redact(plain)
-    if query.startswith('{ getSong(id: "fine") { __typename'):
-        assert runs == [True]  # a query of plain fields is answered compiled
-    if "errors" in lean and runs:
-        assert runs == [False]  # and gives way to graphql-core on anything unusual
+    if query in COMPILED:
+        assert runs == ["compiled"]  # decided once: errors and all, nothing runs twice
 
 
 def redact(value: Any) -> Any:
@@ -382,3 +401,46 @@ async def test_a_refused_url_is_reported_once(client: GraphQLClient, services: S
     assert images[1]["url"] is None
     assert images[0]["url"]["url"].startswith("http")
     assert images[2]["url"]["url"].startswith("http")
+
+
+async def test_a_query_whose_database_is_down_is_answered_once(
+    stores: SessionStores, s3_endpoint: str, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine decides once: with MongoDB not answering, a compiled query (``getSong``) is
+    answered DATABASE_UNAVAILABLE after one database timeout, as graphql-core's path answers
+    ``listSongs`` (before, the compiled path caught the error and graphql-core ran the query
+    again: 1.01 s for getSong, 0.50 s for listSongs, with a 0.3 s timeout). The fault is the
+    real server's own (SecantusDB's ``configureFailPoint``: every find blocks for a second)."""
+    settings = make_settings(s3_endpoint, bucket, mongodb_timeout_ms=300)
+    finds: list[str] = []
+    real_find_one, real_find = Collection.find_one, Collection.find
+
+    async def find_one(self: Collection, query: Any) -> Any:
+        finds.append(self.name)
+        return await real_find_one(self, query)
+
+    async def find(self: Collection, query: Any, **options: Any) -> Any:
+        finds.append(self.name)
+        return await real_find(self, query, **options)
+
+    assert stores.mongodb_uri is not None, "this test needs a MongoDB server with test commands"
+    admin: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stores.mongodb_uri)
+    async with client_of(settings) as client:
+        await client.data('mutation { createSong(input: {id: "s", name: "n"}) { id } }')
+        monkeypatch.setattr(Collection, "find_one", find_one)
+        monkeypatch.setattr(Collection, "find", find)
+        blocked = {"failCommands": ["find"], "blockConnection": True, "blockTimeMS": 1000}
+        await admin.admin.command(
+            {"configureFailPoint": "failCommand", "mode": "alwaysOn", "data": blocked}
+        )
+        try:
+            for query in ('{ getSong(id: "s") { id name } }', "{ listSongs { items { id } } }"):
+                finds.clear()
+                body = await client.run(query)
+                assert [e["extensions"]["code"] for e in body["errors"]] == [
+                    "DATABASE_UNAVAILABLE"
+                ], body
+                assert finds == ["songs"], f"{query}: {finds}"  # asked once, not twice
+        finally:
+            await admin.admin.command({"configureFailPoint": "failCommand", "mode": "off"})
+            await admin.close()

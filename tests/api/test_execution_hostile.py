@@ -21,10 +21,8 @@ from graphql import OperationDefinitionNode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.applications import Starlette
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from graphql_files.api.engine import budget
-from graphql_files.api.engine.budget import budgeted_execution
 from graphql_files.api.http.view import GraphQLView
 from graphql_files.api.schema.build import build_schema
 from graphql_files.app import create_app
@@ -44,26 +42,6 @@ from ..helpers import (
 from .test_execution import graphql_cores_completion, redact, reference_schema, seed_anomalies
 
 
-def strawberry_schema(settings: Settings) -> strawberry.Schema:
-    """``reference_schema`` executing with graphql-core's own executor (strawberry's), the
-    budget started as ours starts it."""
-    budgeted = budgeted_execution(settings.max_file_work)
-
-    class Reference(StrawberryGraphQLCoreExecutionContext):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            budgeted.begin()
-
-        def build_per_event_executor(self, payload: Any) -> Any:
-            executor = super().build_per_event_executor(payload)
-            budgeted.begin()
-            return executor
-
-    schema = reference_schema(settings)
-    schema.execution_context_class = Reference
-    return schema
-
-
 def view_of(app: Starlette) -> GraphQLView:
     body_limit: Any = app.routes[0].app  # type: ignore[attr-defined]
     view: GraphQLView = body_limit.app
@@ -76,7 +54,7 @@ def strawberrys_schema(app: Starlette, settings: Settings) -> Iterator[None]:
     path), through strawberry's own view."""
     view = view_of(app)
     lean, fast = view.schema, GraphQLView._takes_fast_path
-    view.schema = strawberry_schema(settings)
+    view.schema = reference_schema(settings)
     GraphQLView._takes_fast_path = lambda self, method, headers: False  # type: ignore[method-assign]
     try:
         yield
@@ -376,7 +354,7 @@ async def test_a_document_of_several_operations_streams_its_first_as_strawberry_
         await stream.aclose()
         return type(result).__name__, result.data, [e.message for e in result.errors or ()]
 
-    assert await first(build_schema(settings)) == await first(strawberry_schema(settings))
+    assert await first(build_schema(settings)) == await first(reference_schema(settings))
 
 
 # --- values a leaf type refuses ---------------------------------------------------------------

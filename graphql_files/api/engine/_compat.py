@@ -87,6 +87,8 @@ PINNED = {
     "starlette": "1.10.0",
 }
 DEFINITION_BACKREF = GraphQLCoreConverter.DEFINITION_BACKREF  # a GraphQL field's strawberry field
+# graphql-core's completion of a leaf value, its errors its own (a static method)
+complete_leaf_value = Executor.complete_leaf_value
 WS = "api/ws/websockets.py"
 VIEW = "api/http/view.py"
 
@@ -188,6 +190,7 @@ HOOKS: list[tuple[type, str, list[str], str]] = [
 # functions called with these parameters, and who calls them
 FUNCTIONS: list[tuple[Callable[..., Any], list[str], str]] = [
     (to_nodes, ["field_details_list"], "api/engine/executor.py"),
+    (complete_leaf_value, ["return_type", "result"], "api/engine/compiled.py"),
     (gather_with_cancel, ["awaitables"], "api/engine/executor.py"),
     (get_operation_type, ["graphql_document", "operation_name"], "api/engine/execution.py"),
     (get_first_operation, ["graphql_document"], "api/engine/execution.py"),
@@ -337,6 +340,7 @@ __all__ = [
     "TransportMessage",
     "UnsetType",
     "WebSocketDisconnected",
+    "complete_leaf_value",
     "gather_with_cancel",
     "get_first_operation",
     "get_operation_type",

@@ -114,17 +114,22 @@ def end_over_budget(result: ExecutionResult) -> None:
             return
 
 
+def start_budget(limit: int) -> None:
+    """Give the execution that starts now (in this task) a budget of ``limit`` units."""
+    _CURRENT.set(Budget(limit))
+
+
 def budgeted_execution(limit: int) -> type[LeanExecutor]:
     """An execution context class starting a budget of ``limit`` units for every execution."""
 
     class BudgetedExecution(LeanExecutor):
         @classmethod
         def begin(cls) -> None:
-            _CURRENT.set(Budget(limit))
+            start_budget(limit)
 
         def build_per_event_executor(self, payload: Any) -> Any:
             executor = super().build_per_event_executor(payload)
-            _CURRENT.set(Budget(limit))  # each subscription event is an execution of its own
+            start_budget(limit)  # each subscription event is an execution of its own
             return executor
 
     return BudgetedExecution

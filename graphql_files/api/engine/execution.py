@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import AsyncGenerator, Callable, Iterable
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -184,6 +184,9 @@ class LeanSchema(strawberry.Schema):
                 "LeanSchema does not run custom directives (strawberry's DirectivesExtension)"
             )
         self.rules = (*specified_rules, *rules, *STRAWBERRY_RULES)
+        # how many executions took each path (``/readyz``): chosen once per document, when
+        # it is prepared
+        self.paths: Counter[str] = Counter()
         simplify(self._schema)
         self.max_tokens = max_tokens
         self.prepared = PreparedCache(
@@ -325,17 +328,15 @@ class LeanSchema(strawberry.Schema):
         prepared = self.prepare(query, operation_name, allowed_operation_types)
         if prepared.errors or prepared.document is None:
             return self._refused(prepared.errors)
-        if prepared.compiled is not None:
+        if prepared.compiled is not None:  # decided when it was prepared: it runs to the end
+            self.paths["compiled"] += 1
             executor = cast(type[LeanExecutor], self.execution_context_class)
             executor.begin()
-            try:
-                data = await run_query(
-                    prepared.compiled, self._schema, context_value, variable_values
-                )
-            except Exception:  # noqa: S110 - graphql-core answers instead, errors its own
-                pass
-            else:
-                return ExecutionResult(data=data, errors=None)
+            data, errors = await run_query(
+                prepared.compiled, self._schema, context_value, variable_values
+            )
+            return self._finish(data, errors)
+        self.paths["graphql-core"] += 1
         try:
             result = await self._core(
                 execute,
