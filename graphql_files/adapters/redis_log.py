@@ -44,11 +44,10 @@ from ..domain.feed import (
     Broker,
     ChangeEvent,
     ChangeKind,
-    EventsUnavailable,
     LogPosition,
     unusable_cursor,
 )
-from ..errors import ResyncRequired
+from ..errors import EventsUnavailable, ResyncRequired
 
 log = logging.getLogger(__name__)
 

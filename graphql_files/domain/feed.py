@@ -28,7 +28,14 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..errors import BadUserInput, DomainError, ResyncRequired, SlowConsumer, excerpt
+from ..errors import (
+    BadUserInput,
+    DomainError,
+    EventsUnavailable,
+    ResyncRequired,
+    SlowConsumer,
+    excerpt,
+)
 from .models import ModelSpec, Record
 
 log = logging.getLogger(__name__)
@@ -83,10 +90,6 @@ class ChangeEvent:
     @property
     def version(self) -> int:
         return int(self.document["version"])
-
-
-class EventsUnavailable(DomainError):
-    """The event log cannot be reached (raised by a backend, handled by ``Broker.publish``)."""
 
 
 Predicate = Callable[[ChangeEvent], bool]

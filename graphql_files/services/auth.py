@@ -294,6 +294,20 @@ class Access:
             user.sub if entity else None,
         )
 
+    def upload_refusal(self) -> DomainError | None:
+        """Why this caller may send no file at all, known before its upload's body is read
+        (which may be up to ``MAX_UPLOAD_FILES`` x ``MAX_UPLOAD_BYTES``): bad credentials, or
+        none where the storage rules let no guest write. None: read it, each file's own key
+        decides."""
+        if self.error is not None:
+            return self.error
+        if self.principal.anonymous and not self.policy.grants_guests("write"):
+            return Unauthenticated(
+                "uploads need a signed-in user (an Authorization header): the storage rules "
+                "let no guest write"
+            )
+        return None
+
     def storage(self, path: str, action: str) -> None:
         """Raise unless the caller may ``action`` (get, list, write, delete) at ``path``."""
         if self.error is not None:

@@ -45,6 +45,7 @@ from datetime import UTC, datetime, timedelta
 
 from ..adapters.mongo import Collection
 from ..errors import (
+    Busy,
     Conflict,
     DatabaseUnavailable,
     DeadlineExceeded,
@@ -66,16 +67,6 @@ _AMBIGUOUS = (DatabaseUnavailable, StorageUnavailable, DeadlineExceeded)
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-class Busy(Conflict):
-    """Another request holds the claim on a key and did not let go in time."""
-
-    def __init__(self, key: str) -> None:
-        super().__init__(
-            f"another request is working on {key}; try again shortly", path=key, reason="BUSY"
-        )
-        self.key = key
 
 
 @dataclass

@@ -25,6 +25,7 @@ from ..domain.object_keys import check_key
 from ..domain.objects import FilePage, ObjectInfo, PresignedPost, Readable, SignedUrl
 from ..errors import (
     BadUserInput,
+    Busy,
     Conflict,
     DomainError,
     NotFound,
@@ -34,7 +35,7 @@ from ..errors import (
 )
 from ..settings import SEVEN_DAYS, Settings
 from .auth import Access
-from .claims import Busy, Claim, Claims
+from .claims import Claim, Claims
 from .records import RecordRef, Records
 
 log = logging.getLogger(__name__)

@@ -24,21 +24,11 @@ from typing import Any, TypeVar
 
 from strawberry.types import ExecutionResult
 
-from ...errors import BadUserInput
+from ...errors import BudgetExceeded
 from .executor import LeanExecutor
 
 T = TypeVar("T")
 TURN_SECONDS = 0.010  # of work before other requests get a turn of the event loop
-
-
-class BudgetExceeded(BadUserInput):
-    def __init__(self, limit: int) -> None:
-        super().__init__(
-            f"this request needs more than {limit:,} units of per-file work (signed URLs cost "
-            "2 each, properties 20): ask for fewer records or files per request",
-            reason="FILE_WORK_LIMIT",
-            maxFileWork=limit,
-        )
 
 
 class Budget:

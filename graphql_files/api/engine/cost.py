@@ -40,6 +40,7 @@ from graphql import (
 )
 
 from ...domain.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from ...errors import BAD_USER_INPUT
 
 URL_COST = 2
 HEAD_COST = 20
@@ -84,7 +85,7 @@ def query_cost_rule(max_cost: int) -> type[ValidationRule]:
                         f"{HEAD_COST})",
                         node,
                         extensions={
-                            "code": "BAD_USER_INPUT",
+                            "code": BAD_USER_INPUT,
                             "reason": "QUERY_TOO_COSTLY",
                             "cost": cost,
                             "maxCost": max_cost,

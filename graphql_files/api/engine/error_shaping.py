@@ -16,11 +16,9 @@ import logging
 
 from graphql import GraphQLError
 
-from ...errors import INTERNAL_SERVER_ERROR, DomainError
+from ...errors import BAD_USER_INPUT, INTERNAL_SERVER_ERROR, DomainError
 
 log = logging.getLogger("graphql_files.errors")
-
-BAD_USER_INPUT = "BAD_USER_INPUT"
 
 
 def is_unexpected(error: GraphQLError) -> bool:

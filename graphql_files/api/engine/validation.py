@@ -21,6 +21,8 @@ from graphql import (
     ValidationRule,
 )
 
+from ...errors import BAD_USER_INPUT
+
 
 def depth_limit_rule(max_depth: int) -> type[ValidationRule]:
     """A validation rule class for ``max_depth``; build it once so validation caching hits."""
@@ -43,7 +45,7 @@ def depth_limit_rule(max_depth: int) -> type[ValidationRule]:
                     GraphQLError(
                         f"{name} is nested {depth} levels deep; the limit is {max_depth}",
                         node,
-                        extensions={"code": "BAD_USER_INPUT", "reason": "QUERY_TOO_DEEP"},
+                        extensions={"code": BAD_USER_INPUT, "reason": "QUERY_TOO_DEEP"},
                     )
                 )
 

@@ -9,7 +9,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 
-from ...errors import BadUserInput, DomainError, PayloadTooLarge, Unauthenticated
+from ...errors import HTTP_STATUS, BadUserInput, DomainError, PayloadTooLarge, Unauthenticated
 from ...settings import Settings
 
 JSON = "application/json"
@@ -24,9 +24,9 @@ def error_response(status: int, message: str, code: str, media_type: str = JSON)
 def refused_before_body(error: DomainError, media_type: str = JSON) -> Response:
     """A refusal from the headers alone (bad credentials, say); the connection closes, so that
     the unread body is not taken for the next request."""
-    status = 401 if isinstance(error, Unauthenticated) else 503  # 503: MongoDB down (API keys)
+    status = HTTP_STATUS.get(error.code, 503)  # 503: MongoDB down (API keys), say
     response = error_response(status, error.message, error.code, media_type)
-    if status == 401:
+    if isinstance(error, Unauthenticated):
         response.headers["www-authenticate"] = 'Bearer realm="graphql-files"'
     response.headers["connection"] = "close"
     return response

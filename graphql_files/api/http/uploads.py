@@ -55,10 +55,8 @@ MAP_SHAPE = (
 )
 
 
-class FileTooLarge(Exception):
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"a file in this request is larger than {limit} bytes")
-        self.limit = limit
+def _file_too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"a file in this request is larger than {limit} bytes", maxBytes=limit)
 
 
 def _invalid(message: str) -> HTTPException:
@@ -346,7 +344,7 @@ class MultipartBody:
         if upload is None:
             return
         if upload._received + end - start > self._max_file_bytes:
-            raise FileTooLarge(self._max_file_bytes)
+            raise _file_too_large(self._max_file_bytes)
         if self._draining or (self.opened and not upload.wanted):
             upload._received += end - start  # nobody will read it: counted, not kept
         else:
@@ -418,7 +416,7 @@ class MultipartBody:
         try:
             if chunk:
                 self._parser.write(chunk)
-        except (HTTPException, FileTooLarge) as fault:
+        except (HTTPException, PayloadTooLarge) as fault:
             self.fault = fault
         except FormParserError:
             self.fault = _invalid("Invalid multipart data.")
@@ -450,8 +448,8 @@ class MultipartBody:
 def _as_domain_error(fault: Exception) -> DomainError:
     """What a resolver reading an upload meets when the body has a fault (the view answers
     with the fault itself)."""
-    if isinstance(fault, FileTooLarge):
-        return PayloadTooLarge(str(fault), maxBytes=fault.limit)
+    if isinstance(fault, PayloadTooLarge):
+        return fault
     if isinstance(fault, BodyTooLarge):
         return PayloadTooLarge(fault.message, maxBytes=fault.limit)
     if isinstance(fault, BodyStalled):

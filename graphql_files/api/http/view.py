@@ -25,7 +25,6 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, cast
 
-import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
@@ -35,9 +34,17 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
 from strawberry.types import ExecutionResult
 
-from ...errors import INTERNAL_SERVER_ERROR, DeadlineExceeded, DomainError, Unauthenticated
+from ...errors import (
+    BAD_USER_INPUT,
+    HTTP_STATUS,
+    INTERNAL_SERVER_ERROR,
+    DeadlineExceeded,
+    DomainError,
+    PayloadTooLarge,
+)
 from ...settings import LOCALHOST_ORIGINS, Settings
 from ..connection import authenticate, build_context, close_later, headers_of, services_of
+from ..engine import codec
 from ..engine._compat import (
     AsyncHTTPRequestAdapter,
     CannotGetOperationTypeError,
@@ -52,16 +59,15 @@ from ..engine._compat import (
     process_result,
 )
 from ..engine.budget import end_over_budget
-from ..engine.error_shaping import BAD_USER_INPUT, shape
+from ..engine.codec import JsonTooDeep
+from ..engine.error_shaping import shape
 from ..engine.execution import LeanSchema
-from ..engine.json_guard import JsonTooDeep, nests_deeper
 from ..schema.context import Context
 from ..ws.websockets import LegacyWsHandler, TransportWsHandler, WebSocketAdapter
 from .body_limit import JSON, MULTIPART, BodyFault, error_response, refused_before_body
 from .deadline import request_deadline
 from .graphiql import LOOPBACK_HOSTS, graphiql_page
 from .uploads import (
-    FileTooLarge,
     UploadRequestAdapter,
     close_uploads,
     finish_uploads,
@@ -240,8 +246,8 @@ class GraphQLView(GraphQL[Context, None]):
         except HTTPException as exc:
             code = BAD_USER_INPUT if exc.status_code < 500 else INTERNAL_SERVER_ERROR
             return error_response(exc.status_code, exc.reason, code, media_type)
-        except FileTooLarge as exc:
-            return error_response(413, str(exc), "PAYLOAD_TOO_LARGE", media_type)
+        except PayloadTooLarge as exc:  # a file of the body grew past its limit
+            return error_response(HTTP_STATUS[exc.code], exc.message, exc.code, media_type)
         except BodyFault as fault:  # the body stalled or grew past its limit as files streamed
             return fault.response(media_type)
         if response.headers.get("content-type") == JSON:
@@ -284,36 +290,19 @@ class GraphQLView(GraphQL[Context, None]):
         return Response(self.encode_json(processed), status, media_type=media_type)
 
     async def _upload_refusal(self, request: Request) -> DomainError | None:
-        """Why an upload is refused from its headers alone, before its body (up to
-        ``max_upload_files`` x ``max_upload_bytes``, spooled to disk) is read: bad credentials,
-        or none where the storage rules let no guest write. The context authenticates again."""
-        services = services_of(request)
-        access = await authenticate(services, headers_of(request))
-        if access.error is not None:
-            return access.error
-        if access.principal.anonymous and not services.policy.grants_guests("write"):
-            return Unauthenticated(
-                "uploads need a signed-in user (an Authorization header): the storage rules "
-                "let no guest write"
-            )
-        return None
+        """Why an upload is refused from its headers alone, before its body is read (the rule
+        is the caller's access's: ``Access.upload_refusal``). The context authenticates
+        again."""
+        access = await authenticate(services_of(request), headers_of(request))
+        return access.upload_refusal()
 
     def decode_json(self, data: str | bytes) -> object:
         """JSON from a body, GET variables or multipart ``operations`` (orjson: UTF-8 only, as
         RFC 8259 requires), refused past ``MAX_JSON_DEPTH``."""
-        limit = self.settings.max_json_depth
-        try:
-            value = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            if str(exc).startswith("depth limit exceeded"):  # orjson's own cap, far past ours
-                raise JsonTooDeep(limit) from exc
-            raise
-        if nests_deeper(value, limit):
-            raise JsonTooDeep(limit)
-        return value
+        return codec.decode(data, self.settings.max_json_depth)
 
     def encode_json(self, data: object) -> bytes:
-        return orjson.dumps(data)
+        return codec.encode(data)
 
     def parse_json(self, data: str | bytes) -> Any:
         try:

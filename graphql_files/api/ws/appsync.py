@@ -34,7 +34,6 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -45,7 +44,7 @@ from graphql import GraphQLError, GraphQLSyntaxError, OperationDefinitionNode, O
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from ...errors import DomainError
+from ...errors import APPSYNC_ERROR_CODE, APPSYNC_ERROR_TYPE, BAD_USER_INPUT, DomainError
 from ..connection import (
     NOT_TEXT,
     Endpoint,
@@ -54,8 +53,9 @@ from ..connection import (
     close_later,
     services_of,
 )
+from ..engine import codec
+from ..engine.codec import JsonTooDeep
 from ..engine.error_shaping import shape
-from ..engine.json_guard import JsonTooDeep, nests_deeper
 from ..schema.context import Context
 from .multiplex import Delivery, Outcome, Subscriber, multiplexer_of
 
@@ -63,23 +63,17 @@ log = logging.getLogger(__name__)
 
 PROTOCOL = "graphql-ws"
 HEADER_PREFIX = "header-"
+MAX_HEADER_DEPTH = 2  # the handshake's headers: one flat JSON object
 CONNECTION_TIMEOUT_MS = 300_000  # what the client allows between keep-alives
 KEEP_ALIVE_SECONDS = 60.0
 INIT_TIMEOUT_SECONDS = 10.0
-# Our codes as AppSync's error types: Amplify gives up on these instead of retrying.
-ERROR_TYPES = {
-    "UNAUTHENTICATED": "UnauthorizedException",
-    "FORBIDDEN": "Unauthorized",
-    "BAD_USER_INPUT": "BadRequestException",
-}
-ERROR_CODES = {"UNAUTHENTICATED": 401, "FORBIDDEN": 401, "BAD_USER_INPUT": 400}
 
 
 def appsync_error(code: str, message: str) -> dict[str, Any]:
     """One error as AppSync shapes it (``extensions.code`` kept for our own clients)."""
-    error: dict[str, Any] = {"errorType": ERROR_TYPES.get(code, code), "message": message}
-    if code in ERROR_CODES:
-        error["errorCode"] = ERROR_CODES[code]
+    error: dict[str, Any] = {"errorType": APPSYNC_ERROR_TYPE.get(code, code), "message": message}
+    if code in APPSYNC_ERROR_CODE:
+        error["errorCode"] = APPSYNC_ERROR_CODE[code]
     error["extensions"] = {"code": code}
     return error
 
@@ -107,7 +101,7 @@ def handshake_headers(websocket: WebSocket) -> dict[str, str]:
         raw = base64.urlsafe_b64decode(
             encoded.replace("+", "-").replace("/", "_") + "=" * (-len(encoded) % 4)
         )
-        decoded = json.loads(raw)
+        decoded = codec.decode(raw, MAX_HEADER_DEPTH)
     except (binascii.Error, ValueError, RecursionError) as exc:
         raise ValueError("the handshake header is not base64-encoded JSON") from exc
     return _headers(decoded)
@@ -140,7 +134,7 @@ class _Connection:
         return self.view.settings
 
     async def send(self, message: Mapping[str, Any]) -> None:
-        await self.send_text(json.dumps(message, separators=(",", ":")))
+        await self.send_text(codec.encode_text(message))
 
     async def send_text(self, text: str) -> None:
         if self.websocket.application_state == WebSocketState.CONNECTED:
@@ -187,9 +181,7 @@ class _Connection:
             await self.websocket.close(4400, NOT_TEXT)
             return None
         try:
-            message = json.loads(text)
-            if nests_deeper(message, self.settings.max_json_depth):
-                raise JsonTooDeep(self.settings.max_json_depth)
+            message = codec.decode(text, self.settings.max_json_depth)
         except (ValueError, RecursionError) as exc:
             reason = str(exc) if isinstance(exc, JsonTooDeep) else "a message must be JSON"
             await self.websocket.close(4400, reason[:120])
@@ -231,7 +223,7 @@ class _Connection:
         elif kind == "stop":
             await self.stop(operation_id)
         else:
-            error = appsync_error("BAD_USER_INPUT", f"unknown message type {kind[:40]!r}")
+            error = appsync_error(BAD_USER_INPUT, f"unknown message type {kind[:40]!r}")
             await self.send({"type": "error", "id": operation_id, "payload": {"errors": [error]}})
 
     async def ack(self, operation_id: str) -> None:
@@ -246,12 +238,12 @@ class _Connection:
 
     async def start(self, operation_id: str, payload: object) -> None:
         if operation_id in self.operations:
-            await self.refuse(operation_id, "BAD_USER_INPUT", f"{operation_id!r} is running")
+            await self.refuse(operation_id, BAD_USER_INPUT, f"{operation_id!r} is running")
             return
         if len(self.operations) >= self.settings.max_subscriptions_per_connection:
             await self.refuse(
                 operation_id,
-                "BAD_USER_INPUT",
+                BAD_USER_INPUT,
                 f"this connection already runs {len(self.operations)} subscriptions, the most "
                 "one may (MAX_SUBSCRIPTIONS_PER_CONNECTION)",
             )
@@ -259,7 +251,7 @@ class _Connection:
         try:
             query, variables, headers = self.operation(payload)
         except ValueError as exc:
-            await self.refuse(operation_id, "BAD_USER_INPUT", str(exc))
+            await self.refuse(operation_id, BAD_USER_INPUT, str(exc))
             return
         context = await build_context(self.websocket, self.websocket)
         # a start's own authorization replaces the handshake's (as on AppSync); none: the
@@ -286,11 +278,11 @@ class _Connection:
         if not isinstance(payload, dict) or not isinstance(payload.get("data"), str):
             raise ValueError("a start's payload needs 'data': a JSON string {query, variables}")
         try:
-            data = json.loads(payload["data"])
-        except (ValueError, RecursionError) as exc:
+            data = codec.decode(payload["data"], self.settings.max_json_depth)
+        except JsonTooDeep:
+            raise
+        except ValueError as exc:
             raise ValueError("a start's 'data' must be JSON: {query, variables}") from exc
-        if nests_deeper(data, self.settings.max_json_depth):
-            raise JsonTooDeep(self.settings.max_json_depth)
         if not isinstance(data, dict) or not isinstance(data.get("query"), str):
             raise ValueError("a start's 'data' needs a string 'query'")
         variables = data.get("variables")
@@ -365,7 +357,7 @@ class _Sink:
     def __init__(self, connection: _Connection, operation_id: str) -> None:
         self.connection = connection
         self.operation_id = operation_id
-        self.prefix = f'{{"type":"data","id":{json.dumps(operation_id)},"payload":'
+        self.prefix = f'{{"type":"data","id":{codec.encode_text(operation_id)},"payload":'
 
     def subscribed(self) -> None:
         self.connection.ack_soon(self.operation_id)

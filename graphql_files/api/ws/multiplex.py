@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import itertools
-import json
 import logging
 from collections import deque
 from collections.abc import Hashable, Mapping
@@ -58,6 +57,7 @@ from strawberry.types import ExecutionResult
 from ...domain.feed import Subscription
 from ...errors import SlowConsumer
 from ..connection import CUT_OFF_CODE, close_later
+from ..engine import codec
 from ..engine._compat import PreExecutionError
 from ..schema.context import Context
 
@@ -68,7 +68,7 @@ CACHED_QUERY_LENGTH = 8192  # longer documents are analysed each time, not kept
 
 
 def _encode(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    return codec.encode_text(value)
 
 
 class Delivery:
@@ -400,7 +400,7 @@ class Multiplexer:
         return (
             subscriber.query,
             subscriber.operation_name,
-            json.dumps(coerced, sort_keys=True, separators=(",", ":"), default=repr),
+            codec.encode_key(coerced),
             sharing,
         )
 

@@ -18,7 +18,6 @@ checks, as it is imported, that each still has the shape overridden here.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any, cast
@@ -29,7 +28,9 @@ from starlette.websockets import WebSocketDisconnect as StarletteWebSocketDiscon
 from starlette.websockets import WebSocketDisconnected as StarletteWebSocketDisconnected
 from strawberry.exceptions import ConnectionRejectionError
 
+from ...errors import BAD_USER_INPUT
 from ..connection import NOT_TEXT, Endpoint
+from ..engine import codec
 from ..engine._compat import (
     ASGIWebSocketAdapter,
     BaseGraphQLTransportWSHandler,
@@ -43,8 +44,7 @@ from ..engine._compat import (
     TransportMessage,
     WebSocketDisconnected,
 )
-from ..engine.error_shaping import BAD_USER_INPUT
-from ..engine.json_guard import JsonTooDeep
+from ..engine.codec import JsonTooDeep
 from ..schema.context import Context
 from .multiplex import Delivery, Outcome, Subscriber, multiplexer_of
 
@@ -109,7 +109,7 @@ class FramedSink:
     def __init__(self, context: Context, message_type: str, operation_id: str) -> None:
         assert isinstance(context.request, StarletteWebSocket)
         self.websocket = context.request
-        self.prefix = f'{{"type":"{message_type}","id":{json.dumps(operation_id)},"payload":'
+        self.prefix = f'{{"type":"{message_type}","id":{codec.encode_text(operation_id)},"payload":'
 
     def subscribed(self) -> None:
         pass
