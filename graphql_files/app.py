@@ -145,6 +145,6 @@ def create_app(settings: Settings, declaration: Declaration | None = None) -> St
     ]
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     # every websocket protocol's subscriptions, grouped to share executions
-    app.state.multiplexer = Multiplexer(view.schema, max_tokens=settings.max_tokens)
+    app.state.multiplexer = Multiplexer(view.schema)
     app.state.schema = view.schema  # for tests and diagnostics: its prepared-operation cache
     return app

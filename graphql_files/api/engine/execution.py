@@ -26,7 +26,7 @@ import sys
 from collections import Counter, OrderedDict
 from collections.abc import AsyncGenerator, Callable, Iterable
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from inspect import isawaitable
 from typing import Any, cast
 
@@ -92,6 +92,9 @@ class Prepared:
     # the name to execute: the one given, else the first operation's (as strawberry runs the
     # first operation of a document sent without a name)
     operation_name: str | None = None
+    # what the transports work out of the document once (the multiplexer's shape of a
+    # subscription), kept as long as the prepared operation is
+    memo: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 MAX_CACHED_QUERY = 64 * 1024  # characters: a longer document is prepared for each request

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from functools import lru_cache
 from typing import Any, cast
 
@@ -43,7 +43,7 @@ from ...errors import (
     PayloadTooLarge,
 )
 from ...settings import LOCALHOST_ORIGINS, Settings
-from ..connection import authenticate, build_context, close_later, headers_of, services_of
+from ..connection import authenticate, build_context, headers_of, services_of
 from ..engine import codec
 from ..engine._compat import (
     AsyncHTTPRequestAdapter,
@@ -63,6 +63,7 @@ from ..engine.codec import JsonTooDeep
 from ..engine.error_shaping import shape
 from ..engine.execution import LeanSchema
 from ..schema.context import Context
+from ..ws.session import SESSION_KEY, Session
 from ..ws.websockets import LegacyWsHandler, TransportWsHandler, WebSocketAdapter
 from .body_limit import JSON, MULTIPART, BodyFault, error_response, refused_before_body
 from .deadline import request_deadline
@@ -79,7 +80,6 @@ from .uploads import (
 log = logging.getLogger(__name__)
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
-EXPIRY_KEY = "graphql_files.token_expiry"  # the task that closes a websocket at token expiry
 REQUEST_ERROR_KEY = "graphql_files.request_error"  # per request: in the scope, not in state
 SIMPLE_CONTENT_TYPES = (MULTIPART, "application/x-www-form-urlencoded", "text/plain")
 PREFLIGHT_HEADERS = ("apollo-require-preflight", "x-apollo-operation-name")
@@ -199,9 +199,9 @@ class GraphQLView(GraphQL[Context, None]):
             try:
                 await super().__call__(scope, receive, send)
             finally:  # the connection is over: its expiry closer has nothing left to close
-                expiry = scope.get(EXPIRY_KEY)
-                if expiry is not None:
-                    expiry.cancel()
+                session: Session | None = scope.get(SESSION_KEY)
+                if session is not None:
+                    session.end()
             return
         request = Request(scope, receive)
         try:
@@ -418,22 +418,13 @@ class GraphQLView(GraphQL[Context, None]):
             if isinstance(v, str)
         }
         headers = {**{k.lower(): v for k, v in context.request.headers.items()}, **params}
-        access = await authenticate(context.services, headers)
+        session = Session.of(context.request, self.settings.max_subscriptions_per_connection)
+        access = await session.admit(context.services, headers)
         if access.error is not None:
             raise ConnectionRejectionError(
                 {"message": access.error.message, "extensions": access.error.extensions}
             )
         context.access = access
-        user = access.principal.user
-        if (
-            user is not None
-            and user.expires_at is not None
-            and isinstance(context.response, WebSocket)
-        ):
-            delay = max(0.0, (user.expires_at - datetime.now(UTC)).total_seconds())
-            context.response.scope[EXPIRY_KEY] = close_later(
-                context.response, 4401, "token expired", delay=delay
-            )
         return cast(UnsetType, UNSET)  # acknowledge with no payload
 
     def is_websocket_origin_allowed(self, request: WebSocket, origin: str) -> bool:

@@ -37,10 +37,9 @@ import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-from graphql import GraphQLError, GraphQLSyntaxError, OperationDefinitionNode, OperationType, parse
+from graphql import GraphQLError, OperationDefinitionNode, OperationType
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
@@ -50,7 +49,6 @@ from ..connection import (
     Endpoint,
     authenticate,
     build_context,
-    close_later,
     services_of,
 )
 from ..engine import codec
@@ -58,6 +56,7 @@ from ..engine.codec import JsonTooDeep
 from ..engine.error_shaping import shape
 from ..schema.context import Context
 from .multiplex import Delivery, Outcome, Subscriber, multiplexer_of
+from .session import Session
 
 log = logging.getLogger(__name__)
 
@@ -126,12 +125,15 @@ class _Connection:
     headers: dict[str, str]
     operations: dict[str, _Operation] = field(default_factory=dict)
     pending: set[asyncio.Task[None]] = field(default_factory=set)  # start_acks being sent
-    closers: list[asyncio.Task[None]] = field(default_factory=list)  # at tokens' expiry
     initialised: bool = False
 
     @property
     def settings(self) -> Any:
         return self.view.settings
+
+    @property
+    def session(self) -> Session:
+        return Session.of(self.websocket, self.settings.max_subscriptions_per_connection)
 
     async def send(self, message: Mapping[str, Any]) -> None:
         await self.send_text(codec.encode_text(message))
@@ -162,8 +164,7 @@ class _Connection:
         finally:
             if keep_alive is not None:
                 keep_alive.cancel()
-            for closer in self.closers:  # the connection is over: nothing left to close
-                closer.cancel()
+            self.session.end()
             for operation in self.operations.values():
                 if operation.task is not None:
                     operation.task.cancel()
@@ -240,13 +241,8 @@ class _Connection:
         if operation_id in self.operations:
             await self.refuse(operation_id, BAD_USER_INPUT, f"{operation_id!r} is running")
             return
-        if len(self.operations) >= self.settings.max_subscriptions_per_connection:
-            await self.refuse(
-                operation_id,
-                BAD_USER_INPUT,
-                f"this connection already runs {len(self.operations)} subscriptions, the most "
-                "one may (MAX_SUBSCRIPTIONS_PER_CONNECTION)",
-            )
+        if self.session.full(len(self.operations)):
+            await self.refuse(operation_id, BAD_USER_INPUT, self.session.over_cap())
             return
         try:
             query, variables, headers = self.operation(payload)
@@ -256,7 +252,7 @@ class _Connection:
         context = await build_context(self.websocket, self.websocket)
         # a start's own authorization replaces the handshake's (as on AppSync); none: the
         # handshake's
-        context.access = await authenticate(context.services, headers or self.headers)
+        context.access = await self.session.admit(context.services, headers or self.headers)
         if context.access.error is not None:
             error = context.access.error
             await self.refuse(operation_id, error.code, error.message)
@@ -265,7 +261,6 @@ class _Connection:
         context.on_subscribed = lambda _: self.ack_soon(operation_id)
         self.operations[operation_id] = operation
         operation.task = asyncio.create_task(self.run(operation_id, query, variables, context))
-        self.expire_with_token(context)
 
     def ack_soon(self, operation_id: str) -> None:
         """Registered with the broker: nothing after this is missed; say so."""
@@ -288,7 +283,7 @@ class _Connection:
         variables = data.get("variables")
         if variables is not None and not isinstance(variables, dict):
             raise ValueError("'variables' must be an object")
-        _only_subscriptions(data["query"])
+        _only_subscriptions(self.view.schema, data["query"])
         extensions = payload.get("extensions") or {}
         authorization = extensions.get("authorization") if isinstance(extensions, dict) else None
         headers = _headers(authorization) if authorization is not None else {}
@@ -341,13 +336,6 @@ class _Connection:
                 await operation.task
         await self.send({"type": "complete", "id": operation_id})
 
-    def expire_with_token(self, context: Context) -> None:
-        """A subscription lasts no longer than the user token it was started with."""
-        user = context.access.principal.user
-        if user is not None and user.expires_at is not None:
-            delay = max(0.0, (user.expires_at - datetime.now(UTC)).total_seconds())
-            self.closers.append(close_later(self.websocket, 4401, "token expired", delay=delay))
-
 
 class _Sink:
     """A member of a shared subscription: ``start_ack`` once registered, then each result's
@@ -374,12 +362,16 @@ class _Sink:
         return True
 
 
-def _only_subscriptions(query: str) -> None:
-    try:
-        document = parse(query, max_tokens=10_000)
-    except GraphQLSyntaxError as exc:
-        raise ValueError(f"the query does not parse: {exc.message}") from exc
-    kinds = {d.operation for d in document.definitions if isinstance(d, OperationDefinitionNode)}
+def _only_subscriptions(schema: Any, query: str) -> None:
+    """Refuse what is not a subscription, from the schema's prepared document (parsed once,
+    under the token limit of the settings, as every other document is)."""
+    prepared = schema.prepared.get(query, None)
+    if not prepared.parsed or prepared.document is None:
+        message = prepared.errors[0].message if prepared.errors else "no document"
+        raise ValueError(f"the query does not parse: {message}")
+    kinds = {
+        d.operation for d in prepared.document.definitions if isinstance(d, OperationDefinitionNode)
+    }
     if kinds != {OperationType.SUBSCRIPTION}:
         raise ValueError("only subscriptions are served here; send queries and mutations by HTTP")
 

@@ -33,7 +33,6 @@ from collections import deque
 from collections.abc import Hashable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, Protocol
 
 from graphql import (
@@ -47,7 +46,6 @@ from graphql import (
     VariableNode,
     Visitor,
     get_variable_values,
-    parse,
     visit,
 )
 from starlette.requests import HTTPConnection
@@ -64,7 +62,6 @@ from ..schema.context import Context
 log = logging.getLogger(__name__)
 
 REPLAY_ARGUMENT = "after"
-CACHED_QUERY_LENGTH = 8192  # longer documents are analysed each time, not kept
 
 
 def _encode(value: object) -> str:
@@ -172,18 +169,14 @@ def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionN
     return next((o for o in operations if o.name is not None and o.name.value == name), None)
 
 
-def _shape(query: str, operation_name: str | None, max_tokens: int) -> Shape | None:
-    """The document's shape; None when it does not parse or names no single operation (the
-    protocol's own path answers those, with the errors it always gave)."""
-    try:
-        document = parse(query, no_location=True, max_tokens=max_tokens)
-    except GraphQLError:
-        return None
-    operation = _operation(document, operation_name)
+def _shape(prepared: Any, operation_name: str | None) -> Shape | None:
+    """The shape of a prepared document's operation; None when it names no single operation
+    (the protocol's own path answers those, with the errors it always gave)."""
+    operation = _operation(prepared.document, operation_name)
     if operation is None:
         return None
     replays = _Replays()
-    visit(document, replays)
+    visit(prepared.document, replays)
     return Shape(
         subscription=operation.operation is OperationType.SUBSCRIPTION,
         replay_literal=replays.literal,
@@ -358,21 +351,23 @@ class Group:
 class Multiplexer:
     """The groups of one application's websocket subscriptions."""
 
-    def __init__(self, schema: Any, *, max_tokens: int) -> None:
+    def __init__(self, schema: Any) -> None:
         self.schema = schema
         self.executions = 0  # results executed, once per event per group
         self._groups: dict[Hashable, Group] = {}
         self._unique = itertools.count()
-        self._shape = lru_cache(maxsize=1024)(self._analyse)
-        self._max_tokens = max_tokens
-
-    def _analyse(self, query: str, operation_name: str | None) -> Shape | None:
-        return _shape(query, operation_name, self._max_tokens)
 
     def shape(self, query: str, operation_name: str | None) -> Shape | None:
-        if len(query) > CACHED_QUERY_LENGTH:
-            return self._analyse(query, operation_name)
-        return self._shape(query, operation_name)
+        """The document's shape, worked out once per prepared document (the schema's prepared
+        operations: the one place documents are parsed, under the token limit, and kept);
+        None for a document that does not validate (its protocol's path says why)."""
+        prepared = self.schema.prepared.get(query, operation_name)
+        if prepared.errors or prepared.document is None:
+            return None
+        if "shape" not in prepared.memo:
+            prepared.memo["shape"] = _shape(prepared, operation_name)
+        shape: Shape | None = prepared.memo["shape"]
+        return shape
 
     def serves(self, query: str, operation_name: str | None) -> bool:
         """Whether this is a subscription the multiplexer runs (anything else, and what does

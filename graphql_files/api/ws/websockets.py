@@ -47,6 +47,7 @@ from ..engine._compat import (
 from ..engine.codec import JsonTooDeep
 from ..schema.context import Context
 from .multiplex import Delivery, Outcome, Subscriber, multiplexer_of
+from .session import Session
 
 log = logging.getLogger(__name__)
 
@@ -135,16 +136,15 @@ async def run_shared(
     return await multiplexer.serve(subscriber, sink)
 
 
-def subscription_cap(view: object) -> int:
-    """``MAX_SUBSCRIPTIONS_PER_CONNECTION``, from the view that runs a websocket handler."""
-    return cast(Endpoint, view).settings.max_subscriptions_per_connection
+def session_of(handler: Any) -> Session:
+    """The session of the websocket a protocol handler serves (its context's connection)."""
+    cap = cast(Endpoint, handler.view).settings.max_subscriptions_per_connection
+    return Session.of(handler.context.request, cap)
 
 
-def over_cap_error(cap: int) -> GraphQLFormattedError:
+def over_cap_error(session: Session) -> GraphQLFormattedError:
     return {
-        "message": f"this connection already has {cap} subscriptions (or other operations) "
-        "running, the most one connection may have (MAX_SUBSCRIPTIONS_PER_CONNECTION): stop "
-        "one, or open another connection",
+        "message": f"{session.over_cap()}: stop one, or open another connection",
         "extensions": {"code": BAD_USER_INPUT},
     }
 
@@ -157,8 +157,8 @@ class TransportWsHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.cap = subscription_cap(self.view)
-        self.max_subscriptions_per_connection = self.cap  # strawberry's own check never fires
+        self.session = session_of(self)
+        self.max_subscriptions_per_connection = self.session.cap  # strawberry's never fires
 
     async def handle_message(self, message: TransportMessage) -> None:
         problem = frame_problem(message, ("subscribe", "complete"))
@@ -174,9 +174,9 @@ class TransportWsHandler(BaseGraphQLTransportWSHandler[Context, None]):
         if (
             self.connection_acknowledged  # otherwise strawberry closes with 4401
             and operation_id not in self.operations  # strawberry closes with 4409
-            and len(self.operations) >= self.cap
+            and self.session.full(len(self.operations))
         ):
-            error = over_cap_error(self.cap)
+            error = over_cap_error(self.session)
             await self.send_message({"type": "error", "id": operation_id, "payload": [error]})
             return
         await super().handle_subscribe(message)
@@ -214,8 +214,8 @@ class LegacyWsHandler(BaseGraphQLWSHandler[Context, None]):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.cap = subscription_cap(self.view)
-        self.max_subscriptions_per_connection = self.cap  # strawberry's own check never fires
+        self.session = session_of(self)
+        self.max_subscriptions_per_connection = self.session.cap  # strawberry's never fires
 
     async def handle_message(self, message: OperationMessage) -> None:
         problem = frame_problem(message, ("start", "stop"))
@@ -231,7 +231,7 @@ class LegacyWsHandler(BaseGraphQLWSHandler[Context, None]):
             if problem is not None:
                 error = {"message": problem, "extensions": {"code": BAD_USER_INPUT}}
             elif self._full(message["id"]):
-                error = over_cap_error(self.cap)
+                error = over_cap_error(self.session)
         if error is None:
             await super().handle_start(message)
             return
@@ -262,7 +262,7 @@ class LegacyWsHandler(BaseGraphQLWSHandler[Context, None]):
 
     def _full(self, operation_id: str) -> bool:
         """A ``start`` with a running operation's id replaces it: it takes no more room."""
-        return len(self.tasks) - (operation_id in self.tasks) >= self.cap
+        return self.session.full(len(self.tasks) - (operation_id in self.tasks))
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         """strawberry's, but a refusal closes with 4403 as on graphql-transport-ws (strawberry
