@@ -8,7 +8,8 @@ graphql-core's execution itself. This schema class does the same work without it
   two, and ours: depth, aliases, query cost) once per (query, operationName), kept in an LRU
   bounded in bytes (``PreparedCache``);
 - ``execute`` and ``stream`` run graphql-core's ``execute``/``subscribe`` on the prepared
-  document with the schema's executor class, then log and shape errors as ``ErrorShaping`` did.
+  document with the schema's executor class (or, for a compiled query, walk its steps), then
+  log the errors (bugs with their traceback) and shape them for the client (``error_shaping``).
 
 What strawberry raised or answered is kept: the same exceptions for a missing query, an
 operation type that cannot be told or is not allowed, the same ``PreExecutionError`` results on

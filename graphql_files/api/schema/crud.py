@@ -1,6 +1,7 @@
 """Amplify's record operations, one factory per operation, serving every model.
 
-``get_field(SONG_API)`` is ``getSong``; ``list_field(PHOTO_ALBUM_API)`` is ``listPhotoAlbums``;
+``get_field(binding)`` for Song's binding is ``getSong``, ``list_field`` for PhotoAlbum's is
+``listPhotoAlbums``;
 and so on. Each resolver only turns arguments into a call on ``Records`` and the record it
 gets back into the model's GraphQL type.
 

@@ -1,7 +1,7 @@
 """GraphQL input types, generated from the model specs with Amplify's names.
 
-``model_inputs(SONG)`` gives ``ModelSongFilterInput``, ``ModelSongConditionInput``,
-``ModelSubscriptionSongFilterInput``, ``CreateSongInput``, ``UpdateSongInput`` and
+``model_inputs(SONG, enums, enum_operators)`` gives ``ModelSongFilterInput``,
+``ModelSongConditionInput``, ``ModelSubscriptionSongFilterInput``, ``CreateSongInput``, ``UpdateSongInput`` and
 ``DeleteSongInput``; the same call serves every model. Optional fields default to ``UNSET`` so
 that "not given" and "given as null" stay distinct (null in an update removes a field).
 
