@@ -1,9 +1,10 @@
 """GraphQL input types, generated from the model specs with Amplify's names.
 
 ``model_inputs(SONG, enums, enum_operators)`` gives ``ModelSongFilterInput``,
-``ModelSongConditionInput``, ``ModelSubscriptionSongFilterInput``, ``CreateSongInput``, ``UpdateSongInput`` and
-``DeleteSongInput``; the same call serves every model. Optional fields default to ``UNSET`` so
-that "not given" and "given as null" stay distinct (null in an update removes a field).
+``ModelSongConditionInput``, ``ModelSubscriptionSongFilterInput``, ``CreateSongInput``,
+``UpdateSongInput`` and ``DeleteSongInput``; the same call serves every model. Optional fields
+default to ``UNSET`` so that "not given" and "given as null" stay distinct (null in an update
+removes a field).
 
 No ``from __future__ import annotations``: the generated classes' annotations must be objects.
 """
