@@ -4,7 +4,8 @@ same tests.
 
 - ``Post``: one file field with its own types and size, an enum and a list of strings;
 - ``Dossier``: a many-file field that accepts PDFs, not images;
-- ``Track``: several file fields (two one-file, one many-file) and its own id argument.
+- ``Track``: several file fields (two one-file, one many-file) and its own id argument;
+- relations: a ``Post`` may belong to a ``Dossier``, whose delete carries its posts away.
 """
 
 from __future__ import annotations
@@ -29,12 +30,15 @@ fields.status = "Status"
 fields.rating = "Float"
 fields.pinned = "Boolean"
 files.image = { one = "imagePath", types = ["image/*"], max_bytes = 65536 }
+fields.dossierId = "ID"
+relations.dossier = { belongs_to = "Dossier", references = "dossierId" }
 
 [models.Dossier]
 noun = "dossier"
 fields.name = "String!"
 fields.pages = "Int"
 files.documents = { many = "documentPaths", singular = "Document", types = ["application/pdf"] }
+relations.posts = { has_many = "Post", references = "dossierId", on_delete = "cascade" }
 
 [models.Track]
 id_argument = "trackKey"
@@ -45,6 +49,70 @@ files.artwork = { one = "artworkPath", types = ["image/*"], max_bytes = 32768 }
 files.stems = { many = "stemPaths", singular = "Stem", types = ["audio/*"] }
 """
 DECLARED = parse_declaration(DECLARED_TEXT, "tests/declared.py")
+
+# The README's blog (DESIGN.md's relations): a Post with an image and comments, a Comment with an
+# attachment, a User with a profile picture and a Profile.
+BLOG_TEXT = """\
+[models.Post]
+fields.title = "String!"
+files.image = { one = "imagePath", types = ["image/*"] }
+relations.comments = { has_many = "Comment", references = "postId", on_delete = "cascade" }
+
+[models.Comment]
+fields.content = "String!"
+fields.postId = "ID"
+files.attachment = { one = "attachmentPath" }
+relations.post = { belongs_to = "Post", references = "postId" }
+
+[models.User]
+fields.name = "String!"
+files.profilePicture = { one = "profilePicturePath", types = ["image/*"] }
+relations.profile = { has_one = "Profile", references = "userId", on_delete = "nullify" }
+
+[models.Profile]
+fields.bio = "String"
+fields.userId = "ID"
+relations.user = { belongs_to = "User", references = "userId" }
+"""
+# The blog, grown to every kind of delete: comments carry their reactions away (a cascade two
+# levels deep, through a model that is a parent itself), a post's flags keep it (restrict).
+RELATED_TEXT = """\
+[models.Post]
+fields.title = "String!"
+files.image = { one = "imagePath", types = ["image/*"] }
+relations.comments = { has_many = "Comment", references = "postId", on_delete = "cascade" }
+relations.flags = { has_many = "Flag", references = "postId" }
+
+[models.Comment]
+fields.content = "String!"
+fields.postId = "ID"
+files.attachment = { one = "attachmentPath" }
+relations.post = { belongs_to = "Post", references = "postId" }
+relations.reactions = { has_many = "Reaction", references = "commentId", on_delete = "cascade" }
+
+[models.User]
+fields.name = "String!"
+files.profilePicture = { one = "profilePicturePath", types = ["image/*"] }
+relations.profile = { has_one = "Profile", references = "userId", on_delete = "nullify" }
+
+[models.Profile]
+fields.bio = "String"
+fields.userId = "ID"
+relations.user = { belongs_to = "User", references = "userId" }
+
+[models.Reaction]
+fields.emoji = "String!"
+fields.commentId = "ID!"
+files.picture = { one = "picturePath", types = ["image/*"] }
+relations.comment = { belongs_to = "Comment", references = "commentId" }
+
+[models.Flag]
+fields.reason = "String"
+fields.postId = "ID"
+relations.post = { belongs_to = "Post", references = "postId" }
+"""
+BLOG = parse_declaration(BLOG_TEXT, "tests/declared.py (blog)")
+RELATED = parse_declaration(RELATED_TEXT, "tests/declared.py (related)")
 
 # The README's example (DESIGN.md's Post, and a User with a profile picture).
 POST_EXAMPLE = """\

@@ -55,21 +55,54 @@ def _translated(operation: str, collection: str) -> Iterator[None]:
 class Collection:
     """One collection, with the operations the services use."""
 
-    def __init__(self, raw: Any, name: str) -> None:
+    def __init__(self, raw: Any, name: str, *, first_n: bool = True) -> None:
         self._raw = raw
         self.name = name
+        # $firstN (MongoDB 5.2+, SecantusDB) keeps n documents per group; mongomock has only
+        # $push, which keeps them all before they are cut: fine for an in-process engine's data
+        self._first_n = first_n
 
     async def find_one(self, query: Query) -> Document | None:
         with _translated("find_one", self.name):
             doc: Document | None = await self._raw.find_one(query)
             return doc
 
-    async def find(self, query: Query, *, sort: Sort, limit: int) -> list[Document]:
+    async def find(
+        self,
+        query: Query,
+        *,
+        sort: Sort,
+        limit: int,
+        projection: Mapping[str, Any] | None = None,
+    ) -> list[Document]:
         with _translated("find", self.name):
             # limit on the cursor: mongomock-motor's to_list ignores its length argument
-            cursor = self._raw.find(query).sort(list(sort)).limit(limit)
+            cursor = self._raw.find(query, projection).sort(list(sort)).limit(limit)
             docs: list[Document] = await cursor.to_list(None)
             return docs
+
+    async def count(self, query: Query) -> int:
+        with _translated("count_documents", self.name):
+            return int(await self._raw.count_documents(query))
+
+    async def first_per_group(
+        self, query: Query, *, group_by: str, sort: Sort, n: int
+    ) -> dict[Any, list[Document]]:
+        """The first ``n`` documents (in ``sort`` order) matching ``query`` for each value of
+        ``group_by``, in one round trip: the children of many parents at once."""
+        first_n = {"$firstN": {"input": "$$ROOT", "n": n}}
+        collect: dict[str, Any] = first_n if self._first_n else {"$push": "$$ROOT"}
+        pipeline: list[dict[str, Any]] = [
+            {"$match": dict(query)},
+            {"$sort": dict(sort)},
+            {"$group": {"_id": f"${group_by}", "docs": collect}},
+        ]
+        with _translated("aggregate", self.name):
+            cursor = self._raw.aggregate(pipeline)
+            if inspect.isawaitable(cursor):  # PyMongo's async API; mongomock-motor's is not
+                cursor = await cursor
+            groups: list[Document] = await cursor.to_list(None)
+        return {group["_id"]: group["docs"][:n] for group in groups}
 
     async def iterate(
         self, query: Query, *, projection: Mapping[str, Any] | None = None, batch_size: int = 500
@@ -113,14 +146,15 @@ class Collection:
 
 
 class Database:
-    def __init__(self, client: Any, name: str, *, embedded: bool) -> None:
+    def __init__(self, client: Any, name: str, *, embedded: bool, first_n: bool = True) -> None:
         self._client = client
         self._db = client[name]
         self.name = name
         self.embedded = embedded
+        self._first_n = first_n
 
     def collection(self, name: str) -> Collection:
-        return Collection(self._db[name], name)
+        return Collection(self._db[name], name, first_n=self._first_n)
 
     async def ping(self) -> None:
         with _translated("ping", "admin"):
@@ -148,7 +182,9 @@ async def open_database(
     if target is None or target.uri is None:
         from mongomock_motor import AsyncMongoMockClient
 
-        database = Database(AsyncMongoMockClient(), settings.mongodb_database, embedded=True)
+        database = Database(
+            AsyncMongoMockClient(), settings.mongodb_database, embedded=True, first_n=False
+        )
     else:
         timeout = settings.mongodb_timeout_ms
         client: AsyncMongoClient[Document] = AsyncMongoClient(

@@ -8,6 +8,12 @@ PhotoAlbum, exactly as the schema has always had them.
     fields.status = "PostStatus"
     files.image = { one = "imagePath", types = ["image/*"], max_bytes = 10485760 }
     files.attachments = { many = "attachmentPaths", singular = "Attachment" }
+    relations.comments = { has_many = "Comment", references = "postId", on_delete = "cascade" }
+
+    [models.Comment]
+    fields.content = "String!"
+    fields.postId = "ID"
+    relations.post = { belongs_to = "Post", references = "postId" }
 
     [enums.PostStatus]
     values = ["DRAFT", "PUBLISHED"]
@@ -16,7 +22,10 @@ Per model: ``fields.<name>`` is a type (``String``, ``Int``, ``Float``, ``Boolea
 ``DateTime``, a declared enum, or a list of these such as ``[String!]``; ``!`` marks required),
 or ``{ type = ..., description = ... }``; ``files.<name>`` holds one file (``one = "<key
 field>"``) or many (``many = "<keys field>"``, ``singular``), with its own ``types`` and
-``max_bytes`` if wanted. Optional: ``id_argument`` (the workflows' record-id argument; default
+``max_bytes`` if wanted; ``relations.<name>`` relates it to another model: ``has_many`` or
+``has_one`` on the parent (with ``on_delete``: ``restrict``, the default, ``cascade`` or
+``nullify``), ``belongs_to`` on the child, both naming the child's ``ID`` field that
+``references`` the parent. Optional: ``id_argument`` (the workflows' record-id argument; default
 ``<model in camelCase>Id``), ``plural``, ``noun`` (how descriptions name a record) and
 ``description``. A file replaces the built-in declaration whole. A malformed one raises
 ``DeclarationError``, whose message names the file, the line and the fault.
@@ -34,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from .models import (
+    MAX_CASCADE_DEPTH,
     SCALARS,
     SYSTEM_FIELDS,
     EnumSpec,
@@ -41,6 +51,9 @@ from .models import (
     FieldType,
     FileSpec,
     ModelSpec,
+    OnDelete,
+    RelationKind,
+    RelationSpec,
     capitalized,
     words,
 )
@@ -110,9 +123,14 @@ WORKFLOW_INPUT_FIELDS = frozenset(
         "expectedVersion",
     }
 )
-MODEL_KEYS = frozenset({"fields", "files", "id_argument", "plural", "noun", "description"})
+MODEL_KEYS = frozenset(
+    {"fields", "files", "relations", "id_argument", "plural", "noun", "description"}
+)
 FILE_KEYS = frozenset({"one", "many", "singular", "types", "max_bytes", "description"})
-RESERVED_COLLECTIONS = frozenset({"claims", "api_keys"})
+RELATION_KINDS: tuple[RelationKind, ...] = ("has_many", "has_one", "belongs_to")
+RELATION_KEYS = frozenset({*RELATION_KINDS, "references", "on_delete", "description"})
+ON_DELETE: tuple[OnDelete, ...] = ("restrict", "cascade", "nullify")
+RESERVED_COLLECTIONS = frozenset({"claims", "record_claims", "api_keys"})
 
 
 class DeclarationError(ValueError):
@@ -196,6 +214,7 @@ class _Parser:
             raise self.fail("declare at least one model: [models.<Name>]", "models")
         models = tuple(self.model(name, table, enums) for name, table in tables.items())
         self.distinct(models, enums)
+        self.related(models)
         return Declaration(models=models, enums=tuple(enums.values()))
 
     def enums(self, tables: Any) -> dict[str, EnumSpec]:
@@ -244,6 +263,7 @@ class _Parser:
         noun = self.text(table, "noun", where) or words(name)
         fields = self.fields(name, table.get("fields", {}), enums)
         files = self.files(name, table.get("files", {}))
+        relations = self.relations(name, table.get("relations", {}))
         taken = {f.name for f in fields} | SYSTEM_NAMES
         key_fields: list[FieldSpec] = []
         for file in files:
@@ -255,6 +275,12 @@ class _Parser:
                 taken.add(field_name)
             key_type = FieldType("String", is_list=file.many)
             key_fields.append(FieldSpec(file.key_field, key_type, _key_description(file, noun)))
+        for relation in relations:
+            if relation.name in taken:
+                raise self.fail(
+                    f"{relation.name!r} is already a field", *where, "relations", relation.name
+                )
+            taken.add(relation.name)
         plural = self.text(table, "plural", where) or plural_of(name)
         if not TYPE_NAME.fullmatch(plural) or plural == name:
             raise self.fail(
@@ -283,6 +309,7 @@ class _Parser:
             noun=noun,
             fields=(*fields, *key_fields),
             files=files,
+            relations=relations,
             description=self.text(table, "description", where) or "",
         )
 
@@ -387,6 +414,149 @@ class _Parser:
                 )
             )
         return tuple(files)
+
+    def relations(self, model: str, table: Any) -> tuple[RelationSpec, ...]:
+        where = ("models", model, "relations")
+        example = '{ has_many = "Comment", references = "postId", on_delete = "cascade" }'
+        if not isinstance(table, dict):
+            raise self.fail(f"relations must be a table: relations.<name> = {example}", *where)
+        relations = []
+        for name, value in table.items():
+            here = (*where, name)
+            if not FIELD_NAME.fullmatch(name):
+                raise self.fail(f"relation {name!r} must be camelCase", *here)
+            self.field_name_free(name, here)
+            kinds = [k for k in RELATION_KINDS if isinstance(value, dict) and k in value]
+            if not isinstance(value, dict) or set(value) - RELATION_KEYS or len(kinds) != 1:
+                raise self.fail(
+                    f"{name}: write {example}: exactly one of has_many, has_one and belongs_to "
+                    f"(keys: {', '.join(sorted(RELATION_KEYS))})",
+                    *here,
+                )
+            (kind,) = kinds
+            target, references = value[kind], value.get("references")
+            if not isinstance(target, str) or not TYPE_NAME.fullmatch(target):
+                raise self.fail(f'{name}: {kind} must name a model, e.g. "Comment"', *here)
+            if not isinstance(references, str) or not FIELD_NAME.fullmatch(references):
+                raise self.fail(
+                    f'{name}: references must name the child\'s ID field, e.g. "postId"',
+                    *here,
+                )
+            on_delete = value.get("on_delete", "restrict")
+            if kind == "belongs_to" and "on_delete" in value:
+                raise self.fail(
+                    f"{name}: on_delete belongs on the parent's has_many or has_one", *here
+                )
+            if on_delete not in ON_DELETE:
+                raise self.fail(
+                    f"{name}: on_delete must be one of {', '.join(ON_DELETE)}", *here, "on_delete"
+                )
+            relations.append(
+                RelationSpec(
+                    name=name,
+                    kind=kind,
+                    source=model,
+                    target=target,
+                    references=references,
+                    on_delete=on_delete,
+                    description=str(value.get("description", "")),
+                )
+            )
+        return tuple(relations)
+
+    def related(self, models: tuple[ModelSpec, ...]) -> None:
+        """Relations between declared models: each names a declared model, its reference is an
+        ``ID`` field of the child, each side has its counterpart, and deletes cascade no deeper
+        than ``MAX_CASCADE_DEPTH`` (and never in a circle)."""
+        by_name = {m.name: m for m in models}
+        for model in models:
+            sides: dict[tuple[str, ...], str] = {}
+            for relation in model.relations:
+                here = ("models", model.name, "relations", relation.name)
+                what = f"{model.name}.{relation.name}"
+                side = (
+                    (relation.references,)
+                    if relation.kind == "belongs_to"
+                    else (relation.target, relation.references)
+                )
+                if side in sides:
+                    raise self.fail(
+                        f"{what} and {model.name}.{sides[side]} are the same relation "
+                        f"(both through {relation.references})",
+                        *here,
+                    )
+                sides[side] = relation.name
+                if relation.target not in by_name:
+                    raise self.fail(
+                        f"{what} names {relation.target!r}, which is not a declared model "
+                        f"(declared: {', '.join(by_name)})",
+                        *here,
+                    )
+                child = by_name[relation.child]
+                ref = next((f for f in child.fields if f.name == relation.references), None)
+                if ref is None or ref.type.name != "ID" or ref.is_list or child.file_of(ref.name):
+                    raise self.fail(
+                        f"{what} references {child.name}.{relation.references}, which must be "
+                        f'an ID field of {child.name} (fields.{relation.references} = "ID")',
+                        *here,
+                    )
+                if relation.on_delete == "nullify" and ref.required:
+                    raise self.fail(
+                        f"{what} cannot nullify {child.name}.{ref.name}: it is required (ID!)",
+                        *here,
+                    )
+                counterpart = self.counterpart(relation, by_name[relation.target])
+                if counterpart is None:
+                    if relation.kind == "belongs_to":
+                        wanted = (
+                            f'a has_many or has_one = "{model.name}" with references = '
+                            f'"{relation.references}" on {relation.target}'
+                        )
+                    else:
+                        wanted = (
+                            f'relations.<name> = {{ belongs_to = "{model.name}", references = '
+                            f'"{relation.references}" }} on {relation.target}'
+                        )
+                    raise self.fail(f"{what} has no counterpart: declare {wanted}", *here)
+        self.cascades(models)
+
+    @staticmethod
+    def counterpart(relation: RelationSpec, target: ModelSpec) -> RelationSpec | None:
+        """The other side: a has_many/has_one's belongs_to on the child, and back."""
+        return next(
+            (
+                other
+                for other in target.relations
+                if other.target == relation.source
+                and other.references == relation.references
+                and (other.kind == "belongs_to") != (relation.kind == "belongs_to")
+            ),
+            None,
+        )
+
+    def cascades(self, models: tuple[ModelSpec, ...]) -> None:
+        """A delete carries its children away at most ``MAX_CASCADE_DEPTH`` models deep: a
+        longer chain of cascades, or a circle of them, is refused where it goes too far."""
+        by_name = {m.name: m for m in models}
+
+        def walk(model: ModelSpec, path: tuple[str, ...]) -> None:
+            for relation in model.children:
+                if relation.on_delete != "cascade":
+                    continue
+                here = ("models", model.name, "relations", relation.name)
+                chain = " -> ".join((*path, relation.target))
+                if relation.target in path:
+                    raise self.fail(f"deletes would cascade in a circle: {chain}", *here)
+                if len(path) > MAX_CASCADE_DEPTH:
+                    raise self.fail(
+                        f"deletes would cascade {len(path)} models deep ({chain}); at most "
+                        f"{MAX_CASCADE_DEPTH} are allowed",
+                        *here,
+                    )
+                walk(by_name[relation.target], (*path, relation.target))
+
+        for model in models:
+            walk(model, (model.name,))
 
     def types(self, value: Any, here: tuple[str, ...]) -> tuple[str, ...] | None:
         if value is None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import BadUserInput, excerpt
 from .object_keys import check_key
@@ -98,6 +98,38 @@ class FileSpec:
         return words(self.singular)
 
 
+RelationKind = Literal["has_many", "has_one", "belongs_to"]
+OnDelete = Literal["restrict", "cascade", "nullify"]
+MAX_CASCADE_DEPTH = 4  # models below a record a delete may carry away
+
+
+@dataclass(frozen=True)
+class RelationSpec:
+    """A relation field: ``Post.comments`` (``has_many`` Comment through ``Comment.postId``),
+    ``User.profile`` (``has_one``), ``Comment.post`` (``belongs_to`` Post through its own
+    ``postId``). The reference field is always on the child's side."""
+
+    name: str  # the GraphQL field: "comments", "post"
+    kind: RelationKind
+    source: str  # the model declaring it
+    target: str  # the related model
+    references: str  # the child's ID field naming its parent: "postId"
+    on_delete: OnDelete = "restrict"  # has_many/has_one: what deleting the parent does
+    description: str = ""
+
+    @property
+    def to_children(self) -> bool:
+        return self.kind != "belongs_to"
+
+    @property
+    def parent(self) -> str:
+        return self.target if self.kind == "belongs_to" else self.source
+
+    @property
+    def child(self) -> str:
+        return self.source if self.kind == "belongs_to" else self.target
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     name: str  # GraphQL type name: "Song"
@@ -108,7 +140,18 @@ class ModelSpec:
     noun: str  # how descriptions name one record: "song", "album"
     fields: tuple[FieldSpec, ...]  # user-writable fields, file key fields included
     files: tuple[FileSpec, ...] = ()
+    relations: tuple[RelationSpec, ...] = ()
     description: str = ""
+
+    @property
+    def parents(self) -> tuple[RelationSpec, ...]:
+        """The ``belongs_to`` relations: the records this model's records name."""
+        return tuple(r for r in self.relations if r.kind == "belongs_to")
+
+    @property
+    def children(self) -> tuple[RelationSpec, ...]:
+        """The ``has_many``/``has_one`` relations: the records that name this model's."""
+        return tuple(r for r in self.relations if r.to_children)
 
     def field(self, name: str) -> FieldSpec:
         for spec in (*self.fields, *SYSTEM_FIELDS):

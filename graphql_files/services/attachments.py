@@ -112,14 +112,14 @@ class Attachments:
         """Point a one-file field at a new file (attachSongCoverArt)."""
         current = await self._current(access, model, record_id, expected_version)
         if delete_previous:
-            self._may_delete(access, model, record_id, current.paths_of(file))
+            self.check_deletable(access, model, record_id, current.paths_of(file))
         async with self._staged(access, model, file, record_id, [source]) as staged:
             (new_path,) = staged.paths
             record, previous = await self._swap(
                 current, file, lambda _: new_path, expected_version, access, staged.claim
             )
         if delete_previous and previous not in (None, new_path):
-            self._discard(access, model, record_id, [previous])
+            self.discard(access, model, record_id, [previous])
         return record
 
     async def detach(
@@ -137,10 +137,10 @@ class Attachments:
         if current.values.get(file.key_field) is None:
             return current  # nothing to detach: no write, no event
         if delete_file:
-            self._may_delete(access, model, record_id, current.paths_of(file))
+            self.check_deletable(access, model, record_id, current.paths_of(file))
         record, previous = await self._swap(current, file, lambda _: None, expected_version, access)
         if delete_file and previous is not None:
-            self._discard(access, model, record_id, [previous])
+            self.discard(access, model, record_id, [previous])
         return record
 
     async def add(
@@ -186,7 +186,7 @@ class Attachments:
         current = await self._current(access, model, record_id, expected_version)
         self._require_named(current, file, old_path)  # refuse before uploading anything
         if delete_previous:
-            self._may_delete(access, model, record_id, [old_path])
+            self.check_deletable(access, model, record_id, [old_path])
         async with self._staged(access, model, file, record_id, [source]) as staged:
             (new_path,) = staged.paths
 
@@ -199,7 +199,7 @@ class Attachments:
                 current, file, swapped, expected_version, access, staged.claim
             )
         if delete_previous and old_path != new_path:
-            self._discard(access, model, record_id, [old_path])
+            self.discard(access, model, record_id, [old_path])
         return record
 
     async def remove(
@@ -220,7 +220,7 @@ class Attachments:
         for path in paths:
             self._require_named(current, file, path)
         if delete_files:
-            self._may_delete(access, model, record_id, paths)
+            self.check_deletable(access, model, record_id, paths)
         record = await self._records.update(
             access,
             model,
@@ -231,7 +231,7 @@ class Attachments:
             ),
         )
         if delete_files:
-            self._discard(access, model, record_id, paths)
+            self.discard(access, model, record_id, paths)
         return record
 
     async def delete_record(
@@ -247,7 +247,7 @@ class Attachments:
         """Delete the record, then (when asked) the files in its folder."""
         if delete_files:  # refuse before deleting anything when storage rules protect its files
             current = await self._records.get(access, model, record_id, purpose="delete")
-            self._may_delete(access, model, record_id, current.file_paths)
+            self.check_deletable(access, model, record_id, current.file_paths)
         record = await self._records.delete(
             access,
             model,
@@ -255,7 +255,7 @@ class Attachments:
             preconditions=Preconditions(expected_version=expected_version, condition=condition),
         )
         if delete_files:
-            self._discard(access, model, record_id, record.file_paths)
+            self.discard(access, model, record_id, record.file_paths)
         return record
 
     # --- the machinery -----------------------------------------------------------------------
@@ -278,7 +278,7 @@ class Attachments:
             )
         return current
 
-    def _may_delete(
+    def check_deletable(
         self, access: Access, model: ModelSpec, record_id: str, paths: Sequence[str]
     ) -> None:
         """Refuse before changing anything when asked to delete what storage rules protect."""
@@ -407,7 +407,7 @@ class Attachments:
         # form may still write to is nothing a record names).
         originals = [s.uploaded_path for _, s in planned if s.uploaded_path is not None]
         if originals:
-            self._discard(access, model, record_id, originals)
+            self.discard(access, model, record_id, originals)
 
     async def _compensate(self, claim: Claim, uploaded: list[str], failure: BaseException) -> None:
         """Delete what a failed request uploaded, still under its claim (best effort: what is
@@ -422,7 +422,7 @@ class Attachments:
         except DomainError as exc:
             log.warning("could not delete %s (%s); the sweeper will", uploaded, exc)
 
-    def _discard(
+    def discard(
         self, access: Access, model: ModelSpec, record_id: str, paths: Sequence[str]
     ) -> None:
         """Delete, after the answer, the unlinked files that lie in the record's folder, that

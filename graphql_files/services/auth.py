@@ -363,3 +363,16 @@ class Access:
         if self.principal.anonymous:
             return Unauthenticated(f"{what} needs {needed}")
         return Forbidden(f"not allowed to {what}: it needs {needed}")
+
+    def for_integrity(self) -> Access:
+        """This caller, with the server's authority over records: what a delete the caller
+        may make carries with it (a cascade's deletes, a nullify's updates) reaches every
+        child, whoever owns it, as a database's foreign keys do. Storage stays the caller's."""
+        return _IntegrityAccess(self.policy, self.principal, self.error)
+
+
+class _IntegrityAccess(Access):
+    def data(self, model: ModelSpec, operation: str) -> DataGrant:
+        if self.error is not None:
+            raise self.error
+        return DataGrant(owner=None, creator=None)

@@ -31,7 +31,7 @@ from ..domain.models import (
     file_paths,
     paths_in,
 )
-from ..errors import BadUserInput, Conflict, NotFound
+from ..errors import BadUserInput, Conflict, DomainError, Forbidden, NotFound
 from . import queries
 from .auth import Access
 
@@ -159,6 +159,10 @@ class Records:
             await collection.create_index([("createdAt", 1), ("_id", 1)])
             for key_field in model.key_fields:  # which record names a path
                 await collection.create_index([(key_field, 1)])
+            for relation in model.parents:  # a parent's children, a page at a time
+                await collection.create_index(
+                    [(relation.references, 1), ("createdAt", 1), ("_id", 1)]
+                )
 
     async def get(
         self, access: Access, model: ModelSpec, record_id: str, *, purpose: str = "read"
@@ -186,31 +190,101 @@ class Records:
         owner = access.data(model, "read").owner
         size = pagination.check_limit(limit)
         query_key = f"{model.name}|{filters.fingerprint(where)}|{'desc' if descending else 'asc'}"
-        parts = [queries.to_mongo(where)] if where is not None else []
-        if owner is not None:
-            parts.append({"owner": owner})
-        if next_token is not None:
-            after = pagination.decode(next_token, query_key)
-            beyond = "$lt" if descending else "$gt"
-            parts.append(
-                {
-                    "$or": [
-                        {"createdAt": {beyond: after.created_at}},
-                        {"createdAt": after.created_at, "_id": {beyond: after.record_id}},
-                    ]
-                }
-            )
-        query = {} if not parts else parts[0] if len(parts) == 1 else {"$and": parts}
+        query = _page_query(where, owner, next_token, query_key, descending)
         order = -1 if descending else 1
         docs = await self.collection(model).find(
             query, sort=[("createdAt", order), ("_id", order)], limit=size + 1
         )
-        items = [Record.from_document(model, d) for d in docs[:size]]
-        token = None
-        if len(docs) > size:
-            last = items[-1]
-            token = pagination.encode(pagination.Position(last.created_at, last.id), query_key)
-        return Page(items=items, next_token=token)
+        return _page(model, docs, size, query_key)
+
+    async def children(
+        self,
+        access: Access,
+        model: ModelSpec,
+        reference: str,
+        parent_ids: Sequence[str],
+        *,
+        where: filters.Node | None = None,
+        limit: int | None = None,
+        next_token: str | None = None,
+        descending: bool = False,
+    ) -> dict[str, Page]:
+        """For each of ``parent_ids``, a page of the ``model`` records whose ``reference``
+        names it (matching ``where``, readable by the caller), as ``list`` pages them: all in
+        one MongoDB query. A ``next_token`` continues every parent's page from one position."""
+        owner = access.data(model, "read").owner
+        size = pagination.check_limit(limit)
+        query_key = (
+            f"{model.name}.{reference}|{filters.fingerprint(where)}|"
+            f"{'desc' if descending else 'asc'}"
+        )
+        query = _page_query(where, owner, next_token, query_key, descending)
+        query = {"$and": [{reference: {"$in": list(parent_ids)}}, query]}
+        order = -1 if descending else 1
+        groups = await self.collection(model).first_per_group(
+            query, group_by=reference, sort=[("createdAt", order), ("_id", order)], n=size + 1
+        )
+        return {
+            parent: _page(model, groups.get(parent, []), size, query_key) for parent in parent_ids
+        }
+
+    async def find(self, model: ModelSpec, record_id: str) -> Record | None:
+        """The record, whoever may read it: what integrity checks (does the parent a child
+        names exist?) ask, never shown to a caller as such."""
+        doc = await self.collection(model).find_one({"_id": record_id})
+        return None if doc is None else Record.from_document(model, doc)
+
+    async def find_many(self, model: ModelSpec, record_ids: Sequence[str]) -> dict[str, Record]:
+        """Those of ``record_ids`` that exist, whoever may read them, in one query (callers
+        apply the rules: ``visible``)."""
+        wanted = list(dict.fromkeys(record_ids))
+        docs = await self.collection(model).find(
+            {"_id": {"$in": wanted}}, sort=[("_id", 1)], limit=len(wanted)
+        )
+        return {doc["_id"]: Record.from_document(model, doc) for doc in docs}
+
+    async def readable_many(
+        self, access: Access, model: ModelSpec, record_ids: Sequence[str]
+    ) -> dict[str, Record | DomainError]:
+        """Those of ``record_ids`` that exist, each the record or, when the caller may read
+        only their own and it is another's, why it is withheld (``FORBIDDEN``): what a
+        relation naming it shows (a caller who may read none of them is refused outright)."""
+        owner = access.data(model, "read").owner
+        found: dict[str, Record | DomainError] = {}
+        for record_id, record in (await self.find_many(model, record_ids)).items():
+            if owner is None or record.owner == owner:
+                found[record_id] = record
+            else:
+                found[record_id] = Forbidden(
+                    f"not allowed to read {model.name} {record_id!r}: it is another user's"
+                )
+        return found
+
+    async def count_naming(
+        self, model: ModelSpec, reference: str, record_ids: Sequence[str]
+    ) -> int:
+        """How many ``model`` records name one of ``record_ids`` in ``reference``, whoever
+        owns them."""
+        return await self.collection(model).count({reference: {"$in": list(record_ids)}})
+
+    async def ids_naming(
+        self,
+        model: ModelSpec,
+        reference: str,
+        record_ids: Sequence[str],
+        *,
+        limit: int,
+        after: str | None = None,
+    ) -> Sequence[str]:
+        """Ids of up to ``limit`` ``model`` records naming one of ``record_ids`` in
+        ``reference`` (past the id ``after``, in id order), whoever owns them."""
+        query: dict[str, Any] = {reference: {"$in": list(record_ids)}}
+        if after is not None:
+            query["_id"] = {"$gt": after}
+        docs = await self.collection(model).find(
+            query, sort=[("_id", 1)], limit=limit, projection={"_id": 1}
+        )
+        return [doc["_id"] for doc in docs]
 
     async def create(
         self,
@@ -369,6 +443,41 @@ class Records:
         query = {"$or": [{key: {"$exists": True}} for key in keys]}
         async for doc in self.collection(model).iterate(query, projection=dict.fromkeys(keys, 1)):
             yield doc["_id"], paths_in(model, doc)
+
+
+def _page_query(
+    where: filters.Node | None,
+    owner: str | None,
+    next_token: str | None,
+    query_key: str,
+    descending: bool,
+) -> dict[str, Any]:
+    """The query of one page: the filter, the owner rule, and the position after the token."""
+    parts = [queries.to_mongo(where)] if where is not None else []
+    if owner is not None:
+        parts.append({"owner": owner})
+    if next_token is not None:
+        after = pagination.decode(next_token, query_key)
+        beyond = "$lt" if descending else "$gt"
+        parts.append(
+            {
+                "$or": [
+                    {"createdAt": {beyond: after.created_at}},
+                    {"createdAt": after.created_at, "_id": {beyond: after.record_id}},
+                ]
+            }
+        )
+    return {} if not parts else parts[0] if len(parts) == 1 else {"$and": parts}
+
+
+def _page(model: ModelSpec, docs: Sequence[Mapping[str, Any]], size: int, query_key: str) -> Page:
+    """The first ``size`` of ``docs`` (fetched one more, to know whether a page follows)."""
+    items = [Record.from_document(model, d) for d in docs[:size]]
+    token = None
+    if len(docs) > size:
+        last = items[-1]
+        token = pagination.encode(pagination.Position(last.created_at, last.id), query_key)
+    return Page(items=items, next_token=token)
 
 
 class _NoRecord:

@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from ..domain.declaration import TYPE_NAME
 from ..domain.objects import ObjectInfo
 from ..errors import DomainError
+from .claims import Claims
 from .records import Records
 from .storage import Storage
 
@@ -71,9 +72,17 @@ class SweepReport:
 
 
 class Sweeper:
-    def __init__(self, *, records: Records, storage: Storage, prefix: str) -> None:
+    def __init__(
+        self,
+        *,
+        records: Records,
+        storage: Storage,
+        prefix: str,
+        record_claims: Claims | None = None,
+    ) -> None:
         self._records = records
         self._storage = storage
+        self._record_claims = record_claims
         self._prefix = prefix
         self._declared = frozenset(m.name for m in records.models)
 
@@ -92,6 +101,8 @@ class Sweeper:
         await self._find_dangling(report)
         if not dry_run:
             await self._storage.claims.purge_expired()
+            if self._record_claims is not None:
+                await self._record_claims.purge_expired()
         return report
 
     async def _sweep_page(

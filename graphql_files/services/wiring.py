@@ -29,6 +29,7 @@ from .auth import Authenticator, TokenVerifier
 from .background import Background
 from .claims import Claims
 from .records import Records
+from .relations import Relations
 from .storage import Storage
 from .sweep import Sweeper
 
@@ -45,6 +46,7 @@ class Services:
     records: Records
     storage: Storage
     attachments: Attachments
+    relations: Relations  # createX, updateX and deleteX: references to parents never dangle
     background: Background  # deletions that run after the answer: ``drain()`` awaits them
     sweeper: Sweeper
     policy: Policy
@@ -88,16 +90,20 @@ async def open_services(
             models=declaration.models,
             max_files=settings.max_files_per_record,
         )
-        claims = Claims(
-            collection=database.collection("claims"),
-            hold_seconds=settings.request_timeout,
-            lease_seconds=settings.claim_lease_seconds,
-            wait_seconds=settings.claim_wait,
+        claims, record_claims = (
+            Claims(
+                collection=database.collection(name),
+                hold_seconds=settings.request_timeout,
+                lease_seconds=settings.claim_lease_seconds,
+                wait_seconds=settings.claim_wait,
+            )
+            for name in ("claims", "record_claims")  # on object keys; on records (relations)
         )
         api_keys = ApiKeys(database=database)
         try:
             await records.ensure_indexes()
             await claims.ensure_indexes()
+            await record_claims.ensure_indexes()
             await api_keys.ensure_indexes()
         except DomainError as exc:
             log.warning("could not create MongoDB indexes yet (%s); /readyz will say so", exc)
@@ -114,6 +120,9 @@ async def open_services(
         # closed first (the stack unwinds in reverse): pending deletions still have S3 and MongoDB
         background = Background()
         stack.push_async_callback(background.close)
+        attachments = Attachments(
+            records=records, storage=storage, settings=settings, background=background
+        )
         yield Services(
             settings=settings,
             stores=stores,
@@ -122,11 +131,20 @@ async def open_services(
             broker=broker,
             records=records,
             storage=storage,
-            attachments=Attachments(
-                records=records, storage=storage, settings=settings, background=background
+            attachments=attachments,
+            relations=Relations(
+                records=records,
+                attachments=attachments,
+                claims=record_claims,
+                models=declaration.models,
             ),
             background=background,
-            sweeper=Sweeper(records=records, storage=storage, prefix=settings.attachment_prefix),
+            sweeper=Sweeper(
+                records=records,
+                storage=storage,
+                prefix=settings.attachment_prefix,
+                record_claims=record_claims,
+            ),
             policy=policy,
             authenticator=authenticator,
             declaration=declaration,

@@ -29,7 +29,11 @@ def test_every_generated_name_beside_a_models_own_is_reserved(declaration: Decla
     api = api_for(declaration)
     for binding in api.bindings:
         model = binding.model
-        own = {f.name for f in model.fields} | {f.name for f in model.files}
+        own = (
+            {f.name for f in model.fields}
+            | {f.name for f in model.files}
+            | {r.name for r in model.relations}
+        )
         attributes = {name for name in dir(binding.object_type) if FIELD_NAME.fullmatch(name)}
         assert attributes - own <= RESERVED_FIELDS, binding.object_type
         object_type = schema.type_map[model.name]

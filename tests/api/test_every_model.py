@@ -415,6 +415,11 @@ async def test_crud_and_filters_over_every_field(client: GraphQLClient, case: Ca
     model = case.model
     first = {f.name: value_for(f.type) for f in plain_fields(model)}
     second = {f.name: other_value(f) for f in plain_fields(model)}
+    declaration = DECLARATIONS[case.declaration]
+    for relation in model.parents:  # a reference names a record: make the ones it will name
+        parent = declaration.model(relation.target)
+        for values in (first, second):
+            await create(client, parent, values[relation.references])
     create_text = record_op("create", model)
     made = await client.data(create_text, {"input": {"id": "r1", **first}})
     assert as_sent(model, made[f"create{model.name}"], first) == first

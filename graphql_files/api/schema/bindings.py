@@ -8,25 +8,26 @@ reads from the annotations (values a type checker cannot follow, so they are set
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any
 
 from ...domain.declaration import Declaration
 from ...domain.models import ModelSpec
 from .inputs import EnumInputs, ModelInputs, enum_inputs, model_inputs
-from .types import RecordType, connection_type, enum_type, model_name_enum, record_type
+from .relations import relation_field
+from .types import (
+    RecordType,
+    connection_class,
+    enum_type,
+    finish,
+    model_name_enum,
+    record_class,
+    typed,
+)
 
-Resolver = TypeVar("Resolver", bound=Callable[..., Any])
-
-
-def typed(resolver: Resolver, *, returns: object, **arguments: object) -> Resolver:
-    """``resolver`` with the per-model types strawberry reads from its annotations: one generic
-    resolver serves every model, its ``Any`` annotations replaced here by that model's types
-    (values a type checker cannot follow, which is why they are given at run time)."""
-    resolver.__annotations__.update(arguments, **{"return": returns})
-    return resolver
+__all__ = ["Api", "Binding", "api_for", "typed"]
 
 
 @dataclass(frozen=True)
@@ -54,18 +55,24 @@ class Api:
 @cache
 def api_for(declaration: Declaration) -> Api:
     """The GraphQL pieces of ``declaration``, made once: every schema built for the same
-    declaration shares them."""
+    declaration shares them. Models name each other through relations, so every model's class
+    (and page) is made first, then the relation fields, then all are finished as types."""
     enums = {e.name: enum_type(e.name, e.values, e.description) for e in declaration.enums}
     operators: dict[str, EnumInputs] = {name: enum_inputs(cls) for name, cls in enums.items()}
-    bindings = []
+    by_name: dict[str, Binding] = {}
     for model in declaration.models:
-        object_type = record_type(model, enums)
-        bindings.append(
-            Binding(
-                model,
-                object_type,
-                model_inputs(model, enums, operators),
-                connection_type(object_type),
-            )
+        object_type = record_class(model, enums)
+        by_name[model.name] = Binding(
+            model,
+            object_type,
+            model_inputs(model, enums, operators),
+            connection_class(object_type),
         )
-    return Api(declaration, tuple(bindings), enums, model_name_enum(declaration.models))
+    for binding in by_name.values():
+        for relation in binding.model.relations:
+            setattr(binding.object_type, relation.name, relation_field(relation, by_name))
+    for binding in by_name.values():
+        finish(binding.object_type, binding.model.description)
+    for binding in by_name.values():
+        finish(binding.connection, f"One page of {binding.model.name} records.")
+    return Api(declaration, tuple(by_name.values()), enums, model_name_enum(declaration.models))

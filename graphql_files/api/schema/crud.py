@@ -87,7 +87,7 @@ def list_field(b: Binding) -> Any:
 def create_field(b: Binding) -> Any:
     async def resolve(info: Info, input: Any, condition: Any = None) -> Any:
         record_id = None if input.id in (None, UNSET) else str(input.id)
-        record = await info.context.services.records.create(
+        record = await info.context.services.relations.create(
             info.context.access,
             b.model,
             given_values(b, input),
@@ -110,7 +110,7 @@ def create_field(b: Binding) -> Any:
 def update_field(b: Binding) -> Any:
     async def resolve(info: Info, input: Any, condition: Any = None) -> Any:
         values = given_values(b, input)
-        record = await info.context.services.records.update(
+        record = await info.context.services.relations.update(
             info.context.access,
             b.model,
             str(input.id),
@@ -136,7 +136,7 @@ def update_field(b: Binding) -> Any:
 
 def delete_field(b: Binding) -> Any:
     async def resolve(info: Info, input: Any, condition: Any = None) -> Any:
-        record = await info.context.services.attachments.delete_record(
+        record = await info.context.services.relations.delete(
             info.context.access,
             b.model,
             str(input.id),
