@@ -32,6 +32,7 @@ from ..helpers import (
     make_settings,
     multipart,
     services_in,
+    start_live_server,
     subscribed,
     user,
     ws_client,
@@ -545,3 +546,60 @@ async def cut_short(
     assert await ids(services, "Post") == set()
     assert await ids(services, "Comment") == set()
     assert await ids(services, "Reaction") == set()
+
+
+# --- subscriptions ----------------------------------------------------------------------------
+
+
+async def test_a_subscription_selects_relations_resolved_per_event(live: LiveServer) -> None:
+    async with live.client() as client, ws_client(live) as ws:
+        await post(client, "p1", "First")
+        await ws.subscribe(
+            """subscription { onCreateComment { id
+                 post { title comments { items { id } } } } }"""
+        )
+        await subscribed(live, 1)
+        await comment(client, "c1", "p1")
+        await comment(client, "c2", "p1")
+        first, second = (await ws.next_payload(), await ws.next_payload())
+    assert first["data"]["onCreateComment"] == {
+        "id": "c1",
+        "post": {"title": "First", "comments": {"items": [{"id": "c1"}]}},
+    }
+    # each event resolved when it happened: the second sees both comments
+    assert second["data"]["onCreateComment"]["post"]["comments"]["items"] == [
+        {"id": "c1"},
+        {"id": "c2"},
+    ]
+
+
+async def test_a_subscribers_relations_obey_the_subscribers_rules(
+    s3_endpoint: str, bucket: str, tmp_path: Path
+) -> None:
+    models = tmp_path / "models.toml"
+    models.write_text(RELATED_TEXT)
+    rules = tmp_path / "access.toml"
+    # comments are everyone's to read; posts only their owners'
+    rules.write_text(
+        OWNER_RULES.replace('owner = "*"\nauthenticated = ["create"]', 'authenticated = "*"')
+    )
+    settings = make_settings(s3_endpoint, bucket, models_file=models, access_file=rules)
+    async with (
+        start_live_server(settings) as live,
+        live.client(user("alice")) as alice,
+        live.client(user("bob")) as bob,
+        ws_client(live, payload=user("alice")) as alice_ws,
+        ws_client(live, payload=user("bob")) as bob_ws,
+    ):
+        await post(alice, "p1", "Alice's")
+        query = "subscription { onCreateComment { id post { title } } }"
+        await alice_ws.subscribe(query)
+        await bob_ws.subscribe(query)
+        await subscribed(live, 2)
+        await comment(bob, "c1", "p1")  # bob comments on alice's post
+        mine, his = await alice_ws.next_payload(), await bob_ws.next_payload()
+    assert mine == {"data": {"onCreateComment": {"id": "c1", "post": {"title": "Alice's"}}}}
+    # bob reads Posts only as their owner: the post is withheld from him, per event
+    assert his["data"] == {"onCreateComment": {"id": "c1", "post": None}}
+    assert codes(his) == ["FORBIDDEN"]
+    await drop_test_database(settings)

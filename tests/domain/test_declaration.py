@@ -18,7 +18,7 @@ from graphql_files.domain.declaration import (
 )
 from graphql_files.domain.models import FieldType
 
-from ..declared import DECLARED, POST_EXAMPLE
+from ..declared import BLOG_TEXT, DECLARED, POST_EXAMPLE
 
 
 def test_the_design_example_generates_the_documented_names() -> None:
@@ -125,6 +125,25 @@ files.cv = { one = "cvPath", description = "Their CV." }
     assert person.files[1].description == "Their CV."
 
 
+# Comment (lines 1-5) belongs to Post (lines 6-8): the relation cases add to Post, at line 9.
+RELATED = (
+    "[models.Comment]\nfields.content = 'String'\nfields.postId = 'ID'\nfields.otherId = 'ID'\n"
+    "relations.post = { belongs_to = 'Post', references = 'postId' }\n[models.Post]\n"
+    "relations.comments = { has_many = 'Comment', references = 'postId' }\n"
+    "fields.title = 'String'\n"
+)
+# M0 -> M1 -> ... -> M5, each deleting the next: one model too deep
+CASCADE_CHAIN = "".join(
+    f"[models.M{n}]\nfields.pId = 'ID'\n"
+    + (f"relations.up = {{ belongs_to = 'M{n - 1}', references = 'pId' }}\n" if n else "")
+    + (
+        f"relations.down = {{ has_many = 'M{n + 1}', references = 'pId', on_delete = 'cascade' }}\n"
+        if n < 5
+        else ""
+    )
+    for n in range(6)
+)
+
 # Each malformed declaration, the line its error must name, and words the message must have.
 MALFORMED = [
     ("[models.Post]\nfields.title = 'String!'\n[other]\nx = 1\n", 3, "unknown section [other]"),
@@ -179,6 +198,91 @@ MALFORMED = [
         "Boxes and Box would both generate the name 'Boxes'",
     ),
     ("[models.Post]\nfields.title = 'String!'\ntitle = 'x'\nbroken = \n", 4, "models.toml: "),
+    # relations (issue 17): one line each, at the relation at fault
+    (RELATED + "relations.x = 3\n", 9, "x: write { has_many ="),
+    (
+        RELATED + "relations.x = { has_many = 'Remark', references = 'postId' }\n",
+        9,
+        "Post.x names 'Remark', which is not a declared model (declared: Comment, Post)",
+    ),
+    (
+        RELATED + "relations.x = { has_many = 'Comment', belongs_to = 'Comment' }\n",
+        9,
+        "exactly one of has_many, has_one and belongs_to",
+    ),
+    (RELATED + "relations.x = { has_many = 'Comment' }\n", 9, "references must name"),
+    (
+        RELATED + "relations.x = { has_many = 'Comment', references = 'content' }\n",
+        9,
+        "Post.x references Comment.content, which must be an ID field of Comment",
+    ),
+    (
+        RELATED + "relations.x = { has_many = 'Comment', references = 'missing' }\n",
+        9,
+        "Post.x references Comment.missing, which must be an ID field",
+    ),
+    (
+        RELATED + "relations.x = { has_many = 'Comment', references = 'otherId' }\n",
+        9,
+        'Post.x has no counterpart: declare relations.<name> = { belongs_to = "Post", '
+        'references = "otherId" } on Comment',
+    ),
+    (
+        RELATED + "relations.x = { has_many = 'Comment', references = 'postId', "
+        "on_delete = 'drop' }\n",
+        9,
+        "on_delete must be one of restrict, cascade, nullify",
+    ),
+    (
+        RELATED + "relations.title = { has_many = 'Comment', references = 'postId' }\n",
+        9,
+        "'title' is already a field",
+    ),
+    (
+        RELATED + "relations.y = { has_one = 'Comment', references = 'postId' }\n",
+        9,
+        "Post.y and Post.comments are the same relation (both through postId)",
+    ),
+    (
+        RELATED.replace("fields.postId = 'ID'", "fields.postId = 'ID!'").replace(
+            "references = 'postId' }\nfields.title",
+            "references = 'postId', on_delete = 'nullify' }\nfields.title",
+        ),
+        7,
+        "Post.comments cannot nullify Comment.postId: it is required",
+    ),
+    (
+        RELATED.replace(
+            "belongs_to = 'Post', references = 'postId' }",
+            "belongs_to = 'Post', references = 'otherId' }",
+        ),
+        5,
+        'Comment.post has no counterpart: declare a has_many or has_one = "Comment" with '
+        'references = "otherId" on Post',
+    ),
+    (
+        RELATED.replace(
+            "belongs_to = 'Post', references = 'postId' }",
+            "belongs_to = 'Post', references = 'postId', on_delete = 'cascade' }",
+        ),
+        5,
+        "on_delete belongs on the parent's has_many or has_one",
+    ),
+    (
+        RELATED.replace(
+            "references = 'postId' }\nfields.title",
+            "references = 'postId', on_delete = 'cascade' }\nfields.title",
+        ).replace(
+            "[models.Comment]\n",
+            "[models.Comment]\nrelations.posts = { has_many = 'Post', "
+            "references = 'commentId', on_delete = 'cascade' }\n",
+        )
+        + "fields.commentId = 'ID'\nrelations.up = { belongs_to = 'Comment', "
+        "references = 'commentId' }\n",
+        8,
+        "deletes would cascade in a circle: Comment -> Post -> Comment",
+    ),
+    (CASCADE_CHAIN, 19, "deletes would cascade 5 models deep (M0 -> M1 -> M2 -> M3 -> M4 -> M5)"),
 ]
 
 
@@ -203,5 +307,7 @@ def test_the_readmes_declarations_are_the_ones_tested() -> None:
     blocks = re.findall(r"```toml\n(.*?)```", readme, re.DOTALL)
     example = next(b for b in blocks if "[models.Post]" in b)
     builtin = next(b for b in blocks if "[models.Song]" in b)
+    blog = next(b for b in blocks if "relations." in b)
     assert parse_declaration(example, "README") == parse_declaration(POST_EXAMPLE, "tests")
+    assert blog == BLOG_TEXT
     assert parse_declaration(builtin, "README") == BUILTIN
