@@ -6,6 +6,14 @@ modes; its ``model_introspection`` describes every model (fields, primary key, a
 that ``client.models.Song.create/get/list/update/delete`` and ``onCreate``/``observeQuery``
 generate the operations this server serves. It is made from the same model descriptions the
 schema is made from, and from the rule file.
+
+Relation fields are written as Amplify Gen 2's generator writes a ``references`` relation
+(aws-amplify/amplify-codegen, packages/appsync-modelgen-plugin: ``process-has-many.ts``,
+``process-has-one.ts``, ``process-belongs-to.ts`` and ``getFieldAssociation`` in
+``visitors/appsync-model-introspection-visitor.ts``), which is what the client's selection sets
+(``comments.*`` becomes ``comments { items { ... } }``), lazy loaders (``post.comments()`` lists
+Comment by ``postId``, ``comment.post()`` gets Post by its ``postId``) and ``create({post})`` read
+(aws-amplify/amplify-data, packages/data-schema/src/runtime/internals/APIClient.ts).
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..domain.declaration import Declaration
-from ..domain.models import SYSTEM_FIELDS, FieldSpec, ModelSpec
+from ..domain.models import SYSTEM_FIELDS, FieldSpec, ModelSpec, RelationSpec
 from ..domain.policy import Policy, Rule
 
 OUTPUTS_VERSION = "1.4"
@@ -52,10 +60,14 @@ def model_introspection(policy: Policy, declaration: Declaration) -> dict[str, A
 
 
 def _model(model: ModelSpec, policy: Policy) -> dict[str, Any]:
-    fields = (SYSTEM_FIELDS[0], *model.fields, *SYSTEM_FIELDS[1:])
+    fields = {
+        **{f.name: _field(f) for f in (SYSTEM_FIELDS[0], *model.fields)},
+        **{r.name: _relation(r) for r in model.relations},
+        **{f.name: _field(f) for f in SYSTEM_FIELDS[1:]},
+    }
     return {
         "name": model.name,
-        "fields": {f.name: _field(f) for f in fields},
+        "fields": fields,
         "syncable": True,
         "pluralName": model.plural,
         "attributes": [
@@ -84,6 +96,32 @@ def _field(spec: FieldSpec) -> dict[str, Any]:
     if spec.name in READ_ONLY:
         field["isReadOnly"] = True
         field["isRequired"] = spec.name == "version"
+    return field
+
+
+def _relation(relation: RelationSpec) -> dict[str, Any]:
+    """A relation field as Amplify writes ``a.hasMany("Comment", "postId")``, ``a.hasOne(...)``
+    and ``a.belongsTo("Post", "postId")``: the related model as its type, never required, and
+    the reference field (always the child's) named on both sides: ``associatedWith`` from the
+    parent's side (``targetNames`` empty for a ``hasOne``), ``targetNames`` from the child's."""
+    references = [relation.references]
+    association: dict[str, Any] = {"connectionType": relation.kind.upper()}
+    if relation.kind == "belongs_to":
+        association["targetNames"] = references
+    else:
+        association["associatedWith"] = references
+        if relation.kind == "has_one":
+            association["targetNames"] = []
+    field: dict[str, Any] = {
+        "name": relation.name,
+        "isArray": relation.kind == "has_many",
+        "type": {"model": relation.target},
+        "isRequired": False,
+        "attributes": [],
+    }
+    if relation.kind == "has_many":
+        field["isArrayNullable"] = True
+    field["association"] = association
     return field
 
 

@@ -6,6 +6,7 @@ subscription through /graphql/realtime, observeQuery, and a refused subscription
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime
 import ipaddress
 import json
@@ -25,7 +26,8 @@ from graphql_files.domain.policy import load_policy
 from graphql_files.services.amplify_outputs import amplify_outputs
 from graphql_files.settings import Settings
 
-from ..helpers import TEST_API_KEY, start_live_server, token
+from ..declared import BLOG, BLOG_TEXT
+from ..helpers import PNG, TEST_API_KEY, services_in, start_live_server, token
 
 CLIENT = Path(__file__).parent / "amplify"
 
@@ -60,7 +62,7 @@ def certificate(directory: Path) -> tuple[Path, Path]:
     return cert_file, key_file
 
 
-async def run_scenario(env: dict[str, str]) -> dict[str, Any]:
+async def run_scenario(env: dict[str, str], script: str = "scenario.mjs") -> dict[str, Any]:
     node = shutil.which("node")
     if node is None:
         pytest.fail("node is not installed: run `make system-deps` (Debian: nodejs, npm)")
@@ -68,7 +70,7 @@ async def run_scenario(env: dict[str, str]) -> dict[str, Any]:
         pytest.fail(f"aws-amplify is not installed: run `make test` (npm ci in {CLIENT})")
     process = await asyncio.create_subprocess_exec(
         node,
-        "scenario.mjs",
+        script,
         cwd=CLIENT,
         env={**os.environ, **env},
         stdout=asyncio.subprocess.PIPE,
@@ -126,3 +128,63 @@ async def test_amplify_v6_works_unchanged(settings: Settings, tmp_path: Path) ->
     assert "Unauthorized" in seen["refused"]["errors"]
     assert "needs an API key" in seen["refused"]["errors"]
     assert seen["delete"]["data"]["version"] == 3
+
+
+async def test_amplify_v6_reads_the_relations(settings: Settings, tmp_path: Path) -> None:
+    """The README's blog through Amplify's model client: ``comments.*`` in a selection set, the
+    lazy loaders of each kind of relation, ``create({post})``, and cascading deletes (with and
+    without their files), from the associations ``amplify-outputs`` writes."""
+    cert_file, key_file = certificate(tmp_path)
+    models = tmp_path / "models.toml"
+    models.write_text(BLOG_TEXT)
+    blog = settings.model_copy(
+        update={"tls_cert_file": cert_file, "tls_key_file": key_file, "models_file": models}
+    )
+    async with start_live_server(blog) as live:
+        url = live.url.replace("127.0.0.1", "localhost") + "/graphql"
+        outputs = amplify_outputs(
+            url=url,
+            api_key=TEST_API_KEY,
+            region="us-east-1",
+            policy=load_policy(None),
+            declaration=BLOG,
+        )
+        (tmp_path / "amplify_outputs.json").write_text(json.dumps(outputs))
+        seen = await run_scenario(
+            {
+                "OUTPUTS": str(tmp_path / "amplify_outputs.json"),
+                "NODE_EXTRA_CA_CERTS": str(cert_file),
+                "PNG_BASE64": base64.b64encode(PNG).decode(),
+                "USER_TOKEN": token("amplify-user"),
+            },
+            "blog.mjs",
+        )
+        services = services_in(live.app)
+        await services.background.drain()
+        post_id = seen["ids"]["postId"]
+        left = {o.path async for o in services.files.iterate("")}
+
+    assert seen["post"]["errors"] is None
+    assert seen["image"].get("errors") is None, seen["image"]
+    assert seen["attachment"].get("errors") is None, seen["attachment"]
+    assert seen["comment"]["data"]["postId"] == post_id
+    assert seen["byRecord"]["errors"] is None
+    assert seen["byRecord"]["data"]["postId"] == post_id  # {post} became {postId}
+    selected = seen["selected"]["data"]
+    assert seen["selected"]["errors"] is None
+    assert selected["title"] == "First"
+    assert sorted(c["content"] for c in selected["comments"]) == ["one", "two"]
+    assert {c["postId"] for c in selected["comments"]} == {post_id}
+    assert seen["lazy"] == {"contents": ["one", "two"], "errors": None}
+    assert seen["parent"]["data"]["id"] == post_id
+    assert seen["profile"]["data"]["bio"] == "first programmer"
+    assert seen["owner"]["data"]["name"] == "Ada"
+    assert seen["deleted"]["errors"] is None
+    assert seen["deleted"]["data"]["id"] == seen["ids"]["keptId"]
+    assert seen["deletedWithFiles"] == {"data": {"deletePost": {"id": post_id}}, "errors": None}
+    assert seen["afterGet"] == {"data": None, "errors": None}
+    assert seen["afterComments"] == {"data": [], "errors": None}  # both cascades took them
+    # deleteFiles: true took the post's image and its comment's attachment; Amplify's own
+    # delete sends the id alone, so the other comment's attachment stays (deleteFiles = false)
+    kept_comment = seen["ids"]["keptCommentId"]
+    assert [path.split("/")[:3] for path in left] == [["images", "Comment", kept_comment]]
