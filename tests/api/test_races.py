@@ -11,15 +11,13 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from functools import partial
 from typing import Any
 
 import pytest
 
 from graphql_files.domain.declaration import PHOTO_ALBUM, SONG
-from graphql_files.services.wiring import Services
 
 from ..helpers import (
     PNG,
@@ -31,9 +29,7 @@ from ..helpers import (
     put_object,
     start_live_server,
 )
-
-ROUNDS = 200
-MAX_OFFSET = 0.012  # seconds; both requests take a few milliseconds each
+from ..races import ROUNDS, Tally, body, folder, missing, race
 
 ATTACH = """mutation($input: AttachSongCoverArtInput!) {
   attachSongCoverArt(input: $input) { id coverArtPath version } }"""
@@ -44,58 +40,6 @@ ADD = """mutation($input: AddPhotoAlbumImagesInput!) {
   addPhotoAlbumImages(input: $input) { id imagePaths version } }"""
 REMOVE = """mutation($input: RemovePhotoAlbumImagesInput!) {
   removePhotoAlbumImages(input: $input) { id imagePaths version } }"""
-
-
-def folder(model: str, record_id: str) -> str:
-    return f"images/{model}/{record_id}/"
-
-
-@dataclass
-class Tally:
-    """What the rounds of one race ended in."""
-
-    dangling: list[str] = field(default_factory=list)
-    outcomes: dict[str, int] = field(default_factory=dict)
-
-    def saw(self, first: dict[str, Any], second: dict[str, Any]) -> None:
-        key = f"{_outcome(first)} / {_outcome(second)}"
-        self.outcomes[key] = self.outcomes.get(key, 0) + 1
-
-
-def _outcome(body: dict[str, Any]) -> str:
-    errors = body.get("errors")
-    return errors[0]["extensions"]["code"] if errors else "ok"
-
-
-async def race(
-    first: Callable[[], Awaitable[dict[str, Any]]],
-    second: Callable[[], Awaitable[dict[str, Any]]],
-    rng: random.Random,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Run both, the second started ``offset`` seconds after the first (or before it)."""
-    offset = rng.uniform(-MAX_OFFSET, MAX_OFFSET)
-
-    async def delayed(call: Callable[[], Awaitable[dict[str, Any]]], by: float) -> dict[str, Any]:
-        if by > 0:
-            await asyncio.sleep(by)  # the offset between the two is what this test varies
-        return await call()
-
-    a, b = await asyncio.gather(delayed(first, -offset), delayed(second, offset))
-    return a, b
-
-
-async def missing(services: Services, paths: list[str]) -> list[str]:
-    found = await services.files.head_many(paths)
-    return [p for p, info in zip(paths, found, strict=True) if info is None]
-
-
-async def body(client: GraphQLClient, query: str, variables: dict[str, Any]) -> dict[str, Any]:
-    response = await client.post(query, variables)
-    assert response.status_code == 200, response.text
-    result: dict[str, Any] = response.json()
-    for error in result.get("errors", []):  # refusals are fine; a 500 is not
-        assert error["extensions"]["code"] != "INTERNAL_SERVER_ERROR", error
-    return result
 
 
 @pytest.fixture
