@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from . import fanout, http_throughput, listing, signing, uploads
+from . import fanout, http_throughput, listing, relations, signing, uploads
 
 SECTIONS = {
     "http": http_throughput.run,
     "signing": signing.run,
     "listing": listing.run,
+    "relations": relations.run,
     "fanout": fanout.run,
     "uploads": uploads.run,
 }

@@ -70,6 +70,26 @@ async def seed_albums(request: Request) -> JSONResponse:
     return JSONResponse({"albums": 100})
 
 
+async def seed_posts(request: Request) -> JSONResponse:
+    """100 posts with 10 comments each, for a declaration with the README's blog (Post,
+    Comment): ``Comment.postId`` names the post."""
+    services = services_of(request)
+    post_model = services.declaration.model("Post")
+    comment_model = services.declaration.model("Comment")
+    access = key_holder(services)
+    for n in range(100):
+        post = f"post-{n:03}"
+        await services.records.create(access, post_model, {"title": f"Post {n}"}, record_id=post)
+        for i in range(10):
+            await services.records.create(
+                access,
+                comment_model,
+                {"content": f"Comment {i} on post {n}", "postId": post},
+                record_id=f"{post}-comment-{i:02}",
+            )
+    return JSONResponse({"posts": 100, "comments": 1000})
+
+
 BARE_SOCKETS: set[WebSocket] = set()
 
 
@@ -110,6 +130,7 @@ def main() -> None:
         Route("/bare/song/{id}", bare_song),
         Route("/seed", seed, methods=["POST"]),
         Route("/seed-albums", seed_albums, methods=["POST"]),
+        Route("/seed-posts", seed_posts, methods=["POST"]),
         Route("/bare-broadcast", bare_broadcast, methods=["POST"]),
         Route("/collect-garbage", collect_garbage, methods=["POST"]),
         WebSocketRoute("/bare-ws", bare_ws),
