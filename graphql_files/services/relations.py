@@ -12,8 +12,10 @@ A child write (``createX``/``updateX`` naming a parent):
 
 1. Take the claims on the parents the new values name (sorted: no two holders wait on each
    other).
-2. Read each parent, whoever may read it: a missing one is ``BAD_USER_INPUT`` naming the field;
-   for a ``has_one``, a parent that already has another such child is ``CONFLICT``.
+2. Read each parent as the caller may read it: one that is missing, or that the caller may not
+   read, is ``BAD_USER_INPUT`` naming the field (one answer for both: a write tells no more
+   about other users' records than a read would); for a ``has_one``, a parent that already has
+   another such child is ``CONFLICT``.
 3. Write the child in its one guarded MongoDB operation, still holding the claims. A write whose
    outcome is unknown keeps them until their leases run out: it may land yet.
 4. Release.
@@ -55,7 +57,7 @@ from typing import Any
 
 from ..domain import filters
 from ..domain.models import ModelSpec, Record, RelationSpec
-from ..errors import BadUserInput, Conflict, NotFound
+from ..errors import BadUserInput, Conflict, Forbidden, NotFound
 from .attachments import Attachments
 from .auth import Access
 from .claims import Claim, Claims
@@ -119,7 +121,7 @@ class Relations:
                 access, model, values, record_id=record_id, condition=condition
             )
         access.data(model, "create")  # refuse before waiting for any claim
-        async with self._parents_held(model, named, record_id) as claim, claim.committing():
+        async with self._parents_held(access, model, named, record_id) as claim, claim.committing():
             return await self._records.create(
                 access, model, values, record_id=record_id, condition=condition
             )
@@ -147,7 +149,7 @@ class Relations:
                 preconditions=preconditions,
             )
         access.data(model, "update")
-        async with self._parents_held(model, named, record_id) as claim, claim.committing():
+        async with self._parents_held(access, model, named, record_id) as claim, claim.committing():
             return await self._records.update(
                 access,
                 model,
@@ -169,14 +171,14 @@ class Relations:
 
     @asynccontextmanager
     async def _parents_held(
-        self, model: ModelSpec, named: list[Named], record_id: str | None
+        self, access: Access, model: ModelSpec, named: list[Named], record_id: str | None
     ) -> AsyncIterator[Claim]:
         """Steps 1-2: the claims of the parents ``named``, once each has been seen to exist."""
         keys = [claim_key(n.parent, n.parent_id) for n in named]
         what = ", ".join(f"{n.parent.name} {n.parent_id}" for n in named)
         async with self.claims.hold(keys, purpose=f"write a {model.name} naming {what}") as claim:
             for n in named:
-                await _check_parent(self._records, model, n, record_id)
+                await _check_parent(self._records, access, model, n, record_id)
             yield claim
 
     # --- deletes -----------------------------------------------------------------------------
@@ -339,24 +341,29 @@ class Relations:
 
 
 async def _check_parent(
-    records: Records, model: ModelSpec, named: Named, record_id: str | None
+    records: Records, access: Access, model: ModelSpec, named: Named, record_id: str | None
 ) -> None:
+    """The parent ``named`` exists and the caller may read it (one answer for both: a write
+    tells no more about records than a read would), and a ``has_one`` parent has no other
+    such child."""
     field = named.relation.references
     if named.parent.name == model.name and named.parent_id == record_id:
         raise BadUserInput(f"{model.name}.{field} cannot name the record itself", field=field)
-    if await records.find(named.parent, named.parent_id) is None:
+    try:
+        found = await records.readable_many(access, named.parent, [named.parent_id])
+    except Forbidden:  # the caller may read no such record at all
+        found = {}
+    if not isinstance(found.get(named.parent_id), Record):
         raise BadUserInput(
-            f"{model.name}.{field} names no {named.parent.name}: there is no "
-            f"{named.parent.name} {named.parent_id!r}",
+            f"{model.name}.{field} names no {named.parent.name} you may read: {named.parent_id!r}",
             field=field,
         )
     if named.one:
         others = await records.ids_naming(model, field, [named.parent_id], limit=2)
-        other = next((o for o in others if o != record_id), None)
-        if other is not None:
+        if any(o != record_id for o in others):
             raise Conflict(
-                f"{named.parent.name} {named.parent_id!r} already has a {model.name} "
-                f"({other!r}): a has_one relation holds one",
+                f"{named.parent.name} {named.parent_id!r} already has a {model.name}: a "
+                "has_one relation holds one",
                 field=field,
             )
 

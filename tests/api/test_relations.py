@@ -51,6 +51,8 @@ CREATE_FLAG = "mutation($i: CreateFlagInput!) { createFlag(input: $i) { id } }"
 CREATE_USER = "mutation($i: CreateUserInput!) { createUser(input: $i) { id } }"
 CREATE_PROFILE = """mutation($i: CreateProfileInput!) {
   createProfile(input: $i) { id userId } }"""
+UPDATE_PROFILE = """mutation($i: UpdateProfileInput!) {
+  updateProfile(input: $i) { id userId } }"""
 DELETE_POST = """mutation($i: DeletePostInput!) {
   deletePost(input: $i) { id version } }"""
 DELETE_USER = "mutation($i: DeleteUserInput!) { deleteUser(input: $i) { id } }"
@@ -342,7 +344,7 @@ async def test_has_one_holds_one(client: GraphQLClient) -> None:
     await client.data(CREATE_PROFILE, {"i": {"id": "pr1", "userId": "u1"}})
     error = await client.error(CREATE_PROFILE, {"i": {"id": "pr2", "userId": "u1"}})
     assert error["extensions"]["code"] == "CONFLICT"
-    assert "pr1" in error["message"]
+    assert "already has a Profile" in error["message"]
     data = await client.data('{ getUser(id: "u1") { profile { id user { id name } } } }')
     assert data["getUser"]["profile"] == {"id": "pr1", "user": {"id": "u1", "name": "Ann"}}
     # the same profile named again (an update that keeps it) is no second one
@@ -413,6 +415,29 @@ async def test_each_level_loads_each_relation_at_once(
     )
 
 
+async def test_each_field_of_a_mutation_sees_what_the_ones_before_it_wrote(
+    client: GraphQLClient,
+) -> None:
+    """Mutation fields run in order; relations loaded by one are not what the next one sees."""
+    await post(client, "st", "old")
+    body = await client.data(
+        """mutation {
+          a: createComment(input: {id: "st1", content: "1", postId: "st"}) {
+            post { title comments { items { id } } } }
+          b: updatePost(input: {id: "st", title: "new"}) { title }
+          c: createComment(input: {id: "st2", content: "2", postId: "st"}) {
+            post { title version comments { items { id } } } }
+          d: deleteComment(input: {id: "st1"}) { post { comments { items { id } } } } }"""
+    )
+    assert body["a"]["post"] == {"title": "old", "comments": {"items": [{"id": "st1"}]}}
+    assert body["c"]["post"] == {
+        "title": "new",
+        "version": 2,
+        "comments": {"items": [{"id": "st1"}, {"id": "st2"}]},
+    }
+    assert body["d"]["post"] == {"comments": {"items": [{"id": "st2"}]}}
+
+
 async def test_nested_limits_count_in_the_cost(client: GraphQLClient) -> None:
     error = await client.error(
         "{ listPosts(limit: 1000) { items { comments(limit: 1000) { items { id } } } } }"
@@ -422,11 +447,38 @@ async def test_nested_limits_count_in_the_cost(client: GraphQLClient) -> None:
     await client.data("{ listPosts(limit: 10) { items { comments(limit: 10) { items { id } } } } }")
 
 
+def nested(levels: int) -> str:
+    """``comments { items { post { ... } } }``, ``levels`` deep: 100 times the cost each."""
+    selection = "id"
+    for _ in range(levels):
+        selection = f"id comments {{ items {{ id post {{ {selection} }} }} }}"
+    return selection
+
+
+async def test_a_nesting_past_every_limit_is_refused_over_both_transports(
+    live: LiveServer,
+) -> None:
+    """Ten levels of pages estimate at 100**10: refused like any costly query, with a cost a
+    JSON number holds (it was a 500 over HTTP, and no answer at all over a websocket)."""
+    query = f'query {{ getPost(id: "p1") {{ {nested(10)} }} }}'
+    async with live.client() as client, ws_client(live) as ws:
+        response = await client.post(query)
+        assert response.status_code == 200, response.text
+        errors = response.json()["errors"]
+        reasons = {e["extensions"].get("reason") for e in errors}
+        assert {"QUERY_TOO_COSTLY", "QUERY_TOO_DEEP"} <= reasons, errors
+        costly = next(e for e in errors if e["extensions"].get("reason") == "QUERY_TOO_COSTLY")
+        assert costly["extensions"]["cost"] == 2**53 - 1
+        assert "more than 9,007,199,254,740,991" in costly["message"]
+        await ws.subscribe(f"subscription {{ onUpdatePost {{ {nested(10)} }} }}")
+        assert await ws.error_code() == "BAD_USER_INPUT"
+
+
 # --- rules ------------------------------------------------------------------------------------
 
 OWNER_RULES = """
 [data.Post]
-authenticated = ["create"]
+authenticated = ["create", "read"]
 owner = "*"
 
 [data.Comment]
@@ -440,7 +492,8 @@ authenticated = "*"
 authenticated = "*"
 
 [data.User]
-authenticated = "*"
+authenticated = ["create"]
+owner = "*"
 
 [data.Profile]
 authenticated = "*"
@@ -469,15 +522,44 @@ async def test_a_relation_shows_what_the_rules_let_the_caller_read(
     alice, bob = owners["alice"], owners["bob"]
     await post(alice, "p1")
     await comment(alice, "mine", "p1", "alice's")
-    await comment(bob, "his", "p1", "bob's")  # bob comments on alice's post
+    await comment(bob, "his", "p1", "bob's")  # bob may read alice's post, and comments on it
     # through the post, each sees only their own comments, as listComments would show them
     data = await alice.data(POST_WITH_COMMENTS, {"id": "p1"})
     assert [c["id"] for c in data["getPost"]["comments"]["items"]] == ["mine"]
-    body = await bob.run('{ getComment(id: "his") { id post { id title } } }')
-    # bob may read Posts only as their owner: alice's post is withheld, with FORBIDDEN
-    assert body["data"]["getComment"] == {"id": "his", "post": None}
+    data = await bob.data(POST_WITH_COMMENTS, {"id": "p1"})
+    assert [c["id"] for c in data["getPost"]["comments"]["items"]] == ["his"]
+    # a user is its owner's alone: alice's profile (Profiles are anyone's) shows bob no user
+    await alice.data(CREATE_USER, {"i": {"id": "u1", "name": "Alice"}})
+    await alice.data(CREATE_PROFILE, {"i": {"id": "pr1", "userId": "u1"}})
+    body = await bob.run('{ getProfile(id: "pr1") { id user { id name } } }')
+    assert body["data"]["getProfile"] == {"id": "pr1", "user": None}
     assert codes(body) == ["FORBIDDEN"]
-    assert body["errors"][0]["path"] == ["getComment", "post"]
+    assert body["errors"][0]["path"] == ["getProfile", "user"]
+
+
+async def test_a_child_names_only_a_parent_its_writer_may_read(
+    owners: dict[str, GraphQLClient],
+) -> None:
+    """Naming a record the caller may not read answers as naming none: no write tells whether
+    another user's record exists, and no one can pin a restrict or take a has_one slot on a
+    record they cannot see."""
+    alice, bob = owners["alice"], owners["bob"]
+    await alice.data(CREATE_USER, {"i": {"id": "u1", "name": "Alice"}})
+    answers = []
+    for user_id in ("u1", "no-such-user"):
+        body = await bob.run(CREATE_PROFILE, {"i": {"id": f"of-{user_id}", "userId": user_id}})
+        assert codes(body) == ["BAD_USER_INPUT"]
+        assert body["errors"][0]["extensions"]["field"] == "userId"
+        answers.append(body["errors"][0]["message"].replace(user_id, "<id>"))
+    assert answers[0] == answers[1], answers  # the same answer: nothing told
+    assert answers[0] == "Profile.userId names no User you may read: '<id>'"
+    # alice's own has_one slot is still hers, and a second is refused without naming the first
+    await alice.data(CREATE_PROFILE, {"i": {"id": "pa", "userId": "u1"}})
+    body = await alice.run(CREATE_PROFILE, {"i": {"id": "pb", "userId": "u1"}})
+    assert codes(body) == ["CONFLICT"]
+    assert "'pa'" not in body["errors"][0]["message"]
+    data = await bob.run(UPDATE_PROFILE, {"i": {"id": "pa", "userId": "u1"}})
+    assert codes(data) == ["BAD_USER_INPUT"]  # bob may update profiles, not name alice's user
 
 
 # --- crashes ----------------------------------------------------------------------------------
@@ -579,27 +661,23 @@ async def test_a_subscribers_relations_obey_the_subscribers_rules(
     models = tmp_path / "models.toml"
     models.write_text(RELATED_TEXT)
     rules = tmp_path / "access.toml"
-    # comments are everyone's to read; posts only their owners'
-    rules.write_text(
-        OWNER_RULES.replace('owner = "*"\nauthenticated = ["create"]', 'authenticated = "*"')
-    )
+    rules.write_text(OWNER_RULES)  # profiles are everyone's to read; users only their owners'
     settings = make_settings(s3_endpoint, bucket, models_file=models, access_file=rules)
     async with (
         start_live_server(settings) as live,
         live.client(user("alice")) as alice,
-        live.client(user("bob")) as bob,
         ws_client(live, payload=user("alice")) as alice_ws,
         ws_client(live, payload=user("bob")) as bob_ws,
     ):
-        await post(alice, "p1", "Alice's")
-        query = "subscription { onCreateComment { id post { title } } }"
+        await alice.data(CREATE_USER, {"i": {"id": "u1", "name": "Alice"}})
+        query = "subscription { onCreateProfile { id user { name } } }"
         await alice_ws.subscribe(query)
         await bob_ws.subscribe(query)
         await subscribed(live, 2)
-        await comment(bob, "c1", "p1")  # bob comments on alice's post
+        await alice.data(CREATE_PROFILE, {"i": {"id": "pr1", "userId": "u1"}})
         mine, his = await alice_ws.next_payload(), await bob_ws.next_payload()
-    assert mine == {"data": {"onCreateComment": {"id": "c1", "post": {"title": "Alice's"}}}}
-    # bob reads Posts only as their owner: the post is withheld from him, per event
-    assert his["data"] == {"onCreateComment": {"id": "c1", "post": None}}
+    assert mine == {"data": {"onCreateProfile": {"id": "pr1", "user": {"name": "Alice"}}}}
+    # bob reads Users only as their owner: alice's is withheld from him, per event
+    assert his["data"] == {"onCreateProfile": {"id": "pr1", "user": None}}
     assert codes(his) == ["FORBIDDEN"]
     await drop_test_database(settings)

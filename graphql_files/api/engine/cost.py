@@ -46,6 +46,9 @@ URL_COST = 2
 HEAD_COST = 20
 FILES_PER_RECORD = 10  # the estimate for a list of files; the run-time budget counts the truth
 FILE_REF = "FileRef"
+# Estimates stop growing here: nested pages multiply (100 posts x 100 comments x ...), and an
+# answer must carry the figure as a JSON number every client reads exactly (2**53 - 1).
+CEILING = 2**53 - 1
 WEIGHTS: dict[tuple[str, str], int] = {
     (FILE_REF, "url"): URL_COST,
     (FILE_REF, "properties"): HEAD_COST,
@@ -77,9 +80,10 @@ def query_cost_rule(max_cost: int) -> type[ValidationRule]:
             cost = self._cost(node.selection_set, root, frozenset())
             if cost > max_cost:
                 name = node.name.value if node.name else "the operation"
+                about = f"more than {CEILING:,}" if cost >= CEILING else f"about {cost:,}"
                 self.report_error(
                     GraphQLError(
-                        f"{name} would cost about {cost:,}, over the limit of {max_cost:,}: "
+                        f"{name} would cost {about}, over the limit of {max_cost:,}: "
                         "ask for fewer items (limit, pageSize) or fewer aliases, or fewer "
                         f"per-file fields (url costs {URL_COST} per file, properties "
                         f"{HEAD_COST})",
@@ -116,7 +120,7 @@ def query_cost_rule(max_cost: int) -> type[ValidationRule]:
                         total += self._cost(
                             fragment.selection_set, self._type(fragment, parent), seen | {name}
                         )
-            return total
+            return min(total, CEILING)
 
         def _field_cost(
             self, node: FieldNode, parent: GraphQLNamedType, seen: frozenset[str]
@@ -131,7 +135,7 @@ def query_cost_rule(max_cost: int) -> type[ValidationRule]:
                 return 1  # unknown or introspection: other rules judge it
             weight = WEIGHTS.get((parent.name, node.name.value), 1)
             below = self._cost(node.selection_set, get_named_type(field.type), seen)
-            return weight + self._multiplier(node, field) * below
+            return min(weight + self._multiplier(node, field) * below, CEILING)
 
         def _multiplier(self, node: FieldNode, field: GraphQLField) -> int:
             arguments = {a.name.value: a.value for a in node.arguments or ()}

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
 import strawberry
+from graphql import OperationType
 from strawberry.dataloader import DataLoader
 
 from ...domain import filters
@@ -37,7 +38,14 @@ def _loader(
     info: Info, key: Hashable, load: Callable[[list[str]], Awaitable[Sequence[Any]]]
 ) -> DataLoader[str, Any]:
     """The loader of ``key`` for this execution: made on first use, shared by every resolver
-    of the execution that asks for the same relation with the same arguments."""
+    of the execution that asks for the same relation with the same arguments. A mutation's
+    fields run one after another, each seeing what the ones before it wrote: each has loaders
+    of its own."""
+    if info.operation.operation is OperationType.MUTATION:
+        root = info.path
+        while root.prev is not None:
+            root = root.prev
+        key = (root.key, key)
     shared = current_budget().shared
     loader = shared.get(key)
     if loader is None:
