@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from graphql_files.api.ws import websockets
+
 from ..helpers import LegacyWsClient, LiveServer, TransportWsClient, subscribed, ws_client
 
 PROTOCOLS = [TransportWsClient, LegacyWsClient]
@@ -131,3 +133,22 @@ async def test_many_subscribers_each_get_every_event_once(live: LiveServer) -> N
             with pytest.raises(TimeoutError):
                 await ws.next_payload(timeout=0.3)
     await http.http.aclose()
+
+
+async def test_an_operation_that_fails_inside_the_server_is_answered(
+    live: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug while running a subscription ends it with an ``error`` the client hears, and the
+    socket stays (a graphql-ws client waited forever before)."""
+
+    async def broken(*_: object) -> None:
+        raise RuntimeError("a bug, injected")
+
+    monkeypatch.setattr(websockets, "run_shared", broken)
+    async with ws_client(live) as ws:
+        await ws.subscribe("subscription { onCreateSong { id } }")
+        message = await ws.receive()
+        assert message["type"] == "error", message
+        assert message["payload"][0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+        assert "injected" not in message["payload"][0]["message"]
+        await ws.ws.ping()  # still open

@@ -18,6 +18,7 @@ checks, as it is imported, that each still has the shape overridden here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any, cast
@@ -28,7 +29,7 @@ from starlette.websockets import WebSocketDisconnect as StarletteWebSocketDiscon
 from starlette.websockets import WebSocketDisconnected as StarletteWebSocketDisconnected
 from strawberry.exceptions import ConnectionRejectionError
 
-from ...errors import BAD_USER_INPUT
+from ...errors import BAD_USER_INPUT, INTERNAL_SERVER_ERROR
 from ..connection import NOT_TEXT, Endpoint
 from ..engine import codec
 from ..engine._compat import (
@@ -193,9 +194,20 @@ class TransportWsHandler(BaseGraphQLTransportWSHandler[Context, None]):
         except Exception as error:  # as strawberry's own: reported, and the id freed
             await self.handle_task_exception(error)
             self.operations.pop(operation.id, None)
+            await self._report_failure(operation.id)
             return
         if outcome is Outcome.FALLBACK:
             await super().run_operation(operation)
+
+    async def _report_failure(self, operation_id: str) -> None:
+        """The client hears that its operation ended (the log has why): without it, a
+        graphql-ws client waits for an answer that never comes."""
+        error: GraphQLFormattedError = {
+            "message": "internal server error",
+            "extensions": {"code": INTERNAL_SERVER_ERROR},
+        }
+        with contextlib.suppress(Exception):  # the socket may be gone: nothing to tell
+            await self.send_message({"type": "error", "id": operation_id, "payload": [error]})
 
     async def handle_task_exception(self, error: Exception) -> None:
         # An operation still sending when its connection closed (a subscriber cut off for being
