@@ -21,6 +21,16 @@ key's claim: one MongoDB document per claimed key, ``_id`` = the key.
 Whoever comes second waits (polling with jittered backoff) up to ``wait_seconds``, then gets
 ``Conflict`` with reason ``BUSY``: it never proceeds without the claim.
 
+*Shared* holds (``hold(..., shared=True)``, on a ``Claims(shared=True)`` collection) are for work
+that must exclude the exclusive holders of a key but not each other: the writes of children
+naming one parent, against the parent's delete. A shared holder writes a document of its own
+(``_id`` = ``<key>#<holder>``, ``shared`` = the key) and then looks for the key's exclusive
+claim: if there is one, it withdraws its document and waits as above. An exclusive holder, once
+its claim is taken, waits until no unexpired shared document names the key (giving its claim up
+if that takes past ``wait_seconds``). Each writes before it looks, so of a shared and an
+exclusive holder racing, at least one sees the other: never both proceed. Shared documents have
+leases, are released, renewed and kept on doubt exactly as claims are.
+
 A workflow that streams files from its request body takes its claims before the first byte
 reaches S3, and may wait on a slow client for longer than the hold limit: its hold limit must
 count from when the body is in (a slow body is not a stalled one; ``BODY_IDLE_TIMEOUT`` bounds a
@@ -65,6 +75,10 @@ _MAX_DELAY = 0.1
 _AMBIGUOUS = (DatabaseUnavailable, StorageUnavailable, DeadlineExceeded)
 
 
+def _shared_id(key: str, holder: str) -> str:
+    return f"{key}#{holder}"
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -77,9 +91,14 @@ class Claim:
     holder: str
     purpose: str
     busy: tuple[str, ...] = ()  # keys asked for but held by others (``Claims.hold_some``)
+    ids: tuple[str, ...] = ()  # the claim documents' ids, when not the keys (a shared hold)
     keep: bool = field(default=False, init=False)
     hold_until: float = field(default=float("inf"), init=False)  # event-loop time
     _start: Callable[[], Awaitable[None]] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def documents(self) -> tuple[str, ...]:
+        return self.ids or self.keys
 
     async def start_clock(self) -> None:
         """Start the hold limit of an open hold (a closed one runs from the start): its leases
@@ -125,6 +144,7 @@ class Claims:
         lease_seconds: float,
         wait_seconds: float,
         clock: Clock = utc_now,
+        shared: bool = False,
     ) -> None:
         if lease_seconds <= hold_seconds:
             raise ValueError("a claim's lease must outlast its hold limit")
@@ -133,31 +153,44 @@ class Claims:
         self.lease = timedelta(seconds=lease_seconds)
         self.wait_seconds = wait_seconds
         self.clock = clock  # the wall clock leases are written and compared in; tests move it
+        self.shared = shared  # whether shared holds exist: exclusive ones then wait for them
 
     async def ensure_indexes(self) -> None:
         # Real MongoDB drops long-expired claims itself; the sweeper purges them elsewhere.
         await self._collection.create_index([("expiresAt", 1)], expireAfterSeconds=3600)
+        if self.shared:
+            await self._collection.create_index([("shared", 1), ("expiresAt", 1)])
 
     @asynccontextmanager
     async def hold(
-        self, keys: Iterable[str], *, purpose: str, open_until_started: bool = False
+        self,
+        keys: Iterable[str],
+        *,
+        purpose: str,
+        open_until_started: bool = False,
+        shared: bool = False,
     ) -> AsyncIterator[Claim]:
         """All of ``keys``, or ``Busy`` (after waiting) and none of them. With
         ``open_until_started``, the hold limit runs only from ``Claim.start_clock()`` (the
-        leases renewed meanwhile: see the module's docstring)."""
+        leases renewed meanwhile: see the module's docstring); ``shared``: beside other shared
+        holders of the keys (see the module's docstring)."""
+        if shared and not self.shared:
+            raise ValueError("shared holds need a Claims(shared=True) collection")
         wanted = sorted(set(keys))  # one order for everyone: no two holders wait on each other
         holder = uuid.uuid4().hex
         deadline = asyncio.get_running_loop().time() + self.wait_seconds
+        acquire = self._acquire_shared if shared else self._acquire
         taken: list[str] = []
         try:
             for key in wanted:
-                if not await self._acquire(key, holder, purpose, deadline):
+                if not await acquire(key, holder, purpose, deadline):
                     raise Busy(key)
-                taken.append(key)
+                taken.append(_shared_id(key, holder) if shared else key)
         except BaseException:
             await self._release(taken, holder)
             raise
-        claim = Claim(tuple(taken), holder, purpose)
+        ids = tuple(taken) if shared else ()
+        claim = Claim(tuple(wanted), holder, purpose, ids=ids)
         async with self._held(claim, opened=open_until_started):
             yield claim
 
@@ -231,13 +264,13 @@ class Claims:
                     claim.purpose,
                 )
             else:
-                await self._release(claim.keys, claim.holder)
+                await self._release(claim.documents, claim.holder)
 
     async def _renew(self, claim: Claim) -> None:
         """Extend the leases of ``claim``'s keys to a full lease from now."""
         expires = self.clock() + self.lease
         await self._collection.update_many(
-            {"_id": {"$in": list(claim.keys)}, "holder": claim.holder},
+            {"_id": {"$in": list(claim.documents)}, "holder": claim.holder},
             {"$set": {"expiresAt": expires}},
         )
 
@@ -270,16 +303,63 @@ class Claims:
             }
             try:
                 await self._collection.insert_one(document)
-                return True
             except Conflict:
                 pass
+            else:
+                return await self._sharers_gone(key, holder, deadline)
             expired = {"_id": key, "expiresAt": {"$lte": now}}
             stale = await self._collection.find_one_and_update(
                 expired, {"$set": {k: v for k, v in document.items() if k != "_id"}}
             )
             if stale is not None:
                 log.warning("took over the expired claim on %s (%s)", key, purpose)
+                return await self._sharers_gone(key, holder, deadline)
+            if loop.time() + delay > deadline:
+                return False
+            await asyncio.sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311 - jitter
+            delay = min(delay * 2, _MAX_DELAY)
+
+    async def _sharers_gone(self, key: str, holder: str, deadline: float) -> bool:
+        """With ``key``'s exclusive claim taken, wait until no shared holder has it; past the
+        deadline, give the claim up. (Nothing to wait for where there are no shared holds.)"""
+        if not self.shared:
+            return True
+        loop = asyncio.get_running_loop()
+        delay = _FIRST_DELAY
+        try:
+            while await self._collection.count({"shared": key, "expiresAt": {"$gt": self.clock()}}):
+                if loop.time() + delay > deadline:
+                    await self._release([key], holder)
+                    return False
+                await asyncio.sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311 - jitter
+                delay = min(delay * 2, _MAX_DELAY)
+        except BaseException:
+            await self._release([key], holder)
+            raise
+        return True
+
+    async def _acquire_shared(self, key: str, holder: str, purpose: str, deadline: float) -> bool:
+        loop = asyncio.get_running_loop()
+        delay = _FIRST_DELAY
+        mine = _shared_id(key, holder)
+        while True:
+            now = self.clock()
+            document = {
+                "_id": mine,
+                "shared": key,
+                "holder": holder,
+                "purpose": purpose,
+                "expiresAt": now + self.lease,
+            }
+            try:
+                await self._collection.insert_one(document)  # first write, then look
+                exclusive = await self._collection.find_one({"_id": key, "expiresAt": {"$gt": now}})
+            except BaseException:
+                await self._release([mine], holder)
+                raise
+            if exclusive is None:
                 return True
+            await self._release([mine], holder)  # withdrawn while the exclusive holder works
             if loop.time() + delay > deadline:
                 return False
             await asyncio.sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311 - jitter

@@ -11,7 +11,8 @@ limit and kept-on-doubt rule of the object claims (see ``claims``).
 A child write (``createX``/``updateX`` naming a parent):
 
 1. Take the claims on the parents the new values name (sorted: no two holders wait on each
-   other).
+   other), *shared*: child writes naming one parent exclude its delete, not each other (a
+   ``has_one`` parent's are exclusive: its children are written one at a time).
 2. Read each parent as the caller may read it: one that is missing, or that the caller may not
    read, is ``BAD_USER_INPUT`` naming the field (one answer for both: a write tells no more
    about other users' records than a read would); for a ``has_one``, a parent that already has
@@ -176,7 +177,10 @@ class Relations:
         """Steps 1-2: the claims of the parents ``named``, once each has been seen to exist."""
         keys = [claim_key(n.parent, n.parent_id) for n in named]
         what = ", ".join(f"{n.parent.name} {n.parent_id}" for n in named)
-        async with self.claims.hold(keys, purpose=f"write a {model.name} naming {what}") as claim:
+        # children of one parent are written side by side; a has_one's, one at a time
+        shared = not any(n.one for n in named)
+        purpose = f"write a {model.name} naming {what}"
+        async with self.claims.hold(keys, purpose=purpose, shared=shared) as claim:
             for n in named:
                 await _check_parent(self._records, access, model, n, record_id)
             yield claim

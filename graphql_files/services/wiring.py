@@ -96,8 +96,10 @@ async def open_services(
                 hold_seconds=settings.request_timeout,
                 lease_seconds=settings.claim_lease_seconds,
                 wait_seconds=settings.claim_wait,
+                shared=shared,
             )
-            for name in ("claims", "record_claims")  # on object keys; on records (relations)
+            # on object keys; on records (relations: child writes share a parent's claim)
+            for name, shared in (("claims", False), ("record_claims", True))
         )
         api_keys = ApiKeys(database=database)
         try:

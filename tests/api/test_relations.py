@@ -4,6 +4,7 @@ loads, rules through relations, and the cost of nested pages."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -337,6 +338,33 @@ async def test_nullify_sets_each_child_free(
         }
     assert await ids(services, "Profile") == {"pr1"}
     assert await ids(services, "User") == set()
+
+
+async def test_comments_on_one_post_are_written_side_by_side(
+    s3_endpoint: str, bucket: str, tmp_path: Path
+) -> None:
+    """Sixteen clients commenting on one post at once, with a claim wait far shorter than
+    their writes one after another would take: none waits for another (each shares the post's
+    claim), so none is refused BUSY (with exclusive claims, most were)."""
+    models = tmp_path / "models.toml"
+    models.write_text(RELATED_TEXT)
+    settings = make_settings(s3_endpoint, bucket, models_file=models, claim_wait=0.05)
+    async with start_live_server(settings) as live, live.client() as client:
+        await post(client, "busy")
+
+        async def writer(n: int) -> list[dict[str, Any]]:
+            bodies = []
+            for i in range(5):
+                variables = {"i": {"id": f"c{n}-{i}", "postId": "busy", "content": "c"}}
+                response = await client.post(CREATE_COMMENT, variables)
+                bodies.append(response.json())
+            return bodies
+
+        bodies = [b for each in await asyncio.gather(*map(writer, range(16))) for b in each]
+        refused = [b["errors"] for b in bodies if "errors" in b]
+        assert refused == [], f"{len(refused)} of 80 refused: {refused[0]}"
+        assert len(await ids(live.services, "Comment")) == 80
+    await drop_test_database(settings)
 
 
 async def test_has_one_holds_one(client: GraphQLClient) -> None:
