@@ -352,7 +352,7 @@ class Claims:
                 "expiresAt": now + self.lease,
             }
             try:
-                await self._collection.insert_one(document)  # first write, then look
+                await self._write_shared(document)  # first write, then look
                 exclusive = await self._collection.find_one({"_id": key, "expiresAt": {"$gt": now}})
             except BaseException:
                 await self._release([mine], holder)
@@ -364,6 +364,15 @@ class Claims:
                 return False
             await asyncio.sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311 - jitter
             delay = min(delay * 2, _MAX_DELAY)
+
+    async def _write_shared(self, document: dict[str, object]) -> None:
+        try:
+            await self._collection.insert_one(document)
+        except Conflict:  # ours, left by a withdrawal that failed: it is renewed instead
+            await self._collection.update_many(
+                {"_id": document["_id"], "holder": document["holder"]},
+                {"$set": {"purpose": document["purpose"], "expiresAt": document["expiresAt"]}},
+            )
 
     async def _release(self, keys: Iterable[str], holder: str) -> None:
         """Best effort: a claim that cannot be released now expires with its lease."""

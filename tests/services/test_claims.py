@@ -3,8 +3,9 @@ shared holders never wait for each other, and never work beside an exclusive hol
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -84,3 +85,26 @@ async def test_shared_holds_need_a_collection_that_has_them(s3_endpoint: str, bu
             async with services.storage.claims.hold([KEY], purpose="x", shared=True):
                 pass
     await drop_test_database(settings)
+
+
+async def test_a_withdrawal_that_failed_does_not_confuse_the_next_attempt(
+    claims: Claims, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shared holder that finds the exclusive claim withdraws its document; if that delete
+    fails, its next attempt finds its own document still there, renews it, and goes on waiting
+    (found by the stateful test: it answered a bare CONFLICT 'a document with this id already
+    exists')."""
+    collection = claims._collection
+    real_delete = collection.delete_many
+    failures = iter([DatabaseUnavailable("injected: the withdrawal failed")])
+
+    async def delete_many(query: Mapping[str, Any]) -> int:
+        if "holder" in query and (failure := next(failures, None)) is not None:
+            raise failure
+        return await real_delete(query)
+
+    async with claims.hold([KEY], purpose="delete"):
+        monkeypatch.setattr(collection, "delete_many", delete_many)
+        with pytest.raises(Busy):
+            async with claims.hold([KEY], purpose="write", shared=True):
+                pass
