@@ -25,29 +25,25 @@ from graphql_files.services.wiring import Services
 from graphql_files.settings import Settings
 
 from ..declared import RELATED_TEXT
-from ..helpers import GraphQLClient, LiveServer, make_settings, put_object, start_live_server
+from ..helpers import (
+    GraphQLClient,
+    LiveServer,
+    full_access,
+    make_settings,
+    put_object,
+    start_live_server,
+)
 from ..races import ROUNDS, Tally, body, folder, race
 
-CREATE_POST = 'mutation($id: ID!) { createPost(input: {id: $id, title: "t"}) { id } }'
 CREATE_COMMENT = """mutation($id: ID!, $post: ID) {
   createComment(input: {id: $id, postId: $post, content: "c"}) { id postId } }"""
 MOVE_COMMENT = """mutation($id: ID!, $post: ID) {
   updateComment(input: {id: $id, postId: $post}) { id postId } }"""
-CREATE_REACTION = """mutation($id: ID!, $comment: ID!) {
-  createReaction(input: {id: $id, commentId: $comment, emoji: "+1"}) { id } }"""
 DELETE_POST = """mutation($id: ID!) {
   deletePost(input: {id: $id, deleteFiles: true}) { id } }"""
 DELETE_COMMENT = """mutation($id: ID!) {
   deleteComment(input: {id: $id, deleteFiles: true}) { id } }"""
 CASCADE_OFFSET = 0.08  # a cascade takes longer than one delete: both orders must happen
-ATTACH = {
-    "Post": """mutation($id: ID!, $path: String!) {
-      attachPostImage(input: {postId: $id, uploadedPath: $path}) { id } }""",
-    "Comment": """mutation($id: ID!, $path: String!) {
-      attachCommentAttachment(input: {commentId: $id, uploadedPath: $path}) { id } }""",
-    "Reaction": """mutation($id: ID!, $path: String!) {
-      attachReactionPicture(input: {reactionId: $id, uploadedPath: $path}) { id } }""",
-}
 
 
 @pytest.fixture
@@ -70,11 +66,20 @@ async def client(live: LiveServer) -> AsyncIterator[GraphQLClient]:
         yield graphql
 
 
-async def with_file(client: GraphQLClient, services: Services, model: str, record_id: str) -> None:
-    """Give the record a file (a presigned upload, adopted)."""
-    path = f"{folder(model, record_id)}file.png"
-    await put_object(services, path)
-    await client.data(ATTACH[model], {"id": record_id, "path": path})
+PATH_FIELDS = {"Post": "imagePath", "Comment": "attachmentPath", "Reaction": "picturePath"}
+
+
+async def planted(
+    services: Services, model: str, record_id: str, values: dict[str, Any], *, file: bool = True
+) -> None:
+    """A record for a round, made straight in the stores (the setup is not what is raced),
+    naming an object in its folder when ``file``."""
+    if file:
+        path = f"{folder(model, record_id)}file.png"
+        await put_object(services, path)
+        values = {**values, PATH_FIELDS[model]: path}
+    spec = services.declaration.model(model)
+    await services.records.create(full_access(services), spec, values, record_id=record_id)
 
 
 async def stored(services: Services, model: str, record_id: str) -> dict[str, Any] | None:
@@ -113,10 +118,8 @@ async def test_create_comment_races_a_cascading_delete(
     check = Round(services, tally)
     for n in range(ROUNDS):
         post, old, new = f"p{n}", f"old{n}", f"new{n}"
-        await client.data(CREATE_POST, {"id": post})
-        await with_file(client, services, "Post", post)
-        await client.data(CREATE_COMMENT, {"id": old, "post": post})
-        await with_file(client, services, "Comment", old)
+        await planted(services, "Post", post, {"title": "t"})
+        await planted(services, "Comment", old, {"content": "c", "postId": post})
         created, deleted = await race(
             partial(body, client, CREATE_COMMENT, {"id": new, "post": post}),
             partial(body, client, DELETE_POST, {"id": post}),
@@ -143,9 +146,9 @@ async def test_moving_a_comment_races_deleting_its_new_post(
     check = Round(services, tally)
     for n in range(ROUNDS):
         home, other, comment = f"home{n}", f"other{n}", f"moved{n}"
-        await client.data(CREATE_POST, {"id": home})
-        await client.data(CREATE_POST, {"id": other})
-        await client.data(CREATE_COMMENT, {"id": comment, "post": home})
+        await planted(services, "Post", home, {"title": "t"}, file=False)
+        await planted(services, "Post", other, {"title": "t"}, file=False)
+        await planted(services, "Comment", comment, {"content": "c", "postId": home}, file=False)
         moved, deleted = await race(
             partial(body, client, MOVE_COMMENT, {"id": comment, "post": other}),
             partial(body, client, DELETE_POST, {"id": other}),
@@ -165,13 +168,10 @@ async def test_overlapping_cascades(live: LiveServer, client: GraphQLClient) -> 
     check = Round(services, tally)
     for n in range(ROUNDS):
         post, comment, sibling, reaction = f"tree{n}", f"c{n}", f"s{n}", f"r{n}"
-        await client.data(CREATE_POST, {"id": post})
-        await with_file(client, services, "Post", post)
-        for each in (comment, sibling):
-            await client.data(CREATE_COMMENT, {"id": each, "post": post})
-            await with_file(client, services, "Comment", each)
-        await client.data(CREATE_REACTION, {"id": reaction, "comment": comment})
-        await with_file(client, services, "Reaction", reaction)
+        await planted(services, "Post", post, {"title": "t"})
+        await planted(services, "Comment", comment, {"content": "c", "postId": post})
+        await planted(services, "Comment", sibling, {"content": "c", "postId": post}, file=False)
+        await planted(services, "Reaction", reaction, {"emoji": "+1", "commentId": comment})
         whole, part = await race(
             partial(body, client, DELETE_POST, {"id": post}),
             partial(body, client, DELETE_COMMENT, {"id": comment}),
@@ -207,7 +207,7 @@ async def test_two_instances_race_over_redis(settings: Settings) -> None:
         check = Round(services, tally)
         for n in range(rounds):
             post, comment = f"shared{n}", f"late{n}"
-            await first.data(CREATE_POST, {"id": post})
+            await planted(services, "Post", post, {"title": "t"}, file=False)
             created, deleted = await race(
                 partial(body, first, CREATE_COMMENT, {"id": comment, "post": post}),
                 partial(body, second, DELETE_POST, {"id": post}),
