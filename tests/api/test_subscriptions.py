@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from graphql_files.api.ws import appsync as appsync_protocol
 from graphql_files.api.ws import websockets
 
 from ..helpers import LegacyWsClient, LiveServer, TransportWsClient, subscribed, ws_client
+from .test_appsync import appsync, receive, start
 
 PROTOCOLS = [TransportWsClient, LegacyWsClient]
 
@@ -135,20 +137,46 @@ async def test_many_subscribers_each_get_every_event_once(live: LiveServer) -> N
     await http.http.aclose()
 
 
+async def broken(*_: object) -> None:
+    raise RuntimeError("a bug, injected")
+
+
+@pytest.mark.parametrize("protocol", [TransportWsClient, LegacyWsClient], ids=lambda p: p.protocol)
 async def test_an_operation_that_fails_inside_the_server_is_answered(
-    live: LiveServer, monkeypatch: pytest.MonkeyPatch
+    live: LiveServer, monkeypatch: pytest.MonkeyPatch, protocol: type[TransportWsClient]
 ) -> None:
-    """A bug while running a subscription ends it with an ``error`` the client hears, and the
-    socket stays (a graphql-ws client waited forever before)."""
-
-    async def broken(*_: object) -> None:
-        raise RuntimeError("a bug, injected")
-
+    """A bug while running a subscription ends it with an ``error`` the client hears (without
+    the bug's details: the log has them), and the socket stays; graphql-ws clients waited
+    forever before."""
     monkeypatch.setattr(websockets, "run_shared", broken)
-    async with ws_client(live) as ws:
+    async with ws_client(live, protocol) as ws:
         await ws.subscribe("subscription { onCreateSong { id } }")
         message = await ws.receive()
+        while message["type"] in ("ka", "ping", "pong"):  # keep-alives
+            message = await ws.receive()
         assert message["type"] == "error", message
-        assert message["payload"][0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
-        assert "injected" not in message["payload"][0]["message"]
+        # graphql-transport-ws sends a list of errors, the legacy protocol one error
+        payload = message["payload"]
+        (error,) = payload if isinstance(payload, list) else [payload]
+        assert error == {
+            "message": "internal server error",
+            "extensions": {"code": "INTERNAL_SERVER_ERROR"},
+        }
         await ws.ws.ping()  # still open
+
+
+async def test_an_appsync_operation_that_fails_inside_the_server_is_answered(
+    live: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_lookup(*_: object) -> None:
+        raise RuntimeError("a bug, injected")
+
+    monkeypatch.setattr(appsync_protocol, "multiplexer_of", broken_lookup)
+    async with appsync(live) as ws:
+        await ws.send(start("op", "subscription { onCreateSong { id } }"))
+        message = await receive(ws)
+        assert message["type"] == "error", message
+        (error,) = message["payload"]["errors"]
+        assert error["message"] == "internal server error"
+        assert "injected" not in str(message)
+        await ws.ping()  # still open

@@ -43,7 +43,13 @@ from graphql import GraphQLError, OperationDefinitionNode, OperationType
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from ...errors import APPSYNC_ERROR_CODE, APPSYNC_ERROR_TYPE, BAD_USER_INPUT, DomainError
+from ...errors import (
+    APPSYNC_ERROR_CODE,
+    APPSYNC_ERROR_TYPE,
+    BAD_USER_INPUT,
+    INTERNAL_SERVER_ERROR,
+    DomainError,
+)
 from ..connection import (
     NOT_TEXT,
     Endpoint,
@@ -302,6 +308,10 @@ class _Connection:
                 if await multiplexer.serve(subscriber, sink) is not Outcome.FALLBACK:
                     return
             await self.run_alone(operation_id, query, variables, context)
+        except Exception:  # a bug: logged, and the client told (it would wait forever)
+            log.exception("the subscription %s failed", operation_id)
+            with contextlib.suppress(Exception):  # the socket may be gone: nothing to tell
+                await self.refuse(operation_id, INTERNAL_SERVER_ERROR, "internal server error")
         finally:
             self.operations.pop(operation_id, None)
 

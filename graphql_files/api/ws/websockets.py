@@ -150,6 +150,11 @@ def over_cap_error(session: Session) -> GraphQLFormattedError:
     }
 
 
+def internal_error() -> GraphQLFormattedError:
+    """What a client hears of an operation that failed inside the server (the log has why)."""
+    return {"message": "internal server error", "extensions": {"code": INTERNAL_SERVER_ERROR}}
+
+
 class TransportWsHandler(BaseGraphQLTransportWSHandler[Context, None]):
     """strawberry's, with malformed messages closed with 4400 and the operations one
     connection runs capped: one over the cap gets an ``error`` for its id (a GraphQL error with
@@ -202,12 +207,10 @@ class TransportWsHandler(BaseGraphQLTransportWSHandler[Context, None]):
     async def _report_failure(self, operation_id: str) -> None:
         """The client hears that its operation ended (the log has why): without it, a
         graphql-ws client waits for an answer that never comes."""
-        error: GraphQLFormattedError = {
-            "message": "internal server error",
-            "extensions": {"code": INTERNAL_SERVER_ERROR},
-        }
         with contextlib.suppress(Exception):  # the socket may be gone: nothing to tell
-            await self.send_message({"type": "error", "id": operation_id, "payload": [error]})
+            await self.send_message(
+                {"type": "error", "id": operation_id, "payload": [internal_error()]}
+            )
 
     async def handle_task_exception(self, error: Exception) -> None:
         # An operation still sending when its connection closed (a subscriber cut off for being
@@ -268,6 +271,12 @@ class LegacyWsHandler(BaseGraphQLWSHandler[Context, None]):
                 await self.send_message({"type": "complete", "id": operation_id})
         except asyncio.CancelledError:
             await self.send_message({"type": "complete", "id": operation_id})
+        except Exception:  # a bug: logged, and the client told (it would wait forever)
+            log.exception("the subscription %s failed", operation_id)
+            with contextlib.suppress(Exception):  # the socket may be gone: nothing to tell
+                await self.send_message(
+                    {"type": "error", "id": operation_id, "payload": internal_error()}
+                )
         finally:
             self.subscriptions.pop(operation_id, None)
             self.tasks.pop(operation_id, None)
