@@ -183,13 +183,37 @@ async def seed(services: Services) -> None:
     )
 
 
+def nulled_ancestor(data: Any, path: list[Any]) -> list[Any] | None:
+    """The first field above the end of ``path`` that the answer holds as null, if any."""
+    value = data
+    for depth, key in enumerate(path[:-1]):
+        try:
+            value = value[key]
+        except (KeyError, IndexError, TypeError):
+            return None
+        if value is None:
+            return path[: depth + 1]
+    return None
+
+
 async def answer(client: GraphQLClient, body: dict[str, Any], headers: dict[str, str]) -> Any:
     """The answer, its errors in path order: errors come in the order their fields completed,
-    which changes with the turns records wait for (the spec leaves the order open)."""
+    which changes with the turns records wait for (the spec leaves the order open). Errors
+    below a field that a null made null are one entry for that field: which of its other
+    fields finished, and failed, before the null reached it depends on those turns too (a
+    signed URL refused beside a null in a non-null field was there in one run, not the next)."""
     response = await client.http.post("/graphql", json=body, headers=headers)
     payload = response.json()
     if isinstance(payload.get("errors"), list):
-        payload["errors"].sort(key=lambda e: json.dumps(e.get("path")) + e.get("message", ""))
+        kept, nulled = [], []
+        for error in payload["errors"]:
+            above = nulled_ancestor(payload.get("data"), error.get("path") or [])
+            if above is None:
+                kept.append(error)
+            elif {"nulled": above} not in nulled:
+                nulled.append({"nulled": above})
+        kept.sort(key=lambda e: json.dumps(e.get("path")) + e.get("message", ""))
+        payload["errors"] = kept + sorted(nulled, key=json.dumps)
     return response.status_code, response.headers["content-type"], redact(payload)
 
 
