@@ -11,6 +11,7 @@ same tests.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from graphql_files.domain.declaration import parse_declaration
@@ -52,28 +53,8 @@ DECLARED = parse_declaration(DECLARED_TEXT, "tests/declared.py")
 
 # The README's blog (DESIGN.md's relations): a Post with an image and comments, a Comment with an
 # attachment, a User with a profile picture and a Profile.
-BLOG_TEXT = """\
-[models.Post]
-fields.title = "String!"
-files.image = { one = "imagePath", types = ["image/*"] }
-relations.comments = { has_many = "Comment", references = "postId", on_delete = "cascade" }
-
-[models.Comment]
-fields.content = "String!"
-fields.postId = "ID"
-files.attachment = { one = "attachmentPath" }
-relations.post = { belongs_to = "Post", references = "postId" }
-
-[models.User]
-fields.name = "String!"
-files.profilePicture = { one = "profilePicturePath", types = ["image/*"] }
-relations.profile = { has_one = "Profile", references = "userId", on_delete = "nullify" }
-
-[models.Profile]
-fields.bio = "String"
-fields.userId = "ID"
-relations.user = { belongs_to = "User", references = "userId" }
-"""
+BLOG_FILE = Path(__file__).parent.parent / "examples" / "blog.toml"
+BLOG_TEXT = BLOG_FILE.read_text()
 # The blog, grown to every kind of delete: comments carry their reactions away (a cascade two
 # levels deep, through a model that is a parent itself), a post's flags keep it (restrict).
 RELATED_TEXT = """\

@@ -75,6 +75,19 @@ _MAX_DELAY = 0.1
 _AMBIGUOUS = (DatabaseUnavailable, StorageUnavailable, DeadlineExceeded)
 
 
+async def _poll(attempt: Callable[[], Awaitable[bool]], deadline: float) -> bool:
+    """``attempt`` until it succeeds, waiting between tries with jittered exponential backoff;
+    False once the next wait would pass ``deadline`` (event-loop time)."""
+    loop = asyncio.get_running_loop()
+    delay = _FIRST_DELAY
+    while not await attempt():
+        if loop.time() + delay > deadline:
+            return False
+        await asyncio.sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311 - jitter
+        delay = min(delay * 2, _MAX_DELAY)
+    return True
+
+
 def _shared_id(key: str, holder: str) -> str:
     return f"{key}#{holder}"
 
@@ -291,9 +304,7 @@ class Claims:
             renewed = loop.time()
 
     async def _acquire(self, key: str, holder: str, purpose: str, deadline: float) -> bool:
-        loop = asyncio.get_running_loop()
-        delay = _FIRST_DELAY
-        while True:
+        async def take() -> bool:
             now = self.clock()
             document = {
                 "_id": key,
@@ -303,46 +314,42 @@ class Claims:
             }
             try:
                 await self._collection.insert_one(document)
+                return True
             except Conflict:
                 pass
-            else:
-                return await self._sharers_gone(key, holder, deadline)
             expired = {"_id": key, "expiresAt": {"$lte": now}}
             stale = await self._collection.find_one_and_update(
                 expired, {"$set": {k: v for k, v in document.items() if k != "_id"}}
             )
             if stale is not None:
                 log.warning("took over the expired claim on %s (%s)", key, purpose)
-                return await self._sharers_gone(key, holder, deadline)
-            if loop.time() + delay > deadline:
-                return False
-            await asyncio.sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311 - jitter
-            delay = min(delay * 2, _MAX_DELAY)
+            return stale is not None
+
+        return await _poll(take, deadline) and await self._sharers_gone(key, holder, deadline)
 
     async def _sharers_gone(self, key: str, holder: str, deadline: float) -> bool:
         """With ``key``'s exclusive claim taken, wait until no shared holder has it; past the
         deadline, give the claim up. (Nothing to wait for where there are no shared holds.)"""
         if not self.shared:
             return True
-        loop = asyncio.get_running_loop()
-        delay = _FIRST_DELAY
+
+        async def none_left() -> bool:
+            live = {"shared": key, "expiresAt": {"$gt": self.clock()}}
+            return await self._collection.count(live) == 0
+
         try:
-            while await self._collection.count({"shared": key, "expiresAt": {"$gt": self.clock()}}):
-                if loop.time() + delay > deadline:
-                    await self._release([key], holder)
-                    return False
-                await asyncio.sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311 - jitter
-                delay = min(delay * 2, _MAX_DELAY)
+            gone = await _poll(none_left, deadline)
         except BaseException:
             await self._release([key], holder)
             raise
-        return True
+        if not gone:
+            await self._release([key], holder)
+        return gone
 
     async def _acquire_shared(self, key: str, holder: str, purpose: str, deadline: float) -> bool:
-        loop = asyncio.get_running_loop()
-        delay = _FIRST_DELAY
         mine = _shared_id(key, holder)
-        while True:
+
+        async def share() -> bool:
             now = self.clock()
             document = {
                 "_id": mine,
@@ -357,13 +364,11 @@ class Claims:
             except BaseException:
                 await self._release([mine], holder)
                 raise
-            if exclusive is None:
-                return True
-            await self._release([mine], holder)  # withdrawn while the exclusive holder works
-            if loop.time() + delay > deadline:
-                return False
-            await asyncio.sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311 - jitter
-            delay = min(delay * 2, _MAX_DELAY)
+            if exclusive is not None:
+                await self._release([mine], holder)  # withdrawn while the exclusive holder works
+            return exclusive is None
+
+        return await _poll(share, deadline)
 
     async def _write_shared(self, document: dict[str, object]) -> None:
         try:

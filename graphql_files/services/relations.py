@@ -116,13 +116,7 @@ class Relations:
         condition: filters.Node | None = None,
     ) -> Record:
         """``Records.create``, holding the claims of the parents ``values`` name."""
-        named = self._named(model, values)
-        if not named:
-            return await self._records.create(
-                access, model, values, record_id=record_id, condition=condition
-            )
-        access.data(model, "create")  # refuse before waiting for any claim
-        async with self._parents_held(access, model, named, record_id) as claim, claim.committing():
+        async with self._child_write(access, model, "create", values, record_id):
             return await self._records.create(
                 access, model, values, record_id=record_id, condition=condition
             )
@@ -138,27 +132,34 @@ class Relations:
         preconditions: Preconditions | None = None,
     ) -> Record:
         """``Records.update``, holding the claims of the parents ``set_values`` name."""
-        preconditions = preconditions or Preconditions()
-        named = self._named(model, set_values)
+        async with self._child_write(access, model, "update", set_values, record_id):
+            return await self._records.update(
+                access,
+                model,
+                record_id,
+                set_values=set_values,
+                unset=unset,
+                preconditions=preconditions or Preconditions(),
+            )
+
+    @asynccontextmanager
+    async def _child_write(
+        self,
+        access: Access,
+        model: ModelSpec,
+        action: str,
+        values: Mapping[str, Any],
+        record_id: str | None,
+    ) -> AsyncIterator[None]:
+        """Around the one write of a record: steps 1-4 when ``values`` name parents (the
+        write itself in ``committing``: an unknown outcome keeps the claims); nothing else."""
+        named = self._named(model, values)
         if not named:
-            return await self._records.update(
-                access,
-                model,
-                record_id,
-                set_values=set_values,
-                unset=unset,
-                preconditions=preconditions,
-            )
-        access.data(model, "update")
+            yield
+            return
+        access.data(model, action)  # refuse before waiting for any claim
         async with self._parents_held(access, model, named, record_id) as claim, claim.committing():
-            return await self._records.update(
-                access,
-                model,
-                record_id,
-                set_values=set_values,
-                unset=unset,
-                preconditions=preconditions,
-            )
+            yield
 
     def _named(self, model: ModelSpec, values: Mapping[str, Any]) -> list[Named]:
         named = []

@@ -21,13 +21,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from graphql_files.domain.declaration import BUILTIN
+from graphql_files.domain.declaration import BUILTIN, Declaration
 from graphql_files.domain.policy import load_policy
 from graphql_files.services.amplify_outputs import amplify_outputs
 from graphql_files.settings import Settings
 
-from ..declared import BLOG, BLOG_TEXT
-from ..helpers import PNG, TEST_API_KEY, services_in, start_live_server, token
+from ..declared import BLOG, BLOG_FILE
+from ..helpers import PNG, TEST_API_KEY, LiveServer, services_in, start_live_server, token
 
 CLIENT = Path(__file__).parent / "amplify"
 
@@ -62,7 +62,7 @@ def certificate(directory: Path) -> tuple[Path, Path]:
     return cert_file, key_file
 
 
-async def run_scenario(env: dict[str, str], script: str = "scenario.mjs") -> dict[str, Any]:
+async def run_node(env: dict[str, str], script: str) -> dict[str, Any]:
     node = shutil.which("node")
     if node is None:
         pytest.fail("node is not installed: run `make system-deps` (Debian: nodejs, npm)")
@@ -84,27 +84,40 @@ async def run_scenario(env: dict[str, str], script: str = "scenario.mjs") -> dic
     return seen
 
 
+async def run_scenario(
+    live: LiveServer,
+    declaration: Declaration,
+    directory: Path,
+    cert_file: Path,
+    script: str = "scenario.mjs",
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """``script`` configured from the amplify_outputs.json the server writes for
+    ``declaration``, trusting the test's certificate, with a signed-in user's token at hand."""
+    url = live.url.replace("127.0.0.1", "localhost") + "/graphql"
+    outputs = amplify_outputs(
+        url=url,
+        api_key=TEST_API_KEY,
+        region="us-east-1",
+        policy=load_policy(None),
+        declaration=declaration,
+    )
+    (directory / "amplify_outputs.json").write_text(json.dumps(outputs))
+    environment = {
+        "OUTPUTS": str(directory / "amplify_outputs.json"),
+        "NODE_EXTRA_CA_CERTS": str(cert_file),
+        "USER_TOKEN": token("amplify-user"),
+        **(env or {}),
+    }
+    return await run_node(environment, script)
+
+
 async def test_amplify_v6_works_unchanged(settings: Settings, tmp_path: Path) -> None:
     cert_file, key_file = certificate(tmp_path)
     tls = settings.model_copy(update={"tls_cert_file": cert_file, "tls_key_file": key_file})
     async with start_live_server(tls) as live:
         assert live.url.startswith("https://")
-        url = live.url.replace("127.0.0.1", "localhost") + "/graphql"
-        outputs = amplify_outputs(
-            url=url,
-            api_key=TEST_API_KEY,
-            region="us-east-1",
-            policy=load_policy(None),
-            declaration=BUILTIN,
-        )
-        (tmp_path / "amplify_outputs.json").write_text(json.dumps(outputs))
-        seen = await run_scenario(
-            {
-                "OUTPUTS": str(tmp_path / "amplify_outputs.json"),
-                "NODE_EXTRA_CA_CERTS": str(cert_file),
-                "USER_TOKEN": token("amplify-user"),
-            }
-        )
+        seen = await run_scenario(live, BUILTIN, tmp_path, cert_file)
 
     created = seen["create"]["data"]
     assert seen["create"]["errors"] is None
@@ -135,30 +148,12 @@ async def test_amplify_v6_reads_the_relations(settings: Settings, tmp_path: Path
     lazy loaders of each kind of relation, ``create({post})``, and cascading deletes (with and
     without their files), from the associations ``amplify-outputs`` writes."""
     cert_file, key_file = certificate(tmp_path)
-    models = tmp_path / "models.toml"
-    models.write_text(BLOG_TEXT)
     blog = settings.model_copy(
-        update={"tls_cert_file": cert_file, "tls_key_file": key_file, "models_file": models}
+        update={"tls_cert_file": cert_file, "tls_key_file": key_file, "models_file": BLOG_FILE}
     )
     async with start_live_server(blog) as live:
-        url = live.url.replace("127.0.0.1", "localhost") + "/graphql"
-        outputs = amplify_outputs(
-            url=url,
-            api_key=TEST_API_KEY,
-            region="us-east-1",
-            policy=load_policy(None),
-            declaration=BLOG,
-        )
-        (tmp_path / "amplify_outputs.json").write_text(json.dumps(outputs))
-        seen = await run_scenario(
-            {
-                "OUTPUTS": str(tmp_path / "amplify_outputs.json"),
-                "NODE_EXTRA_CA_CERTS": str(cert_file),
-                "PNG_BASE64": base64.b64encode(PNG).decode(),
-                "USER_TOKEN": token("amplify-user"),
-            },
-            "blog.mjs",
-        )
+        png = {"PNG_BASE64": base64.b64encode(PNG).decode()}
+        seen = await run_scenario(live, BLOG, tmp_path, cert_file, "blog.mjs", png)
         services = services_in(live.app)
         await services.background.drain()
         post_id = seen["ids"]["postId"]
