@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 import strawberry
 from graphql import ASTValidationRule
-from graphql.execution import Executor
 from pymongo import AsyncMongoClient
 from starlette.applications import Starlette
 from strawberry.extensions import AddValidationRules, MaxTokensLimiter
@@ -30,7 +29,6 @@ from graphql_files.api.engine.budget import start_budget
 from graphql_files.api.engine.cost import query_cost_rule
 from graphql_files.api.engine.error_shaping import shape
 from graphql_files.api.engine.execution import LeanSchema, PreparedCache
-from graphql_files.api.engine.executor import LeanExecutor
 from graphql_files.api.engine.validation import depth_limit_rule
 from graphql_files.api.http.view import GraphQLView
 from graphql_files.api.schema.build import build_schema, root_types
@@ -257,10 +255,9 @@ async def test_an_unexpected_error_is_masked_alike_on_both_paths(
 
 @contextmanager
 def graphql_cores_completion(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Every query through graphql-core's executor and its own field completion: no compiled
-    query (documents prepared afresh, none compiled), no inline leaves or objects."""
+    """Every operation through graphql-core's executor and its own field completion: none
+    compiled (documents prepared afresh, none compiled)."""
     with monkeypatch.context() as patch:
-        patch.setattr(LeanExecutor, "execute_fields", Executor.execute_fields)
         patch.setattr(execution, "compile_query", lambda *args: None)
         patch.setattr(PreparedCache, "get", lambda cache, query, name: cache._prepare(query, name))
         yield
@@ -333,6 +330,12 @@ ANOMALIES = [
     '{ getPhotoAlbum(id: "mixed") { images { a: url { url } b: url { expiresAt } } } }',
     '{ getSong(id: "fine") { coverArt { url { url u2: url expiresAt } } } }',
     '{ getSong(id: "fine") { coverArt { url { __typename url } } } }',
+    "query($e: Int) { listPhotoAlbums { items { images { path url(expiresIn: $e) { url } } } } }",
+    '{ listPhotoAlbums(filter: {name: {eq: "m"}}, sortDirection: DESC) { items { id } } }',
+    "{ __typename listSongs(limit: 2) { items { id ...S } nextToken } } "
+    "fragment S on Song { id name version }",
+    "{ listSongs { items { ... on Song { name } ... { coverArt { path } } } } }",
+    "{ listSongs { items { coverArt { path properties { size } } } } }",
 ]
 
 
@@ -343,6 +346,14 @@ COMPILED = {
     '{ getSong(id: "bad-version") { id version } }',  # a value its type refuses
     '{ getPhotoAlbum(id: "mixed") { images { path url { url expiresAt } } } }',  # refusals
     '{ a: getSong(id: "fine") { id } b: getSong(id: "nameless") { name } }',
+    # lists, arguments from variables, input objects and enums, fragments, awaited fields
+    "{ listSongs { items { id name version coverArt { path url { url expiresAt } } } } }",
+    "query($e: Int) { listPhotoAlbums { items { images { path url(expiresIn: $e) { url } } } } }",
+    '{ listPhotoAlbums(filter: {name: {eq: "m"}}, sortDirection: DESC) { items { id } } }',
+    "{ __typename listSongs(limit: 2) { items { id ...S } nextToken } } "
+    "fragment S on Song { id name version }",
+    "{ listSongs { items { ... on Song { name } ... { coverArt { path } } } } }",
+    "{ listSongs { items { coverArt { path properties { size } } } } }",
 }
 
 
@@ -387,6 +398,47 @@ def _soon(text: str) -> bool:
     except ValueError:
         return False
     return moment.tzinfo is not None and abs(moment - datetime.now(UTC)) < timedelta(days=1)
+
+
+# mutations, compiled: fields one after another, refusals and nulls as graphql-core's
+MUTATIONS = [
+    'mutation { createSong(input: {id: "m1", name: "a"}) { id name version coverArt { path } } }',
+    'mutation { updateSong(input: {id: "m1", name: "b", expectedVersion: 9}) { id } }',
+    'mutation { a: updateSong(input: {id: "m1", name: "c"}) { __typename name version } '
+    'b: deleteSong(input: {id: "none"}) { id } c: createSong(input: {id: "m1", '
+    'name: "again"}) { id } }',
+    "mutation($i: UpdateSongInput!) { updateSong(input: $i) { name version updatedAt } "
+    'removeFile(path: "images/Song/m1/gone.png") }',
+    'mutation { deleteSong(input: {id: "m1", deleteFiles: true}) { id version } '
+    'createPhotoAlbum(input: {id: "m2", name: "x", imagePaths: ["images/PhotoAlbum/m2/1.png"]}) '
+    "{ images { path url { expiresAt } properties { size } } } }",
+]
+
+
+async def test_mutations_answer_as_graphql_core(
+    client: GraphQLClient,
+    services: Services,
+    starlette_app: Starlette,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same mutations, on the same records, compiled and through graphql-core's own
+    executor: the same answers, errors and all (the records are removed in between)."""
+    variables = {"i": {"id": "m1", "name": "d", "expectedVersion": 2}}
+
+    async def answers() -> list[Any]:
+        found = [redact(await client.run(m, variables)) for m in MUTATIONS]
+        for model in (SONG, PHOTO_ALBUM):
+            await services.records.collection(model).delete_many({})
+        return found
+
+    with compiled_runs(schema_of(starlette_app)) as runs:
+        lean = await answers()
+    assert runs == ["compiled"] * len(MUTATIONS)
+    with graphql_cores_completion(monkeypatch):
+        plain = await answers()
+    assert lean == plain
+    codes = [[e["extensions"]["code"] for e in body.get("errors", ())] for body in lean]
+    assert codes == [[], ["CONFLICT"], ["NOT_FOUND", "CONFLICT"], [], []], lean
 
 
 async def test_a_refused_url_is_reported_once(client: GraphQLClient, services: Services) -> None:

@@ -33,9 +33,6 @@ from cross_web import (
 # --- graphql-core --------------------------------------------------------------------------------
 from graphql import parse
 from graphql.execution import Executor
-from graphql.execution.collect_fields import FieldDetails
-from graphql.execution.executor import to_nodes
-from graphql.pyutils import Path, gather_with_cancel
 from python_multipart import MultipartParser
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartState, parse_options_header
@@ -72,6 +69,7 @@ from strawberry.subscriptions.protocols.graphql_ws.types import (
     StartMessage,
 )
 from strawberry.types import ExecutionResult
+from strawberry.types.arguments import convert_arguments
 from strawberry.types.execution import ExecutionContext as StrawberryExecutionContext
 from strawberry.types.execution import PreExecutionError
 from strawberry.types.field import StrawberryField
@@ -126,37 +124,7 @@ HOOKS: list[tuple[type, str, list[str], str]] = [
     (AsyncBaseHTTPView, "get_sub_response", ["request"], VIEW),
     (AsyncBaseHTTPView, "create_response", ["response_data", "sub_response"], VIEW),
     (Executor, "build_per_event_executor", ["payload"], "api/engine/budget.py"),
-    (
-        Executor,
-        "execute_fields",
-        ["parent_type", "source_value", "path", "grouped_field_set", "position_context"],
-        "api/engine/executor.py",
-    ),
-    (
-        Executor,
-        "collect_subfields",
-        ["return_type", "field_details_list"],
-        "api/engine/executor.py",
-    ),
     (Executor, "build_response", ["data"], "api/engine/executor.py"),
-    (
-        Executor,
-        "execute_field",
-        ["parent_type", "source", "field_details_list", "path", "position_context"],
-        "api/engine/executor.py",
-    ),
-    (
-        Executor,
-        "handle_field_error",
-        ["raw_error", "return_type", "field_details_list", "path"],
-        "api/engine/executor.py",
-    ),
-    (
-        Executor,
-        "complete_awaitable_value",
-        ["return_type", "field_details_list", "info", "path", "result", "position_context"],
-        "api/engine/executor.py",
-    ),
     (
         StrawberrySchema,
         "execute",
@@ -189,12 +157,15 @@ HOOKS: list[tuple[type, str, list[str], str]] = [
 
 # functions called with these parameters, and who calls them
 FUNCTIONS: list[tuple[Callable[..., Any], list[str], str]] = [
-    (to_nodes, ["field_details_list"], "api/engine/executor.py"),
     (complete_leaf_value, ["return_type", "result"], "api/engine/compiled.py"),
-    (gather_with_cancel, ["awaitables"], "api/engine/executor.py"),
     (get_operation_type, ["graphql_document", "operation_name"], "api/engine/execution.py"),
     (get_first_operation, ["graphql_document"], "api/engine/execution.py"),
     (max_aliases_rule, ["max_alias_count"], "api/schema/build.py"),
+    (
+        convert_arguments,
+        ["value", "arguments", "scalar_registry", "config", "info"],
+        "api/engine/execution.py",
+    ),
     (parse_options_header, ["value"], "api/http/uploads.py"),
 ]
 
@@ -270,9 +241,6 @@ def problems() -> list[str]:
         <= set(dir(StrawberryField(python_name="x"))),
         "strawberry allows every operation type by default": set(DEFAULT_ALLOWED_OPERATION_TYPES)
         == set(OperationType),
-        "graphql-core's FieldDetails starts node, defer_usage, fragment_variable_values": (
-            FieldDetails._fields[:3] == ("node", "defer_usage", "fragment_variable_values")
-        ),
         "graphql-core's executor keeps async_helpers": "self.async_helpers"
         in inspect.getsource(Executor.__init__),
         "strawberry runs the first operation of a document sent without a name": (
@@ -330,7 +298,6 @@ __all__ = [
     "Operation",
     "OperationMessage",
     "OperationType",
-    "Path",
     "PreExecutionError",
     "StarletteRequestAdapter",
     "StartMessage",
@@ -341,7 +308,7 @@ __all__ = [
     "UnsetType",
     "WebSocketDisconnected",
     "complete_leaf_value",
-    "gather_with_cancel",
+    "convert_arguments",
     "get_first_operation",
     "get_operation_type",
     "max_aliases_rule",
@@ -349,5 +316,4 @@ __all__ = [
     "parse_content_type",
     "parse_options_header",
     "process_result",
-    "to_nodes",
 ]

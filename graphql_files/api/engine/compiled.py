@@ -1,30 +1,36 @@
-"""Compiled queries: a prepared query whose every field is plain, answered without graphql-core's
-executor.
+"""Compiled operations: a prepared query or mutation whose every field is plain, answered
+without graphql-core's executor.
 
 graphql-core builds an executor per request, collects fields, builds a resolve-info per field
-and completes each value through several layers; for ``getSong(id:) { id name ... }`` that costs
-more than the resolver and the database together. A query qualifies when every field in it is
-one the schema simplified (``executor.simplify``): a leaf or ``__typename``, an attribute, or a
-``plain`` resolver (below the root: synchronous, with literal arguments), returning objects or
-lists of objects with no abstract types, selected with no fragments and no directives. Whether
-a query is compiled is decided once, when it is prepared (``execution``); such a query is
-compiled into steps, and each execution coerces the variables, calls the root resolvers and
-walks the steps.
+and completes each value through several layers; for a page of records that costs more than the
+resolvers and the database together. An operation qualifies when every field in it is one the
+schema simplified (``executor.simplify``): a leaf or ``__typename``, an attribute, or a
+``plain`` resolver (synchronous or not; its arguments literals or variables), returning leaves,
+objects or lists of objects with no abstract types, selected with no directives and with
+fragments only on the field's own type. Whether an operation is compiled is decided once, when
+it is prepared (``execution``); it is compiled into steps, and each execution coerces the
+variables, works out each field's arguments once, and walks the steps: a query's root fields one
+after another, a mutation's too, each settled before the next starts (what it wrote is what the
+next one reads).
 
 The walk answers everything it meets as graphql-core would, to the end: a resolver's error, a
 null in a non-null field, a value a type refuses, each becomes the same located error, and a
-null propagates to the nearest nullable field, with graphql-core's own messages; a value still
-to be awaited (a record deferred to a later turn of the event loop, ``budget.yielding``) is
-awaited once the rest is walked, then completed in its place. Nothing runs twice.
-``tests/api/test_execution`` runs the same queries both ways and compares the answers.
+null propagates to the nearest nullable field, with graphql-core's own messages. A value still
+to be awaited (a relation's page, ``FileRef.properties``, a record deferred to a later turn of
+the event loop by ``budget.yielding``) is started at once and completed in its place as it
+finishes, so the loaders of one level see every key of that level before they load. Nothing
+runs twice. ``tests/api/test_execution`` runs the same operations both ways and compares the
+answers; ``tests/api/test_execution_hostile`` compares random ones with strawberry alone.
 """
 
 from __future__ import annotations
 
+from asyncio import Future, ensure_future, get_running_loop
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from inspect import isawaitable
+from types import GeneratorType
 from typing import Any, NamedTuple
 
 from graphql import (
@@ -33,25 +39,41 @@ from graphql import (
     EnumValueNode,
     FieldNode,
     FloatValueNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
     GraphQLError,
+    GraphQLField,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLSchema,
+    InlineFragmentNode,
     IntValueNode,
     NullValueNode,
     OperationType,
     SelectionSetNode,
     StringValueNode,
     Undefined,
+    VariableValues,
     get_argument_values,
+    get_named_type,
     get_operation_ast,
     get_variable_values,
+    is_leaf_type,
     located_error,
 )
 
 from ._compat import complete_leaf_value
-from .executor import ATTRIBUTE, INLINE, LEAVES_KEY, PLAIN_CALL, ContextOnly, Leaf, complete_leaf
+from .executor import (
+    ATTRIBUTE,
+    DIRECT,
+    LEAVES_KEY,
+    ContextOnly,
+    Convert,
+    Leaf,
+    complete_leaf,
+    leaf_of,
+)
 
 LITERALS = (
     IntValueNode,
@@ -70,7 +92,10 @@ class Step(NamedTuple):
     name: str  # the response name
     leaf: Leaf | None  # a leaf read off the object
     typename: str | None  # ``__typename``: the object's type
-    get: Callable[[Any, Any], Any] | None  # (source, info) -> value, for an object field
+    call: Callable[..., Any] | None  # (source, info, **args) -> value, for an object field
+    args: dict[str, Any] | None  # its arguments, fixed; None: from each execution's variables
+    field: GraphQLField | None  # whose arguments those are
+    convert: Convert | None  # how they are converted (``plain(converts=True)``)
     nullable: bool
     is_list: bool  # a list of objects (each completed by ``selection``)
     items_nullable: bool
@@ -81,18 +106,10 @@ class Step(NamedTuple):
 
 
 @dataclass(frozen=True)
-class RootField:
-    name: str
-    field: Any  # GraphQLField
-    node: FieldNode  # ``field.resolve`` is the plain call
-    step: Step  # how its value completes (``get`` unused)
-    args: dict[str, Any] | None  # when every argument is a literal: coerced once, here
-
-
-@dataclass(frozen=True)
 class CompiledQuery:
     operation: Any  # OperationDefinitionNode
-    roots: tuple[RootField, ...]
+    roots: tuple[Step, ...]
+    root_type: str  # Query or Mutation
 
 
 def compile_query(
@@ -109,50 +126,96 @@ def _compile_query(
     schema: GraphQLSchema, document: DocumentNode, operation_name: str | None
 ) -> CompiledQuery | None:
     operation = get_operation_ast(document, operation_name)
-    if operation is None or operation.operation is not OperationType.QUERY:
+    if operation is None or operation.operation is OperationType.SUBSCRIPTION:
         return None
-    if operation.directives or len(document.definitions) != 1:
-        return None  # fragments live in other definitions
-    query_type = schema.query_type
+    root_type = (
+        schema.query_type if operation.operation is OperationType.QUERY else schema.mutation_type
+    )
+    if operation.directives or root_type is None:
+        return None
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
     leaves: dict[str, dict[str, Leaf]] = schema.extensions.get(LEAVES_KEY, {})
-    roots = []
-    names: set[str] = set()
-    for node in operation.selection_set.selections:
-        if not isinstance(node, FieldNode) or node.directives or query_type is None:
+    roots = _selection(root_type, operation.selection_set, leaves, fragments)
+    if roots is None or any(step.leaf is not None and step.call is None for step in roots):
+        return None
+    return CompiledQuery(operation, roots, root_type.name)
+
+
+def _fields(
+    parent: GraphQLObjectType,
+    selection_set: SelectionSetNode,
+    fragments: dict[str, FragmentDefinitionNode],
+    within: frozenset[str] = frozenset(),
+) -> list[FieldNode] | None:
+    """The fields of a selection, its fragments spread in place: only fragments on the
+    parent's own type, and nothing under a directive (``@skip``/``@include`` read variables)."""
+    found: list[FieldNode] = []
+    for node in selection_set.selections:
+        if node.directives:
             return None
-        name = (node.alias or node.name).value
-        field = query_type.fields.get(node.name.value)
-        if field is None or not getattr(field.resolve, PLAIN_CALL, False) or name in names:
+        if isinstance(node, FieldNode):
+            found.append(node)
+            continue
+        if isinstance(node, InlineFragmentNode):
+            condition, selections, name = node.type_condition, node.selection_set, None
+        elif isinstance(node, FragmentSpreadNode):
+            name = node.name.value
+            fragment = fragments.get(name)
+            if fragment is None or fragment.directives or name in within:
+                return None
+            condition, selections = fragment.type_condition, fragment.selection_set
+        else:  # pragma: no cover - the three kinds of selection
             return None
-        names.add(name)
-        step = _value_step(name, field.type, node, leaves, get=None)
-        if step is None:
+        if condition is not None and condition.name.value != parent.name:
+            return None  # a fragment on another type: graphql-core's job
+        inner = _fields(parent, selections, fragments, within | {name} if name else within)
+        if inner is None:
             return None
-        literal = all(isinstance(a.value, LITERALS) for a in node.arguments or ())
-        args = get_argument_values(field, node) if literal else None
-        roots.append(RootField(name, field, node, step, args))
-    return CompiledQuery(operation, tuple(roots))
+        found += inner
+    return found
 
 
 def _selection(
     parent: GraphQLObjectType,
     selection_set: SelectionSetNode | None,
     leaves: dict[str, dict[str, Leaf]],
+    fragments: dict[str, FragmentDefinitionNode],
 ) -> tuple[Step, ...] | None:
     if selection_set is None:
         return None
+    nodes = _fields(parent, selection_set, fragments)
+    if nodes is None:
+        return None
     steps = []
-    names: set[str] = set()
-    for node in selection_set.selections:
-        if not isinstance(node, FieldNode) or node.directives:
-            return None
+    seen: dict[str, FieldNode] = {}
+    for node in nodes:
         name = (node.alias or node.name).value
-        if name in names:
+        if name in seen:
+            first = seen[name]
+            if _same_leaf(first, node):
+                continue  # ``id`` selected twice (say, once in a fragment): one answer
             return None  # fields merged under one name: graphql-core's job
-        names.add(name)
+        seen[name] = node
         if node.name.value == "__typename":
             steps.append(
-                Step(name, None, parent.name, None, False, False, False, (), node, "", "String")
+                Step(
+                    name,
+                    None,
+                    parent.name,
+                    None,
+                    None,
+                    None,
+                    None,
+                    False,
+                    False,
+                    False,
+                    (),
+                    node,
+                    "",
+                    "String",
+                )
             )
             continue
         field = parent.fields.get(node.name.value)
@@ -166,6 +229,9 @@ def _selection(
                     leaf,
                     None,
                     None,
+                    None,
+                    None,
+                    None,
                     leaf.nullable,
                     False,
                     False,
@@ -176,35 +242,84 @@ def _selection(
                 )
             )
             continue
-        get = _getter(field, node)
-        step = None if get is None else _value_step(name, field.type, node, leaves, get)
+        step = _value_step(name, field, node, leaves, fragments)
         if step is None:
             return None
         steps.append(step)
     return tuple(steps)
 
 
-def _getter(field: Any, node: FieldNode) -> Callable[[Any, Any], Any] | None:
-    """How to read a non-root object field: an attribute, or a plain synchronous resolver with
-    literal arguments (worked out here, once)."""
-    resolve: Callable[..., Any] = field.resolve
-    literal = all(isinstance(a.value, LITERALS) for a in node.arguments or ())
-    if getattr(resolve, ATTRIBUTE, None) is not None and not node.arguments:
-        return resolve
-    if not getattr(resolve, INLINE, False) or not literal:
+def _leaf_step(name: str, field: GraphQLField, node: FieldNode) -> Step | None:
+    """A leaf a ``plain`` resolver returns (``removeFile: String!``)."""
+    leaf = leaf_of("", field.type)
+    caller = _caller(field, node)
+    if leaf is None or caller is None or node.selection_set is not None:
         return None
+    call, args, convert = caller
+    return Step(
+        name,
+        leaf,
+        None,
+        call,
+        args,
+        field,
+        convert,
+        leaf.nullable,
+        False,
+        False,
+        (),
+        node,
+        node.name.value,
+        leaf.type_.name,
+    )
+
+
+def _same_leaf(a: FieldNode, b: FieldNode) -> bool:
+    """Two selections of one field with nothing to merge: no arguments, no subselection."""
+    return (
+        a.name.value == b.name.value
+        and not a.arguments
+        and not b.arguments
+        and a.selection_set is None
+        and b.selection_set is None
+    )
+
+
+def _caller(
+    field: GraphQLField, node: FieldNode
+) -> tuple[Callable[..., Any], dict[str, Any] | None, Convert | None] | None:
+    """How to get an object field's value: an attribute read, or a ``plain`` resolver called
+    directly (synchronous or not); its arguments fixed here, once, when every one is a
+    literal (converted as strawberry converts them), else left to each execution."""
+    resolve = field.resolve
+    if resolve is None:
+        return None
+    if getattr(resolve, ATTRIBUTE, None) is not None and not node.arguments:
+        return resolve, {}, None
+    found = getattr(resolve, DIRECT, None)
+    if found is None:
+        return None
+    convert, direct = found
+    if not all(isinstance(a.value, LITERALS) for a in node.arguments or ()):
+        return direct, None, convert
     args = get_argument_values(field, node) if node.arguments else {}
-    return lambda source, info: resolve(source, info, **args)
+    return direct, (convert(args) if convert is not None else args), None
 
 
 def _value_step(
     name: str,
-    type_: Any,
+    field: GraphQLField,
     node: FieldNode,
     leaves: dict[str, dict[str, Leaf]],
-    get: Callable[[Any, Any], Any] | None,
+    fragments: dict[str, FragmentDefinitionNode],
 ) -> Step | None:
-    """A field returning an object, or a list of objects (each nullable or not)."""
+    """A field returning an object, or a list of objects (each nullable or not), or a leaf."""
+    if is_leaf_type(get_named_type(field.type)):
+        return _leaf_step(name, field, node)
+    caller = _caller(field, node)
+    if caller is None:
+        return None
+    type_: Any = field.type
     nullable = not isinstance(type_, GraphQLNonNull)
     inner = type_ if nullable else type_.of_type
     is_list = isinstance(inner, GraphQLList)
@@ -215,14 +330,18 @@ def _value_step(
         inner = item if items_nullable else item.of_type
     if not isinstance(inner, GraphQLObjectType) or inner.is_type_of:
         return None
-    selection = _selection(inner, node.selection_set, leaves)
+    selection = _selection(inner, node.selection_set, leaves, fragments)
     if selection is None:
         return None
+    call, args, convert = caller
     return Step(
         name,
         None,
         None,
-        get,
+        call,
+        args,
+        field,
+        convert,
         nullable,
         is_list,
         items_nullable,
@@ -247,29 +366,50 @@ async def run_query(
     )
     if isinstance(coerced, list):
         return None, coerced
-    walk = _Walk(ContextOnly(context))
+    walk = _Walk(ContextOnly(context), coerced)
+    mutation = operation.operation is OperationType.MUTATION
     data: dict[str, Any] = {}
-    query_type = schema.query_type.name if schema.query_type else "Query"
     try:
-        for root in compiled.roots:
-            step, path = root.step, (root.name,)
+        for step in compiled.roots:
+            if step.typename is not None:
+                data[step.name] = step.typename
+                continue
+            if mutation:  # each field runs, to the end, after the one before it
+                walk.info = ContextOnly(context, step.name)
+            path: tuple[str | int, ...] = (step.name,)
             try:
-                args = root.args
-                if args is None:
-                    args = get_argument_values(root.field, root.node, coerced)
-                value = root.field.resolve(None, walk.info, **args)
-                if isawaitable(value):
+                value = walk.resolve(step, None)
+                if _awaitable(value):
                     value = await value
             except Exception as raw:
-                data[root.name] = walk.failed(raw, step, path)
+                data[step.name] = walk.failed(raw, step, path)
                 continue
-            slot = ((data, root.name, step.nullable),)
-            data[root.name] = walk.value(step, query_type, value, path, slot)
+            slot = ((data, step.name, step.nullable),)
+            data[step.name] = walk.value(step, compiled.root_type, value, path, slot)
+            if mutation:
+                await walk.settle()
         await walk.settle()
     except _Bubble as bubble:  # a non-null root field: the whole data goes
         walk.errors.append(bubble.error)
         return None, walk.errors
+    finally:
+        walk.abandon()
     return data, walk.errors
+
+
+_AWAITABLE: dict[type, bool] = {}  # by the type of value a resolver returned
+
+
+def _awaitable(value: Any) -> bool:
+    """``inspect.isawaitable``, decided once per type (resolvers return few types; a generator
+    alone is awaitable or not by its own flags)."""
+    kind = type(value)
+    known = _AWAITABLE.get(kind)
+    if known is None:
+        if kind is GeneratorType:
+            return isawaitable(value)
+        known = _AWAITABLE[kind] = isawaitable(value)
+    return known
 
 
 class _Bubble(Exception):
@@ -281,10 +421,11 @@ class _Bubble(Exception):
         self.error = error
 
 
-class _Pending(NamedTuple):
+@dataclass(eq=False, slots=True)  # told apart by identity
+class _Pending:
     """A value still to be awaited, and where it goes once completed."""
 
-    awaitable: Any
+    future: Future[Any]
     step: Step
     parent: str  # the parent's type name
     path: tuple[str | int, ...]
@@ -304,11 +445,56 @@ def _null_error(parent: str, step: Step, path: tuple[str | int, ...]) -> GraphQL
 class _Walk:
     """One execution's walk: the errors it met, the values it still awaits."""
 
-    def __init__(self, info: ContextOnly) -> None:
+    def __init__(self, info: ContextOnly, variables: VariableValues) -> None:
         self.info = info
+        self.variables = variables
+        self.arguments: dict[int, dict[str, Any]] = {}  # per step: its arguments, this time
         self.errors: list[GraphQLError] = []
-        self.pending: deque[_Pending] = deque()
+        # values still awaited, and those whose wait is over, in the order they finished
+        self.pending: set[_Pending] = set()
+        self.ready: deque[_Pending] = deque()
+        self._wake: Future[None] | None = None
         self.root_nulled: set[str] = set()  # non-null roots a deferred value nulled
+
+    def resolve(self, step: Step, source: Any) -> Any:
+        """The step's value for ``source`` (its arguments worked out once per execution)."""
+        assert step.call is not None
+        args = step.args
+        if args is None:
+            args = self.arguments.get(id(step))
+            if args is None:
+                assert step.field is not None
+                args = get_argument_values(step.field, step.node, self.variables)
+                if step.convert is not None:
+                    args = step.convert(args)
+                self.arguments[id(step)] = args
+        return step.call(source, self.info, **args)
+
+    def defer(self, value: Any, *where: Any) -> None:
+        """Complete ``value`` in its place once it is awaited. It starts now (a coroutine
+        becomes a task), and the values are completed in the order they finish, as
+        graphql-core completes them: the loaders of one level (``schema.relations``) see every
+        key of that level before they load, whatever other level is still loading."""
+        pending = _Pending(ensure_future(value), *where)
+        self.pending.add(pending)
+        pending.future.add_done_callback(lambda _: self._finished(pending))
+
+    def _finished(self, pending: _Pending) -> None:
+        if pending in self.pending:
+            self.ready.append(pending)
+            if self._wake is not None and not self._wake.done():
+                self._wake.set_result(None)
+
+    def abandon(self) -> None:
+        """Let go of what was started and will not be completed (a null went up past it):
+        tasks cancelled, the errors of finished ones retrieved."""
+        for pending in self.pending:
+            if not pending.future.done():
+                pending.future.cancel()
+            elif not pending.future.cancelled():
+                pending.future.exception()
+        self.pending.clear()
+        self.ready.clear()
 
     def failed(self, raw: Exception, step: Step, path: tuple[str | int, ...]) -> Any:
         """A resolver's error: null here when the field may be, else up it goes."""
@@ -347,6 +533,11 @@ class _Walk:
             if step.nullable:
                 return None
             raise _Bubble(_null_error(parent, step, path))
+        if step.leaf is not None:  # a resolver's leaf
+            completed = complete_leaf(step.leaf, value)
+            if completed is Undefined:
+                return self.leaf(step, parent, value, path)
+            return completed
         if not step.is_list:
             return self.object(step.selection, step.type_name, value, path, chain)
         if not isinstance(value, list | tuple):
@@ -389,7 +580,7 @@ class _Walk:
         completed: dict[str, Any] = {}
         for step in selection:
             name = step.name
-            if step.leaf is not None:
+            if step.leaf is not None and step.call is None:
                 raw = getattr(source, step.leaf.attr, None)
                 value = complete_leaf(step.leaf, raw)
                 completed[name] = (
@@ -401,19 +592,16 @@ class _Walk:
             if step.typename is not None:
                 completed[name] = step.typename
                 continue
-            assert step.get is not None
             field_path = (*path, name)
             try:
-                value = step.get(source, self.info)
+                value = self.resolve(step, source)
             except Exception as raw_error:
                 completed[name] = self.failed(raw_error, step, field_path)
                 continue
             slot = (*chain, (completed, name, step.nullable))
-            if isawaitable(value):  # deferred to a later turn: walked once the rest is
+            if _awaitable(value):  # deferred to a later turn: walked once the rest is
                 completed[name] = None
-                self.pending.append(
-                    _Pending(value, step, type_name, field_path, completed, name, slot)
-                )
+                self.defer(value, step, type_name, field_path, completed, name, slot)
                 continue
             completed[name] = self.value(step, type_name, value, field_path, slot)
         return completed
@@ -431,14 +619,22 @@ class _Walk:
             return self.failed(raw, step, path)
 
     async def settle(self) -> None:
-        """Await what was deferred, in order, and complete each in its place (a null that may
-        not be there goes up the slots it came through)."""
+        """Complete what was deferred, each in its place as it finishes (a null that may not be
+        there goes up the slots it came through)."""
         while self.pending:
-            pending = self.pending.popleft()
+            if not self.ready:
+                self._wake = get_running_loop().create_future()
+                await self._wake
+                continue
+            pending = self.ready.popleft()
+            self.pending.discard(pending)
             try:
-                value = await pending.awaitable
                 completed = self.value(
-                    pending.step, pending.parent, value, pending.path, pending.chain
+                    pending.step,
+                    pending.parent,
+                    pending.future.result(),
+                    pending.path,
+                    pending.chain,
                 )
             except _Bubble as bubble:
                 self._null_above(pending.chain[:-1], bubble.error)

@@ -59,13 +59,14 @@ from ._compat import (
     OneOfInputValidationRule,
     OperationType,
     PreExecutionError,
+    convert_arguments,
     get_first_operation,
     get_operation_type,
     optimized_is_awaitable,
 )
 from .compiled import CompiledQuery, compile_query, run_query
 from .error_shaping import shape
-from .executor import LeanExecutor, share, simplify, unshare
+from .executor import LeanExecutor, simplify
 
 log = logging.getLogger(__name__)
 
@@ -121,12 +122,8 @@ class PreparedCache:
         prepare: Callable[[str, str | None], Prepared],
         maxsize: int,
         max_bytes: int = CACHE_BYTES,
-        on_keep: Callable[[Prepared], None] | None = None,
-        on_evict: Callable[[Prepared], None] | None = None,
     ) -> None:
         self._prepare = prepare
-        self._on_keep = on_keep
-        self._on_evict = on_evict
         self._entries: OrderedDict[tuple[str, str | None], tuple[Prepared, int]] = OrderedDict()
         self.maxsize = maxsize
         self.max_bytes = max_bytes
@@ -150,13 +147,9 @@ class PreparedCache:
         weight = entry_weight(query)
         self._entries[key] = (entry, weight)
         self.bytes += weight
-        if self._on_keep is not None:
-            self._on_keep(entry)
         while len(self._entries) > self.maxsize or self.bytes > self.max_bytes:
-            _, (gone, gone_weight) = self._entries.popitem(last=False)
+            _, (_, gone_weight) = self._entries.popitem(last=False)
             self.bytes -= gone_weight
-            if self._on_evict is not None:
-                self._on_evict(gone)
         return entry
 
 
@@ -191,27 +184,24 @@ class LeanSchema(strawberry.Schema):
         # how many executions took each path (``/readyz``): chosen once per document, when
         # it is prepared
         self.paths: Counter[str] = Counter()
-        simplify(self._schema)
+        simplify(self._schema, self._convert_arguments)
         self.max_tokens = max_tokens
-        self.prepared = PreparedCache(
-            self._prepare, cache_size, cache_bytes, on_keep=self._share, on_evict=self._unshare
+        self.prepared = PreparedCache(self._prepare, cache_size, cache_bytes)
+
+    def _convert_arguments(self, value: dict[str, Any], arguments: Any) -> dict[str, Any]:
+        """A field's coerced arguments as strawberry's resolver wrapper converts them (input
+        objects to their classes, enum values to members), for ``plain(converts=True)``."""
+        return convert_arguments(
+            value,
+            arguments,
+            scalar_registry=self.schema_converter.scalar_registry,
+            config=self.config,
         )
 
     @property
     def core(self) -> GraphQLSchema:
         """The graphql-core schema strawberry built."""
         return self._schema
-
-    def _share(self, prepared: Prepared) -> None:
-        """Executions of a kept document share their plans (``executor.Shared``)..."""
-        if prepared.document is not None:
-            share(self._schema, prepared.document)
-
-    def _unshare(self, prepared: Prepared) -> None:
-        """...until the cache lets it go: then those go too, and with them every node of the
-        document (its source and tokens), so the cache's bound is the whole bound."""
-        if prepared.document is not None:
-            unshare(self._schema, prepared.document)
 
     # --- preparing ---------------------------------------------------------------------------
 

@@ -58,6 +58,7 @@ def get_field(b: Binding) -> Any:
 
 
 def list_field(b: Binding) -> Any:
+    @plain(takes_source=False, converts=True)
     async def resolve(
         info: Info,
         filter: Any = None,
@@ -85,6 +86,7 @@ def list_field(b: Binding) -> Any:
 
 
 def create_field(b: Binding) -> Any:
+    @plain(takes_source=False, converts=True)
     async def resolve(info: Info, input: Any, condition: Any = None) -> Any:
         record_id = None if input.id in (None, UNSET) else str(input.id)
         record = await info.context.services.relations.create(
@@ -108,6 +110,7 @@ def create_field(b: Binding) -> Any:
 
 
 def update_field(b: Binding) -> Any:
+    @plain(takes_source=False, converts=True)
     async def resolve(info: Info, input: Any, condition: Any = None) -> Any:
         values = given_values(b, input)
         record = await info.context.services.relations.update(
@@ -135,6 +138,7 @@ def update_field(b: Binding) -> Any:
 
 
 def delete_field(b: Binding) -> Any:
+    @plain(takes_source=False, converts=True)
     async def resolve(info: Info, input: Any, condition: Any = None) -> Any:
         record = await info.context.services.relations.delete(
             info.context.access,

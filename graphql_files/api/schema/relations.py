@@ -24,6 +24,7 @@ from ...domain.models import Record, RelationSpec
 from ...errors import DomainError
 from ...services.records import Page
 from ..engine.budget import current_budget
+from ..engine.executor import ContextOnly, plain
 from . import filtering
 from .context import Info
 from .types import ModelSortDirection, typed
@@ -41,7 +42,10 @@ def _loader(
     of the execution that asks for the same relation with the same arguments. A mutation's
     fields run one after another, each seeing what the ones before it wrote: each has loaders
     of its own."""
-    if info.operation.operation is OperationType.MUTATION:
+    if isinstance(info, ContextOnly):  # a compiled operation's resolver: plain
+        if info.mutation_field is not None:
+            key = (info.mutation_field, key)
+    elif info.operation.operation is OperationType.MUTATION:
         root = info.path
         while root.prev is not None:
             root = root.prev
@@ -57,6 +61,7 @@ def children_field(relation: RelationSpec, bindings: Bindings) -> Any:
     """``Post.comments(filter, sortDirection, limit, nextToken)``: a has_many relation."""
     target = bindings[relation.target]
 
+    @plain(takes_source=True, converts=True)
     async def resolve(
         self: Any,
         info: Info,
@@ -86,6 +91,7 @@ def one_child_field(relation: RelationSpec, bindings: Bindings) -> Any:
     """``User.profile``: a has_one relation; null when there is none the caller may read."""
     target = bindings[relation.target]
 
+    @plain(takes_source=True)
     async def resolve(self: Any, info: Info) -> Any:
         page = await _pages(info, relation, None, 1, None, False).load(self.id)
         return target.object_type.from_record(page.items[0]) if page.items else None
@@ -102,6 +108,7 @@ def parent_field(relation: RelationSpec, bindings: Bindings) -> Any:
     """``Comment.post``: a belongs_to relation; null when the reference is."""
     target = bindings[relation.target]
 
+    @plain(takes_source=True)
     async def resolve(self: Any, info: Info) -> Any:
         parent_id = getattr(self, relation.references)
         if parent_id is None:

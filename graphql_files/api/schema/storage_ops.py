@@ -10,6 +10,7 @@ from strawberry.file_uploads import Upload
 from strawberry.scalars import JSON
 
 from ...services import storage
+from ..engine.executor import plain
 from .context import Info
 from .types import FileProperties, SignedUrlType
 
@@ -103,6 +104,7 @@ class CopyFileInput:
 @strawberry.type
 class StorageQuery:
     @strawberry.field(description="A presigned GET URL for `path`, signed locally.")
+    @plain(takes_source=True, converts=True)
     async def getUrl(self, info: Info, input: GetUrlInput) -> SignedUrlType:
         signed = await info.context.services.storage.get_url(
             info.context.access,
@@ -114,6 +116,7 @@ class StorageQuery:
         return SignedUrlType.from_signed(signed)
 
     @strawberry.field(description="An object's properties; null with NOT_FOUND when missing.")
+    @plain(takes_source=True, converts=True)
     async def getProperties(self, info: Info, path: str) -> FileProperties | None:
         return FileProperties.from_info(
             await info.context.services.storage.properties(info.context.access, path)
@@ -125,6 +128,7 @@ class StorageQuery:
         "hold fewer than `pageSize` items, even none: keep following `nextToken` until it is "
         "null."
     )
+    @plain(takes_source=True, converts=True)
     async def listFiles(self, info: Info, input: ListFilesInput) -> FileListing:
         page = await info.context.services.storage.list_files(
             info.context.access, input.path, page_size=input.pageSize, token=input.nextToken
@@ -137,6 +141,7 @@ class StorageQuery:
 @strawberry.type
 class StorageMutation:
     @strawberry.mutation(description="Upload a file sent with this (multipart) request.")
+    @plain(takes_source=True, converts=True)
     async def uploadFile(self, info: Info, input: UploadFileInput) -> FileProperties:
         stored = await info.context.services.storage.upload(
             info.context.access,
@@ -151,6 +156,7 @@ class StorageMutation:
         description="A presigned POST for a browser upload; its policy pins the key, the "
         "content type and the size."
     )
+    @plain(takes_source=True, converts=True)
     async def createUploadUrl(self, info: Info, input: CreateUploadUrlInput) -> PresignedUpload:
         post = await info.context.services.storage.create_upload_url(
             info.context.access, input.path, content_type=input.contentType, size=input.size
@@ -160,6 +166,7 @@ class StorageMutation:
         )
 
     @strawberry.mutation(description="Copy an object within the bucket.")
+    @plain(takes_source=True, converts=True)
     async def copyFile(self, info: Info, input: CopyFileInput) -> FileProperties:
         copied = await info.context.services.storage.copy(
             info.context.access,
@@ -172,5 +179,6 @@ class StorageMutation:
     @strawberry.mutation(
         description="Delete an object; refused with CONFLICT while a record names it."
     )
+    @plain(takes_source=True, converts=True)
     async def removeFile(self, info: Info, path: str) -> str:
         return await info.context.services.storage.remove(info.context.access, path)

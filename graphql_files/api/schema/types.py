@@ -193,6 +193,7 @@ class FileRef:
         description="The object's properties; null when the object is missing. Batched: "
         "many of these in one request run concurrently, each path once."
     )
+    @plain(takes_source=True)
     async def properties(self, info: Info) -> FileProperties | None:
         current_budget().spend(HEAD_COST)
         found = await info.context.properties.load(self.path)

@@ -16,6 +16,7 @@ from strawberry.file_uploads import Upload
 
 from ...domain.models import FileSpec, capitalized
 from ...services.attachments import many_sources, one_source
+from ..engine.executor import plain
 from .bindings import Binding, typed
 from .context import Info
 from .inputs import input_type
@@ -76,6 +77,7 @@ def _one(b: Binding, file: FileSpec) -> dict[str, Any]:
         defaults={"deleteFile": False, "expectedVersion": None},
     )
 
+    @plain(takes_source=False, converts=True)
     async def attach(info: Info, input: Any) -> Any:
         record = await info.context.services.attachments.attach(
             info.context.access,
@@ -88,6 +90,7 @@ def _one(b: Binding, file: FileSpec) -> dict[str, Any]:
         )
         return b.object_type.from_record(record)
 
+    @plain(takes_source=False, converts=True)
     async def detach(info: Info, input: Any) -> Any:
         record = await info.context.services.attachments.detach(
             info.context.access,
@@ -167,6 +170,7 @@ def _many(b: Binding, file: FileSpec) -> dict[str, Any]:
         defaults={"deleteFiles": False, "expectedVersion": None},
     )
 
+    @plain(takes_source=False, converts=True)
     async def add(info: Info, input: Any) -> Any:
         record = await info.context.services.attachments.add(
             info.context.access,
@@ -178,6 +182,7 @@ def _many(b: Binding, file: FileSpec) -> dict[str, Any]:
         )
         return b.object_type.from_record(record)
 
+    @plain(takes_source=False, converts=True)
     async def replace(info: Info, input: Any) -> Any:
         record = await info.context.services.attachments.replace(
             info.context.access,
@@ -191,6 +196,7 @@ def _many(b: Binding, file: FileSpec) -> dict[str, Any]:
         )
         return b.object_type.from_record(record)
 
+    @plain(takes_source=False, converts=True)
     async def remove(info: Info, input: Any) -> Any:
         record = await info.context.services.attachments.remove(
             info.context.access,
