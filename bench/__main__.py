@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from . import fanout, http_throughput, listing, relations, signing, uploads
+from . import fanout, http_throughput, images, listing, relations, signing, uploads
 
 SECTIONS = {
     "http": http_throughput.run,
@@ -13,6 +13,7 @@ SECTIONS = {
     "relations": relations.run,
     "fanout": fanout.run,
     "uploads": uploads.run,
+    "images": images.run,
 }
 
 
