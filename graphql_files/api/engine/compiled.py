@@ -9,18 +9,20 @@ schema simplified (``executor.simplify``): a leaf or ``__typename``, an attribut
 objects or lists of objects with no abstract types, selected with no directives and with
 fragments only on the field's own type. Whether an operation is compiled is decided once, when
 it is prepared (``execution``); it is compiled into steps, and each execution coerces the
-variables, works out each field's arguments once, and walks the steps: a query's root fields one
-after another, a mutation's too, each settled before the next starts (what it wrote is what the
-next one reads).
+variables, works out each field's arguments once, and walks the steps: a query's root fields side
+by side, as graphql-core runs them; a mutation's one after another, each settled before the next
+starts (what it wrote is what the next one reads).
 
 The walk answers everything it meets as graphql-core would, to the end: a resolver's error, a
 null in a non-null field, a value a type refuses, each becomes the same located error, and a
 null propagates to the nearest nullable field, with graphql-core's own messages. A value still
 to be awaited (a relation's page, ``FileRef.properties``, a record deferred to a later turn of
 the event loop by ``budget.yielding``) is started at once and completed in its place as it
-finishes, so the loaders of one level see every key of that level before they load. Nothing
-runs twice. ``tests/api/test_execution`` runs the same operations both ways and compares the
-answers; ``tests/api/test_execution_hostile`` compares random ones with strawberry alone.
+finishes, so the loaders of one level see every key of that level before they load. What
+finishes under a place a null already took is dropped, its errors too, as graphql-core drops
+them; what a null at the root leaves running ends in the background. Nothing runs twice.
+``tests/api/test_execution`` runs the same operations both ways and compares the answers;
+``tests/api/test_execution_hostile`` compares random ones with strawberry alone.
 """
 
 from __future__ import annotations
@@ -103,6 +105,11 @@ class Step(NamedTuple):
     node: FieldNode  # where its errors are located
     field_name: str  # as the schema names it (errors say Parent.field)
     type_name: str  # the object type of its value (or items), or of its leaf
+    merged: tuple[FieldNode, ...] = ()  # more selections of the same leaf (error locations)
+
+    @property
+    def nodes(self) -> list[FieldNode]:
+        return [self.node, *self.merged]
 
 
 @dataclass(frozen=True)
@@ -188,16 +195,18 @@ def _selection(
     nodes = _fields(parent, selection_set, fragments)
     if nodes is None:
         return None
-    steps = []
-    seen: dict[str, FieldNode] = {}
+    steps: list[Step] = []
+    seen: dict[str, tuple[FieldNode, int]] = {}
     for node in nodes:
         name = (node.alias or node.name).value
         if name in seen:
-            first = seen[name]
-            if _same_leaf(first, node):
-                continue  # ``id`` selected twice (say, once in a fragment): one answer
-            return None  # fields merged under one name: graphql-core's job
-        seen[name] = node
+            first, at = seen[name]
+            if not _same_leaf(first, node):
+                return None  # fields merged under one name: graphql-core's job
+            # ``id`` selected twice (say, once in a fragment): one answer, located at both
+            steps[at] = steps[at]._replace(merged=(*steps[at].merged, node))
+            continue
+        seen[name] = (node, len(steps))
         if node.name.value == "__typename":
             steps.append(
                 Step(
@@ -376,16 +385,19 @@ async def run_query(
                 continue
             if mutation:  # each field runs, to the end, after the one before it
                 walk.info = ContextOnly(context, step.name)
-            path: tuple[str | int, ...] = (step.name,)
+            path: Path = (step.name,)
+            slot: Chain = ((data, step.name, step.nullable, path),)
             try:
                 value = walk.resolve(step, None)
-                if _awaitable(value):
-                    value = await value
             except Exception as raw:
                 data[step.name] = walk.failed(raw, step, path)
                 continue
-            slot = ((data, step.name, step.nullable),)
-            data[step.name] = walk.value(step, compiled.root_type, value, path, slot)
+            if _awaitable(value):
+                # a query's root fields run side by side, as graphql-core runs them
+                data[step.name] = None
+                walk.defer(value, step, compiled.root_type, path, data, step.name, slot)
+            else:
+                data[step.name] = walk.value(step, compiled.root_type, value, path, slot)
             if mutation:
                 await walk.settle()
         await walk.settle()
@@ -395,6 +407,16 @@ async def run_query(
     finally:
         walk.abandon()
     return data, walk.errors
+
+
+_LET_GO: set[Future[Any]] = set()  # abandoned work, kept until it ends (tasks are weakly held)
+
+
+def _retrieve(future: Future[Any]) -> None:
+    """Take a finished future's outcome, so that asyncio never reports it as unretrieved."""
+    _LET_GO.discard(future)
+    if not future.cancelled():
+        future.exception()
 
 
 _AWAITABLE: dict[type, bool] = {}  # by the type of value a resolver returned
@@ -431,13 +453,19 @@ class _Pending:
     path: tuple[str | int, ...]
     container: Any  # dict or list
     key: str | int
-    chain: tuple[tuple[Any, str | int, bool], ...]  # the slots above: (container, key, nullable)
+    chain: Chain  # the slots above
+
+
+Path = tuple[str | int, ...]
+# where a value goes: (container, key, whether it may be null, its path)
+Slot = tuple[Any, str | int, bool, Path]
+Chain = tuple[Slot, ...]
 
 
 def _null_error(parent: str, step: Step, path: tuple[str | int, ...]) -> GraphQLError:
     return located_error(
         TypeError(f"Cannot return null for non-nullable field {parent}.{step.field_name}."),
-        [step.node],
+        step.nodes,
         list(path),
     )
 
@@ -450,6 +478,7 @@ class _Walk:
         self.variables = variables
         self.arguments: dict[int, dict[str, Any]] = {}  # per step: its arguments, this time
         self.errors: list[GraphQLError] = []
+        self.nulled: list[Path] = []  # where nulls went up to
         # values still awaited, and those whose wait is over, in the order they finished
         self.pending: set[_Pending] = set()
         self.ready: deque[_Pending] = deque()
@@ -487,18 +516,21 @@ class _Walk:
 
     def abandon(self) -> None:
         """Let go of what was started and will not be completed (a null went up past it):
-        tasks cancelled, the errors of finished ones retrieved."""
+        each runs to its end in the background, its outcome retrieved (cancelling a call
+        to the database in flight would leave its connection to the collector)."""
         for pending in self.pending:
-            if not pending.future.done():
-                pending.future.cancel()
-            elif not pending.future.cancelled():
-                pending.future.exception()
+            future = pending.future
+            if future.done():
+                _retrieve(future)
+            else:
+                _LET_GO.add(future)
+                future.add_done_callback(_retrieve)
         self.pending.clear()
         self.ready.clear()
 
     def failed(self, raw: Exception, step: Step, path: tuple[str | int, ...]) -> Any:
         """A resolver's error: null here when the field may be, else up it goes."""
-        error = located_error(raw, [step.node], list(path))
+        error = located_error(raw, step.nodes, list(path))
         if not step.nullable:
             raise _Bubble(error)
         self.errors.append(error)
@@ -510,7 +542,7 @@ class _Walk:
         parent: str,
         value: Any,
         path: tuple[str | int, ...],
-        chain: tuple[tuple[Any, str | int, bool], ...],
+        chain: Chain,
     ) -> Any:
         """An object field's value, completed; ``_Bubble`` when it must be null and may not."""
         try:
@@ -518,6 +550,7 @@ class _Walk:
         except _Bubble as bubble:
             if step.nullable:
                 self.errors.append(bubble.error)
+                self.nulled.append(path)
                 return None
             raise
 
@@ -527,7 +560,7 @@ class _Walk:
         parent: str,
         value: Any,
         path: tuple[str | int, ...],
-        chain: tuple[tuple[Any, str | int, bool], ...],
+        chain: Chain,
     ) -> Any:
         if value is None:
             if step.nullable:
@@ -547,7 +580,7 @@ class _Walk:
                         "Expected Iterable, but did not find one for field"
                         f" '{parent}.{step.field_name}'."
                     ),
-                    [step.node],
+                    step.nodes,
                     list(path),
                 )
             )
@@ -559,13 +592,14 @@ class _Walk:
                     raise _Bubble(_null_error(parent, step, item_path))
                 items.append(None)
                 continue
-            slot = (*chain, (items, index, step.items_nullable))
+            slot = (*chain, (items, index, step.items_nullable, item_path))
             try:
                 items.append(self.object(step.selection, step.type_name, item, item_path, slot))
             except _Bubble as bubble:
                 if not step.items_nullable:
                     raise
                 self.errors.append(bubble.error)
+                self.nulled.append(item_path)
                 items.append(None)
         return items
 
@@ -575,7 +609,7 @@ class _Walk:
         type_name: str,
         source: Any,
         path: tuple[str | int, ...],
-        chain: tuple[tuple[Any, str | int, bool], ...],
+        chain: Chain,
     ) -> dict[str, Any]:
         completed: dict[str, Any] = {}
         for step in selection:
@@ -598,7 +632,7 @@ class _Walk:
             except Exception as raw_error:
                 completed[name] = self.failed(raw_error, step, field_path)
                 continue
-            slot = (*chain, (completed, name, step.nullable))
+            slot = (*chain, (completed, name, step.nullable, field_path))
             if _awaitable(value):  # deferred to a later turn: walked once the rest is
                 completed[name] = None
                 self.defer(value, step, type_name, field_path, completed, name, slot)
@@ -607,16 +641,34 @@ class _Walk:
         return completed
 
     def leaf(self, step: Step, parent: str, value: Any, path: tuple[str | int, ...]) -> Any:
-        """A leaf the fast path would not take: graphql-core's own completion, its error."""
+        """A leaf the fast path would not take: graphql-core's own completion, its error (a
+        list of leaves item by item, each error at its item)."""
         assert step.leaf is not None
         try:
             if value is None:
                 raise TypeError(
                     f"Cannot return null for non-nullable field {parent}.{step.field_name}."
                 )
-            return complete_leaf_value(step.leaf.type_, value)
+            if not step.leaf.is_list:
+                return complete_leaf_value(step.leaf.type_, value)
+            if not isinstance(value, list | tuple):
+                raise GraphQLError(
+                    "Expected Iterable, but did not find one for field"
+                    f" '{parent}.{step.field_name}'."
+                )
         except Exception as raw:
             return self.failed(raw, step, path)
+        items = []
+        for index, item in enumerate(value):
+            try:
+                if item is None:  # a list of leaves holds non-null items (``Leaf``)
+                    raise TypeError(
+                        f"Cannot return null for non-nullable field {parent}.{step.field_name}."
+                    )
+                items.append(complete_leaf_value(step.leaf.type_, item))
+            except Exception as raw:
+                return self.failed(raw, step, (*path, index))
+        return items
 
     async def settle(self) -> None:
         """Complete what was deferred, each in its place as it finishes (a null that may not be
@@ -628,6 +680,9 @@ class _Walk:
                 continue
             pending = self.ready.popleft()
             self.pending.discard(pending)
+            if self._under_null(pending.path):
+                _retrieve(pending.future)  # dropped with its place
+                continue
             try:
                 completed = self.value(
                     pending.step,
@@ -640,7 +695,7 @@ class _Walk:
                 self._null_above(pending.chain[:-1], bubble.error)
                 continue
             except Exception as raw:
-                error = located_error(raw, [pending.step.node], list(pending.path))
+                error = located_error(raw, pending.step.nodes, list(pending.path))
                 if pending.step.nullable:
                     self.errors.append(error)
                     completed = None
@@ -649,13 +704,17 @@ class _Walk:
                     continue
             pending.container[pending.key] = completed
 
-    def _null_above(
-        self, chain: tuple[tuple[Any, str | int, bool], ...], error: GraphQLError
-    ) -> None:
+    def _null_above(self, chain: Chain, error: GraphQLError) -> None:
         """Null the nearest nullable slot of ``chain`` for ``error``; with none, the data."""
-        for container, key, nullable in reversed(chain):
+        for container, key, nullable, path in reversed(chain):
             if nullable:
                 container[key] = None
                 self.errors.append(error)
+                self.nulled.append(path)
                 return
         raise _Bubble(error)
+
+    def _under_null(self, path: Path) -> bool:
+        """Whether ``path`` lies under a place a null already took (as graphql-core, what
+        finishes there later is dropped, its errors too)."""
+        return any(path[: len(nulled)] == nulled for nulled in self.nulled)
