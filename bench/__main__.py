@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from . import fanout, http_throughput, images, listing, relations, signing, uploads
+from . import fanout, http_throughput, images, listing, relations, signing, uploads, variants
 
 SECTIONS = {
     "http": http_throughput.run,
@@ -14,6 +14,7 @@ SECTIONS = {
     "fanout": fanout.run,
     "uploads": uploads.run,
     "images": images.run,
+    "variants": variants.run,
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import sys
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -120,6 +121,15 @@ async def collect_garbage(request: Request) -> JSONResponse:
     return JSONResponse({"collected": gc.collect()})
 
 
+async def memory(request: Request) -> JSONResponse:
+    """This process's resident memory now and at its peak, in MiB (Linux)."""
+    text = Path("/proc/self/status").read_text()  # noqa: ASYNC240 - procfs: no disk
+    status = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    return JSONResponse(
+        {key: int(status[key].split()[0]) / 1024 for key in ("VmRSS", "VmHWM") if key in status}
+    )
+
+
 def main() -> None:
     raise_open_files_limit()
     port = int(sys.argv[1])
@@ -133,6 +143,7 @@ def main() -> None:
         Route("/seed-posts", seed_posts, methods=["POST"]),
         Route("/bare-broadcast", bare_broadcast, methods=["POST"]),
         Route("/collect-garbage", collect_garbage, methods=["POST"]),
+        Route("/memory", memory),
         WebSocketRoute("/bare-ws", bare_ws),
     ]
     uvicorn.run(

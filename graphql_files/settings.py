@@ -8,6 +8,7 @@ the one line the CLI prints before it exits.
 from __future__ import annotations
 
 import json
+import os
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -139,6 +140,10 @@ class Settings(BaseSettings):
     cors_origins: CommaList = ()
     sweep_interval: float | None = Field(None, gt=0)
     sweep_grace: float = Field(3600, ge=0)
+    # image variants: an image declaring more pixels is refused before it is decoded (Pillow
+    # refuses past about 178 million on its own); resizes run in at most this many threads
+    max_image_pixels: int = Field(50_000_000, ge=1, le=178_000_000)
+    image_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
 
     request_timeout: float = Field(30.0, gt=0, le=3600)
     # Seconds a request body may stall between two reads before the request is answered 408:

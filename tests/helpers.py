@@ -31,6 +31,7 @@ from graphql_files.adapters.mongo import open_database
 from graphql_files.api.schema.build import Schema
 from graphql_files.api.ws.multiplex import Multiplexer
 from graphql_files.app import create_app
+from graphql_files.domain.variants import is_variant_key, original_of
 from graphql_files.services.auth import Access, Principal, User
 from graphql_files.services.wiring import Services
 from graphql_files.settings import Settings
@@ -429,3 +430,19 @@ async def upload_data(
     assert "errors" not in body, body["errors"]
     data: Json = body["data"]
     return data
+
+
+async def stored_originals(services: Services, prefix: str = "") -> list[str]:
+    """The objects under ``prefix`` but the server's image variants, once every deletion begun
+    after an answer is done; fails the test when a variant outlived its original."""
+    await services.background.drain()
+    return originals_of([o.path async for o in services.files.iterate(prefix)])
+
+
+def originals_of(keys: list[str]) -> list[str]:
+    """``keys`` but image variants; fails the test when a variant is there without its
+    original (no variant may outlive it)."""
+    originals = [k for k in keys if not is_variant_key(k)]
+    strays = [k for k in keys if is_variant_key(k) and original_of(k) not in originals]
+    assert not strays, f"variants outlived their originals: {strays}"
+    return originals

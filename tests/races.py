@@ -60,8 +60,11 @@ async def race(
 
 
 async def missing(services: Services, paths: list[str]) -> list[str]:
-    found = await services.files.head_many(paths)
-    return [p for p, info in zip(paths, found, strict=True) if info is None]
+    """Of the files a record names (all attached by workflows), and the image variants its
+    model declares of them, those missing: each a URL that would fail."""
+    wanted = [v for p in paths for v in (p, *services.storage.variants.keys_of(p))]
+    found = await services.files.head_many(wanted)
+    return [p for p, info in zip(wanted, found, strict=True) if info is None]
 
 
 async def body(client: GraphQLClient, query: str, variables: dict[str, Any]) -> dict[str, Any]:

@@ -58,20 +58,28 @@ from .models import (
     words,
 )
 from .toml_source import TomlSource
+from .variants import VariantSpec
 
 BUILTIN_TEXT = """\
 # The built-in declaration: the seed's two examples.
 [models.Song]
 description = "A song with optional cover art stored in S3."
 fields.name = "String!"
-files.coverArt = { one = "coverArtPath" }
+
+[models.Song.files.coverArt]
+one = "coverArtPath"
+variants.thumb = { width = 256, height = 256, fit = "cover", format = "webp" }
 
 [models.PhotoAlbum]
 description = "A photo album naming any number of images stored in S3."
 noun = "album"
 id_argument = "albumId"
 fields.name = "String!"
-files.images = { many = "imagePaths", singular = "Image" }
+
+[models.PhotoAlbum.files.images]
+many = "imagePaths"
+singular = "Image"
+variants.thumb = { width = 256, height = 256, fit = "cover", format = "webp" }
 """
 
 TYPE_NAME = re.compile(r"[A-Z][A-Za-z0-9]*")
@@ -126,7 +134,7 @@ WORKFLOW_INPUT_FIELDS = frozenset(
 MODEL_KEYS = frozenset(
     {"fields", "files", "relations", "id_argument", "plural", "noun", "description"}
 )
-FILE_KEYS = frozenset({"one", "many", "singular", "types", "max_bytes", "description"})
+FILE_KEYS = frozenset({"one", "many", "singular", "types", "max_bytes", "description", "variants"})
 RELATION_KINDS: tuple[RelationKind, ...] = ("has_many", "has_one", "belongs_to")
 RELATION_KEYS = frozenset({*RELATION_KINDS, "references", "on_delete", "description"})
 ON_DELETE: tuple[OnDelete, ...] = ("restrict", "cascade", "nullify")
@@ -411,9 +419,31 @@ class _Parser:
                     types=self.types(value.get("types"), (*here, "types")),
                     max_bytes=self.max_bytes(value.get("max_bytes"), (*here, "max_bytes")),
                     description=str(value.get("description", "")),
+                    variants=self.variants(value.get("variants"), (*here, "variants")),
                 )
             )
         return tuple(files)
+
+    def variants(self, value: Any, here: tuple[str, ...]) -> tuple[VariantSpec, ...]:
+        """``variants = { thumb = { width = 256, height = 256, fit = "cover" } }``."""
+        if value is None:
+            return ()
+        if not isinstance(value, dict):
+            raise self.fail(
+                "variants must be a table: variants = { thumb = { width = 256, height = 256 } }",
+                *here,
+            )
+        found = []
+        for name, table in value.items():
+            if not isinstance(table, dict):
+                raise self.fail(
+                    f"variant {name!r} must be a table such as {{ width = 256 }}", *here, name
+                )
+            try:
+                found.append(VariantSpec.parse(name, table))
+            except ValueError as exc:
+                raise self.fail(str(exc), *here, name) from None
+        return tuple(found)
 
     def relations(self, model: str, table: Any) -> tuple[RelationSpec, ...]:
         where = ("models", model, "relations")

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from ..errors import BadUserInput, excerpt
 from .object_keys import check_key
+from .variants import VariantSpec
 
 SCALARS = ("ID", "String", "Int", "Float", "Boolean", "DateTime")
 MAX_ID_LENGTH = 128
@@ -87,6 +88,10 @@ class FileSpec:
     types: tuple[str, ...] | None = None  # accepted content types; None: ALLOWED_CONTENT_TYPES
     max_bytes: int | None = None  # largest file; None: MAX_UPLOAD_BYTES
     description: str = ""
+    variants: tuple[VariantSpec, ...] = ()  # resized copies the server makes of an image
+
+    def variant(self, name: str) -> VariantSpec | None:
+        return next((v for v in self.variants if v.name == name), None)
 
     @property
     def label(self) -> str:

@@ -212,3 +212,34 @@ def original_of(key: str) -> str | None:
     if matched is None or is_variant_key(matched["folder"] + matched["file"]):
         return None
     return matched["folder"] + matched["file"]
+
+
+# What a variant is made from: a key whose name ends in one of these is an image the server
+# resizes (the workflows make sure its bytes are one: see ``services.variants``); any other key
+# has no variants. Decided from the key alone, so a URL of a variant is signed without asking S3.
+IMAGE_EXTENSIONS: Final = {
+    "jpg": "jpeg",
+    "jpeg": "jpeg",
+    "jpe": "jpeg",
+    "png": "png",
+    "gif": "gif",
+    "webp": "webp",
+    "bmp": "bmp",
+}
+
+
+def image_format_of(key: str) -> str | None:
+    """The image format a key's file name says (``jpeg`` for ``a.JPG``); None for any other."""
+    name = key.rpartition("/")[2]
+    stem, dot, extension = name.rpartition(".")
+    if not dot or not stem:
+        return None
+    return IMAGE_EXTENSIONS.get(extension.lower())
+
+
+def key_of(spec: VariantSpec, original_key: str) -> str:
+    """Where variant ``spec`` of ``original_key`` lives: its format is the declared one, else
+    the one the original's name says (``output_format``), so the key follows from the
+    original's key and the declaration alone."""
+    fmt = spec.output_format(image_format_of(original_key) or "")
+    return variant_key(original_key, spec.name, extension_of(fmt))

@@ -2,8 +2,10 @@
 
 1. Claim and stage the new files: take the claims on fresh keys in the record's folder (see
    ``claims``), then upload the request's files to them, or copy presigned uploads from the
-   folder to them and verify the copies (HEAD, size, sniffed type, decoded image). Nothing names
-   them yet, and nothing can delete them while they are claimed. A record only ever names a key
+   folder to them and verify the copies (HEAD, size, sniffed type, decoded image), and make
+   the image variants the field declares beside them (``variants``: from the upload's spool,
+   or read back from the copy). Nothing names them yet, and nothing can delete them while they
+   are claimed. A record only ever names a key
    of this kind: no presigned form (valid for minutes after adoption) and no other upload can
    name it, and uploads to a named key are refused, so a file a record names never changes.
    Then the rest of the request body is read and checked: a fault anywhere in it (a later part
@@ -38,6 +40,7 @@ from typing import Any
 from ..domain import filters
 from ..domain.models import FileSpec, ModelSpec, Record
 from ..domain.object_keys import check_key, in_folder, new_attachment_key, record_folder
+from ..domain.variants import is_variant_key
 from ..errors import BadUserInput, Conflict, DomainError, NotFound
 from ..settings import Settings
 from .auth import Access
@@ -358,9 +361,11 @@ class Attachments:
             else:
                 assert source.uploaded_path is not None
                 adopted = check_key(source.uploaded_path, what="uploadedPath")
-                if not in_folder(adopted, folder):
+                if not in_folder(adopted, folder) or is_variant_key(adopted):
                     raise BadUserInput(
-                        f"uploadedPath must lie in the record's folder {folder}", path=adopted
+                        f"uploadedPath must lie in the record's folder {folder} (not in a "
+                        "variants folder)",
+                        path=adopted,
                     )
                 access.storage(adopted, "write")  # adopting a file is writing it
                 name = adopted.rpartition("/")[2]
@@ -388,11 +393,16 @@ class Attachments:
                             max_bytes=file.max_bytes,
                             check_rest=False,
                             prevent_overwrite=True,
+                            variants=file.variants,
                         )
                     else:
                         assert source.uploaded_path is not None
                         await self._storage.adopt(
-                            source.uploaded_path, key, types=file.types, max_bytes=file.max_bytes
+                            source.uploaded_path,
+                            key,
+                            types=file.types,
+                            max_bytes=file.max_bytes,
+                            variants=file.variants,
                         )
                 uploads = [source.upload for _, source in planned if source.upload is not None]
                 if uploads:  # the body past them, read and checked before the record write

@@ -31,6 +31,7 @@ from ..domain.models import (
     file_paths,
     paths_in,
 )
+from ..domain.variants import original_of
 from ..errors import BadUserInput, Conflict, DomainError, Forbidden, NotFound
 from . import queries
 from .auth import Access
@@ -406,11 +407,14 @@ class Records:
         await self._broker.publish(ChangeEvent(kind, record.model.enum_name, record.to_document()))
 
     async def named(self, paths: Sequence[str]) -> dict[str, RecordRef]:
-        """Of ``paths``, those some record names, each with one record naming it."""
+        """Of ``paths``, those some record names, each with one record naming it. A variant
+        of an image (``domain.variants``) is named exactly when its original is: it lives and
+        goes with it."""
         found: dict[str, RecordRef] = {}
         if not paths:
             return found
-        wanted = set(paths)
+        originals = {p: original for p in paths if (original := original_of(p)) is not None}
+        wanted = {originals.get(p, p) for p in paths}
         for model in self.models:
             if not model.files:
                 continue
@@ -420,7 +424,10 @@ class Records:
             async for doc in self.collection(model).iterate(query, projection=projection):
                 for path in set(paths_in(model, doc)) & wanted:
                     found.setdefault(path, RecordRef(model, doc["_id"], doc.get("owner")))
-        return found
+        for variant, original in originals.items():
+            if original in found:
+                found[variant] = found[original]
+        return {p: found[p] for p in paths if p in found}
 
     def check_file_count(self, model: ModelSpec, file: FileSpec, count: int) -> None:
         """Refuse a write that would make one file field name more than ``max_files``."""

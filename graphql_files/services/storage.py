@@ -23,6 +23,7 @@ from ..domain import media, pagination
 from ..domain.models import ModelSpec
 from ..domain.object_keys import check_key
 from ..domain.objects import FilePage, ObjectInfo, PresignedPost, Readable, SignedUrl
+from ..domain.variants import VARIANTS_SEGMENT, VariantSpec, is_variant_key, original_of
 from ..errors import (
     BadUserInput,
     Busy,
@@ -37,6 +38,7 @@ from ..settings import SEVEN_DAYS, Settings
 from .auth import Access
 from .claims import Claim, Claims
 from .records import RecordRef, Records
+from .variants import Variants
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +137,7 @@ class Storage:
         models: Sequence[ModelSpec] = (),
     ) -> None:
         self._files = files  # the S3 adapter: no other service reaches it
+        self.variants = Variants(files=files, settings=settings, models=models)
         self.claims = claims
         self._records = records
         self._settings = settings
@@ -179,12 +182,12 @@ class Storage:
         *,
         types: Sequence[str] | None = None,
         max_bytes: int | None = None,
-    ) -> str:
-        """The content type to store ``upload`` under; refuses oversize and mistyped files
-        (``types`` and ``max_bytes``: a file field's own, else the server's). Its first bytes
-        decide (they are peeked at as they arrive); an image that must decode is spooled whole
-        first, so it reaches S3 only once it has; anything else streams on, its size counted
-        as it goes (``upload``)."""
+    ) -> tuple[str, IO[bytes] | None]:
+        """The content type to store ``upload`` under, and the whole file when it was spooled;
+        refuses oversize and mistyped files (``types`` and ``max_bytes``: a file field's own,
+        else the server's). Its first bytes decide (they are peeked at as they arrive); an image
+        that must decode is spooled whole first, so it reaches S3 only once it has; anything
+        else streams on, its size counted as it goes (``upload``)."""
         limit = self.max_bytes if max_bytes is None else max_bytes
         if upload.size is not None and upload.size > limit:
             raise _too_large(upload, limit)
@@ -192,12 +195,13 @@ class Storage:
         if not head:
             raise BadUserInput(f"{_name(upload)} is empty")
         content_type = media.check_upload(declared or upload.content_type, head, self._types(types))
-        if media.decodable(content_type):
-            whole = await upload.spool()
-            if upload.size is not None and upload.size > limit:
-                raise _too_large(upload, limit)
-            await asyncio.to_thread(media.verify_image, whole, content_type)
-        return content_type
+        if not media.decodable(content_type):
+            return content_type, None
+        whole = await upload.spool()
+        if upload.size is not None and upload.size > limit:
+            raise _too_large(upload, limit)
+        await asyncio.to_thread(media.verify_image, whole, content_type)
+        return content_type, whole
 
     async def upload(
         self,
@@ -210,19 +214,23 @@ class Storage:
         types: Sequence[str] | None = None,
         max_bytes: int | None = None,
         check_rest: bool = True,
+        variants: Sequence[VariantSpec] = (),
     ) -> ObjectInfo:
         """Store ``upload`` at ``path``. With ``check_rest`` (uploadFile), the rest of the
         request body is read and checked before the object becomes visible, so a fault there
-        leaves nothing stored; a workflow checks it itself, once its files are all staged."""
-        check_key(path)
+        leaves nothing stored; a workflow checks it itself, once its files are all staged. Then
+        the ``variants`` (a workflow's file field's) are made, from the spooled upload."""
+        _writable(path)
         access.storage(path, "write")
         named = None if prevent_overwrite else await self._named_by(path)
         limits = self.limits(path)
         types = limits.types if types is None else types
         max_bytes = limits.max_bytes if max_bytes is None else max_bytes
-        stored_type = await self.accept(upload, content_type, types=types, max_bytes=max_bytes)
+        stored_type, whole = await self.accept(
+            upload, content_type, types=types, max_bytes=max_bytes
+        )
         try:
-            return await self._files.upload(
+            stored = await self._files.upload(
                 path,
                 _Counted(upload, max_bytes),
                 content_type=stored_type,
@@ -234,9 +242,17 @@ class Storage:
             )
         except Conflict as exc:
             raise self._never_changes(access, named, path) if named else exc from exc
+        await self.variants.make(path, variants, max_bytes=max_bytes, source=whole)
+        return stored
 
     async def adopt(
-        self, source: str, destination: str, *, types: Sequence[str] | None, max_bytes: int | None
+        self,
+        source: str,
+        destination: str,
+        *,
+        types: Sequence[str] | None,
+        max_bytes: int | None,
+        variants: Sequence[VariantSpec] = (),
     ) -> ObjectInfo:
         """A presigned upload at ``source`` (a checked key) copied to ``destination``, a fresh
         key, and the copy checked as an upload through the API would be: the record will name
@@ -252,7 +268,9 @@ class Storage:
             await self._files.copy(source, destination, prevent_overwrite=True)
         except NotFound as exc:  # gone since the HEAD
             raise NotFound(f"nothing was uploaded to {source}", path=source) from exc
-        return await self.verify_uploaded(destination, types=types, max_bytes=max_bytes)
+        info = await self.verify_uploaded(destination, types=types, max_bytes=max_bytes)
+        await self.variants.make(destination, variants, max_bytes=limit)
+        return info
 
     async def verify_uploaded(
         self, path: str, *, types: Sequence[str] | None = None, max_bytes: int | None = None
@@ -298,7 +316,7 @@ class Storage:
     async def create_upload_url(
         self, access: Access, path: str, *, content_type: str, size: int | None
     ) -> PresignedPost:
-        check_key(path)
+        _writable(path)
         access.storage(path, "write")  # a presigned upload is a write, granted now
         named = await self._named_by(path)
         if named is not None and await self._files.head(path) is not None:
@@ -340,8 +358,11 @@ class Storage:
         expires_in: int | None = None,
         validate_existence: bool = False,
         content_disposition: str | None = None,
+        variant: str | None = None,
     ) -> SignedUrl:
         check_key(path)
+        if variant is not None:  # the declared variant of an image in a record's folder
+            path = self.variants.path_of(path, variant)
         signed = self.file_url(  # checks access and the options first
             access, path, expires_in=expires_in, content_disposition=content_disposition
         )
@@ -469,7 +490,7 @@ class Storage:
         self, access: Access, source: str, destination: str, *, prevent_overwrite: bool
     ) -> ObjectInfo:
         check_key(source, what="source")
-        check_key(destination, what="destination")
+        _writable(destination, what="destination")
         access.storage(source, "get")
         access.storage(destination, "write")
         named = await self._named_by(destination)
@@ -514,9 +535,14 @@ class Storage:
         raises only when MongoDB cannot be asked or S3 did not answer."""
         if not paths:
             return Deletion()
-        async with self.claims.hold_some(paths, purpose=f"delete ({reason})", wait=wait) as claim:
-            outcome = await self.delete_if_unnamed(claim, claim.keys, reason=reason)
-        outcome.busy = list(claim.busy)
+        # a variant is held through its original's claim: it is made, and goes, with it
+        owners = {path: original_of(path) or path for path in paths}
+        wanted = list(dict.fromkeys(owners.values()))
+        async with self.claims.hold_some(wanted, purpose=f"delete ({reason})", wait=wait) as claim:
+            held = set(claim.keys)
+            ours = [path for path in dict.fromkeys(paths) if owners[path] in held]
+            outcome = await self.delete_if_unnamed(claim, ours, reason=reason)
+        outcome.busy = [path for path in dict.fromkeys(paths) if owners[path] not in held]
         return outcome
 
     async def delete_if_unnamed(
@@ -527,13 +553,27 @@ class Storage:
         for path, by in outcome.named.items():
             log.info("kept %s: %s still names it", path, by)
         doomed = [p for p in paths if p not in outcome.named]
+        # an original goes with its variants (``variants``), in the same call
+        doomed = list(dict.fromkeys(d for p in doomed for d in (p, *self.variants.keys_of(p))))
         if doomed:
             async with claim.committing():
                 outcome.failed = await self._files.delete_many(doomed)
-            outcome.deleted = [p for p in doomed if p not in outcome.failed]
+            outcome.deleted = [p for p in paths if p in doomed and p not in outcome.failed]
         if outcome.deleted:
             log.info("deleted %s (%s)", outcome.deleted, reason)
         return outcome
+
+
+def _writable(path: str, *, what: str = "path") -> str:
+    """A key a client may write: valid, and not in the variants' namespace (the server's)."""
+    check_key(path, what=what)
+    if is_variant_key(path):
+        raise BadUserInput(
+            f"{what} lies in a {VARIANTS_SEGMENT}/ folder, where the server keeps the variants "
+            "it makes of images: choose another key",
+            path=path,
+        )
+    return path
 
 
 def _describe(access: Access, ref: RecordRef) -> str:

@@ -14,7 +14,7 @@ from graphql_files.adapters.s3 import Files
 from graphql_files.services.sweep import Sweeper
 from graphql_files.services.wiring import Services
 
-from ..helpers import JPEG, PNG, GraphQLClient, multipart
+from ..helpers import JPEG, PNG, GraphQLClient, multipart, originals_of
 from .test_workflows import (
     ADD,
     DELETE_SONG,
@@ -34,8 +34,9 @@ PROPERTIES = "query($p: String!) { getProperties(path: $p) { size contentType eT
 
 
 async def objects(files: Files) -> list[str]:
-    """What is in the bucket now, deletions still held or not."""
-    return [o.path async for o in files.iterate("images/")]
+    """What is in the bucket now, deletions still held or not (image variants aside: each
+    goes in the same call as its original)."""
+    return originals_of([o.path async for o in files.iterate("images/")])
 
 
 @pytest.fixture
@@ -72,7 +73,9 @@ async def test_an_upload_is_not_headed_after_its_put(
         {"variables.input.file": ("c.png", PNG, "image/png")},
     )
     cover = response.json()["data"]["attachSongCoverArt"]["coverArtPath"]
-    assert s3_calls == ["PutObject"]  # the record names it once S3 has answered the PUT
+    # the record names it once S3 has answered the PUTs: the file's, then its thumbnail's (made
+    # from the upload's spool, not read back)
+    assert s3_calls == ["PutObject", "PutObject"]
     s3_calls.clear()
     response = await multipart(
         client,
@@ -191,7 +194,9 @@ async def test_a_failed_deletion_leaves_the_record_right_and_an_orphan_for_the_s
     )
     sweeper: Sweeper = services.sweeper
     report = await sweeper.run(grace=timedelta(0), now=datetime.now(UTC) + timedelta(seconds=2))
-    assert [o.path for o in report.removed] == [first["coverArtPath"]]
+    removed = [o.path for o in report.removed]
+    assert originals_of(removed) == [first["coverArtPath"]]
+    assert len(removed) == 2  # with its thumbnail
     assert await objects(services.files) == [second["coverArtPath"]]
 
 

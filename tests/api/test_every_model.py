@@ -25,6 +25,7 @@ from ..helpers import (
     make_settings,
     multipart,
     put_object,
+    stored_originals,
     subscribed,
     ws_client,
 )
@@ -127,9 +128,9 @@ async def get(client: GraphQLClient, model: ModelSpec, record_id: str = "r1") ->
 
 
 async def keys(services: Services, prefix: str) -> set[str]:
-    """The objects under ``prefix`` once every deletion begun after an answer is done."""
-    await services.background.drain()
-    return {o.path async for o in services.files.iterate(prefix)}
+    """The objects under ``prefix`` but image variants, once every deletion begun after an
+    answer is done (no variant may outlive its original: ``stored_originals``)."""
+    return set(await stored_originals(services, prefix))
 
 
 async def send(

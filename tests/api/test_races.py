@@ -28,6 +28,7 @@ from ..helpers import (
     multipart,
     put_object,
     start_live_server,
+    stored_originals,
 )
 from ..races import ROUNDS, Tally, body, folder, missing, race
 
@@ -164,6 +165,6 @@ async def test_fifty_concurrent_attaches_without_expected_version_all_succeed(
         assert versions == list(range(2, 52))
         services = live.services
         await services.background.drain()  # deletions run after the answer
-        left = [o.path async for o in services.files.iterate(folder("Song", "busy"))]
+        left = await stored_originals(services, folder("Song", "busy"))
         song = await services.records.get(full_access(services), SONG, "busy")
         assert left == list(song.file_paths)

@@ -15,7 +15,7 @@ import pytest
 
 from graphql_files.settings import Settings
 
-from ..helpers import PNG, PREFLIGHT, GraphQLClient, client_of, make_settings
+from ..helpers import PNG, PREFLIGHT, GraphQLClient, client_of, make_settings, originals_of
 
 MIB = 1024 * 1024
 LIMIT = 10 * MIB
@@ -102,7 +102,7 @@ def objects_under(s3_endpoint: str, bucket: str, prefix: str) -> list[str]:
     s3 = boto3.client("s3", endpoint_url=s3_endpoint)
     listing = s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
-    return [item["Key"] for item in listing.get("Contents", [])]
+    return originals_of([item["Key"] for item in listing.get("Contents", [])])
 
 
 def assert_refused(status: int, answer: dict[str, Any], expected: int, code: str) -> None:

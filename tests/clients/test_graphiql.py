@@ -4,6 +4,7 @@ server's own assets, runs a query, and a subscription receives a change made els
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 from base64 import b64encode
@@ -12,6 +13,7 @@ from urllib.parse import quote
 
 import httpx
 from asgi_lifespan import LifespanManager
+from PIL import Image
 
 from graphql_files.api.http.graphiql import ASSETS
 from graphql_files.app import create_app
@@ -171,3 +173,65 @@ async def test_a_declared_post_from_graphiql(s3_endpoint: str, bucket: str, tmp_
             return listing == {"listFiles": {"items": []}}
 
         await eventually(folder_empty, "the deleted post's files to be removed")
+
+
+PREVIEWS = "document.querySelectorAll('#graphql-files-previews img')"
+
+
+async def test_an_album_s_thumbnails_show_in_graphiql(live: LiveServer, tmp_path: Path) -> None:
+    """Issue 18's "done when", in a browser: create an album from GraphiQL, add two photos in
+    one addPhotoAlbumImages (from an app: GraphiQL sends no files), query their thumbnails and
+    see them beside the result, then delete the album with its files: nothing is left."""
+    async with live.client() as http, chromium(tmp_path / "profile") as page:
+        await run_in_graphiql(
+            page,
+            live,
+            'mutation { createPhotoAlbum(input: {id: "a1", name: "Trip"}) { id } }',
+            '"id": "a1"',
+        )
+        added = await multipart(
+            http,
+            """mutation($input: AddPhotoAlbumImagesInput!) {
+              addPhotoAlbumImages(input: $input) { imagePaths } }""",
+            {"input": {"albumId": "a1", "files": [None, None]}},
+            {
+                f"variables.input.files.{n}": (f"photo-{n}.png", _photo(600 + n), "image/png")
+                for n in range(2)
+            },
+        )
+        assert "errors" not in response_of(added), added.text
+        await run_in_graphiql(
+            page,
+            live,
+            '{ getPhotoAlbum(id: "a1") { images { url(variant: "thumb") { url } } } }',
+            "thumb.webp",
+        )
+        await page.until(f"{PREVIEWS}.length === 2", "two previews beside the result")
+        await page.until(
+            f"[...{PREVIEWS}].every(i => i.complete && i.naturalWidth === 256)",
+            "the thumbnails to load, 256 pixels wide",
+        )
+        await run_in_graphiql(
+            page,
+            live,
+            'mutation { deletePhotoAlbum(input: {id: "a1", deleteFiles: true}) { version } }',
+            '"version": 3',
+        )
+        await page.until(f"{PREVIEWS}.length === 0", "no previews for a result without images")
+
+        async def bucket_empty() -> bool:  # files are deleted just after the answer
+            listing = await http.data('{ listFiles(input: {path: "images/"}) { items { path } } }')
+            return listing == {"listFiles": {"items": []}}
+
+        await eventually(bucket_empty, "the album's photos and thumbnails to be removed")
+
+
+def _photo(width: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, 400), (30, 120, 200)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def response_of(response: httpx.Response) -> dict[str, object]:
+    body: dict[str, object] = response.json()
+    return body

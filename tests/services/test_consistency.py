@@ -52,6 +52,7 @@ from graphql_files.adapters.mongo import Collection
 from graphql_files.adapters.s3 import Files
 from graphql_files.domain.declaration import BUILTIN, Declaration
 from graphql_files.domain.models import FileSpec, ModelSpec, RelationSpec
+from graphql_files.domain.variants import image_format_of, key_of
 from graphql_files.errors import DatabaseUnavailable, DomainError, StorageUnavailable
 from graphql_files.services.attachments import Source
 from graphql_files.services.auth import Access, Principal, User
@@ -767,16 +768,25 @@ class Consistency(RuleBasedStateMachine):
         return {doc["_id"] for doc in await self.stored(model)}
 
     async def check_named_objects_exist(self) -> None:
+        """Every object a record names exists, and so does every variant its file field
+        declares of it (their URLs open)."""
         named = sorted(await self.all_named())
         found = await self.services.files.head_many(named)
         missing = [p for p, info in zip(named, found, strict=True) if info is None]
-        assert missing == [], f"records name missing objects: {missing}"
+        assert missing == [], f"records name missing objects (or variants): {missing}"
 
     async def all_named(self) -> set[str]:
+        """What records name, with the variants each file field declares of its images."""
         paths: set[str] = set()
         for model in self.env.declaration.models:
-            async for _, named in self.services.records.iterate_paths(model):
-                paths.update(named)
+            for doc in await self.stored(model):
+                for file in model.files:
+                    value = doc.get(file.key_field)
+                    named = value if isinstance(value, list) else [value] if value else []
+                    paths.update(named)
+                    paths.update(
+                        key_of(v, p) for p in named if image_format_of(p) for v in file.variants
+                    )
         return paths
 
     async def all_stored(self) -> set[str]:

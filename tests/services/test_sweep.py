@@ -12,13 +12,20 @@ from graphql_files.app import create_app
 from graphql_files.domain.declaration import PHOTO_ALBUM, SONG
 from graphql_files.services.wiring import Services
 
-from ..helpers import eventually, full_access, make_settings, put_object, services_in
+from ..helpers import (
+    eventually,
+    full_access,
+    make_settings,
+    put_object,
+    services_in,
+    stored_originals,
+)
 
 GRACE = timedelta(seconds=2.5)
 
 
 async def keys(services: Services) -> set[str]:
-    return {o.path async for o in services.files.iterate("")}
+    return set(await stored_originals(services))
 
 
 async def test_sweep_removes_old_orphans_keeps_fresh_and_named(services: Services) -> None:

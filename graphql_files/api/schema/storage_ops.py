@@ -79,6 +79,12 @@ class GetUrlInput:
         description='e.g. attachment; filename="cover.png" (at most 1024 characters, no line '
         "breaks or control characters).",
     )
+    variant: str | None = strawberry.field(
+        default=None,
+        description="The URL of a resized copy the server made of this image (a variant its "
+        "record's model declares, such as `thumb`); BAD_USER_INPUT for an undeclared name or "
+        "a file that is no image.",
+    )
 
 
 @strawberry.input
@@ -112,6 +118,7 @@ class StorageQuery:
             expires_in=input.expiresIn,
             validate_existence=input.validateObjectExistence,
             content_disposition=input.contentDisposition,
+            variant=input.variant,
         )
         return SignedUrlType.from_signed(signed)
 

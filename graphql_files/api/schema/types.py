@@ -11,16 +11,17 @@ local variables, which strawberry must see evaluated.
 """
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, ClassVar, Optional, Self, TypeVar
+from typing import Annotated, Any, ClassVar, Optional, Self, TypeVar
 
 import strawberry
 
 from ...domain import objects
 from ...domain.models import FieldSpec, FieldType, FileSpec, ModelSpec, Record
 from ...domain.objects import ObjectInfo
+from ...domain.variants import VariantSpec
 from ...errors import DomainError, excerpt
 from ..engine.budget import current_budget, yielding
 from ..engine.cost import HEAD_COST, URL_COST
@@ -156,7 +157,10 @@ class FileList:
 
     def __init__(self, paths: list[str]) -> None:
         self.paths = paths
-        self.urls: dict[tuple[int | None, str | None], list[SignedUrlType | DomainError]] = {}
+        self.urls: dict[UrlOptions, list[SignedUrlType | DomainError]] = {}
+
+
+UrlOptions = tuple[int | None, str | None, str | None]  # expiresIn, contentDisposition, variant
 
 
 @strawberry.type(description="A file a record names.")
@@ -164,6 +168,7 @@ class FileRef:
     path: str
     siblings: strawberry.Private[FileList | None] = None
     index: strawberry.Private[int] = 0
+    variants: strawberry.Private[tuple[VariantSpec, ...]] = ()  # its field's
 
     @strawberry.field(
         description="A presigned GET URL, signed locally. `expiresIn` (seconds) is capped by "
@@ -176,14 +181,24 @@ class FileRef:
         info: Info,
         expiresIn: int | None = None,
         contentDisposition: str | None = None,
+        variant: Annotated[
+            str | None,
+            strawberry.argument(
+                description="The URL of a resized copy the server made of this image: a variant "
+                "its file field declares, such as `thumb`. An undeclared name, or a file that "
+                "is no image, is BAD_USER_INPUT."
+            ),
+        ] = None,
     ) -> SignedUrlType | None:
-        options = (expiresIn, contentDisposition)
+        options = (expiresIn, contentDisposition, variant)
         if self.siblings is None:
-            signed = _sign_all(info, [self.path], options)[0]
+            signed = _sign_all(info, [self.path], options, self.variants)[0]
         else:
             urls = self.siblings.urls.get(options)
             if urls is None:
-                urls = self.siblings.urls[options] = _sign_all(info, self.siblings.paths, options)
+                urls = self.siblings.urls[options] = _sign_all(
+                    info, self.siblings.paths, options, self.variants
+                )
             signed = urls[self.index]
         if isinstance(signed, DomainError):
             raise signed
@@ -284,23 +299,26 @@ SCALAR_TYPES: Mapping[str, Any] = {
 
 
 def _sign_all(
-    info: Info, paths: list[str], options: tuple[int | None, str | None]
+    info: Info, paths: list[str], options: UrlOptions, variants: Sequence[VariantSpec]
 ) -> list[SignedUrlType | DomainError]:
-    """The URLs of ``paths``, or why each is refused, through one signer per execution and
-    options (one clock reading, one key); each costs ``URL_COST`` of the budget."""
+    """The URLs of ``paths`` (or of their ``variant``), or why each is refused, through one
+    signer per execution and options (one clock reading, one key); each costs ``URL_COST`` of
+    the budget."""
     budget = current_budget()
     budget.spend(URL_COST * len(paths))
-    key = ("url", *options)
+    expires_in, disposition, variant = options
+    key = ("url", expires_in, disposition)
     sign = budget.shared.get(key)
+    storage = info.context.services.storage
     if sign is None:
-        expires_in, disposition = options
-        sign = budget.shared[key] = info.context.services.storage.url_batch(
+        sign = budget.shared[key] = storage.url_batch(
             info.context.access, expires_in=expires_in, content_disposition=disposition
         )
     signed: list[SignedUrlType | DomainError] = []
     for path in paths:
         try:
-            signed.append(SignedUrlType.from_signed(sign(path)))
+            target = path if variant is None else storage.variants.path_of(path, variant, variants)
+            signed.append(SignedUrlType.from_signed(sign(target)))
         except DomainError as refused:
             signed.append(refused)
     return signed
@@ -310,7 +328,8 @@ def _one_file(file: FileSpec) -> Any:
     @plain(takes_source=True)
     def resolve(self: Any, info: Info) -> Optional[FileRef]:  # noqa: UP045
         key = getattr(self, file.key_field)
-        return None if key is None else yielding(FileRef(path=key))  # type: ignore[return-value]
+        found = None if key is None else FileRef(path=key, variants=file.variants)
+        return None if found is None else yielding(found)  # type: ignore[return-value]
 
     return strawberry.field(
         resolver=resolve,
@@ -323,7 +342,10 @@ def _many_files(file: FileSpec) -> Any:
     def resolve(self: Any, info: Info) -> list[FileRef]:
         keys = getattr(self, file.key_field) or []
         siblings = FileList(keys)
-        refs = [FileRef(path=key, siblings=siblings, index=n) for n, key in enumerate(keys)]
+        refs = [
+            FileRef(path=key, siblings=siblings, index=n, variants=file.variants)
+            for n, key in enumerate(keys)
+        ]
         return yielding(refs)  # type: ignore[return-value]
 
     return strawberry.field(
