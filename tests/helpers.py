@@ -12,6 +12,7 @@ import io
 import json
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from starlette.applications import Starlette
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
-from graphql_files.adapters.mongo import open_database
+from graphql_files.adapters.mongo import Collection, open_database
 from graphql_files.api.schema.build import Schema
 from graphql_files.api.ws.multiplex import Multiplexer
 from graphql_files.app import create_app
@@ -446,3 +447,19 @@ def originals_of(keys: list[str]) -> list[str]:
     strays = [k for k in keys if is_variant_key(k) and original_of(k) not in originals]
     assert not strays, f"variants outlived their originals: {strays}"
     return originals
+
+
+def count_mongodb_calls(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Every read the services send MongoDB from now on, by collection and operation."""
+    calls: Counter[str] = Counter()
+    for name in ("find", "find_one", "first_per_group", "count", "iterate"):
+        real = getattr(Collection, name)
+
+        def counted(
+            self: Collection, *args: Any, __real: Any = real, __name: str = name, **kwargs: Any
+        ) -> Any:
+            calls[f"{self.name}.{__name}"] += 1
+            return __real(self, *args, **kwargs)
+
+        monkeypatch.setattr(Collection, name, counted)
+    return calls

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import nullcontext
 from pathlib import Path
@@ -23,12 +22,12 @@ import pytest
 from asgi_lifespan import LifespanManager
 from starlette.applications import Starlette
 
-from graphql_files.adapters.mongo import Collection
 from graphql_files.app import create_app
 from graphql_files.services.wiring import Services
 
 from ..helpers import (
     GraphQLClient,
+    count_mongodb_calls,
     drop_test_database,
     make_settings,
     schema_of,
@@ -346,17 +345,7 @@ async def test_each_level_loads_at_once_as_graphql_core(
     """Relations with arguments from variables, in a fragment: one MongoDB query per relation
     and level, as graphql-core asks."""
     await blog.seed()
-    calls: Counter[str] = Counter()
-    for name in ("find", "find_one", "first_per_group", "count", "iterate"):
-        real = getattr(Collection, name)
-
-        def counted(
-            self: Collection, *args: Any, __real: Any = real, __name: str = name, **kwargs: Any
-        ) -> Any:
-            calls[f"{self.name}.{__name}"] += 1
-            return __real(self, *args, **kwargs)
-
-        monkeypatch.setattr(Collection, name, counted)
+    calls = count_mongodb_calls(monkeypatch)
     query = (
         "query($l: Int, $f: ModelCommentFilterInput) { listPosts(limit: 10) { items { ...P } } } "
         "fragment P on Post { comments(limit: $l, filter: $f) { items { post { id } } } }"

@@ -313,6 +313,16 @@ async def seed_anomalies(services: Services) -> None:
     )
 
 
+# lists, arguments from variables, input objects and enums, fragments, awaited fields
+LISTS = [
+    "query($e: Int) { listPhotoAlbums { items { images { path url(expiresIn: $e) { url } } } } }",
+    '{ listPhotoAlbums(filter: {name: {eq: "m"}}, sortDirection: DESC) { items { id } } }',
+    "{ __typename listSongs(limit: 2) { items { id ...S } nextToken } } "
+    "fragment S on Song { id name version }",
+    "{ listSongs { items { ... on Song { name } ... { coverArt { path } } } } }",
+    "{ listSongs { items { coverArt { path properties { size } } } } }",
+]
+
 ANOMALIES = [
     '{ getSong(id: "nameless") { id name } }',
     '{ getSong(id: "nameless") { id } }',
@@ -330,12 +340,7 @@ ANOMALIES = [
     '{ getPhotoAlbum(id: "mixed") { images { a: url { url } b: url { expiresAt } } } }',
     '{ getSong(id: "fine") { coverArt { url { url u2: url expiresAt } } } }',
     '{ getSong(id: "fine") { coverArt { url { __typename url } } } }',
-    "query($e: Int) { listPhotoAlbums { items { images { path url(expiresIn: $e) { url } } } } }",
-    '{ listPhotoAlbums(filter: {name: {eq: "m"}}, sortDirection: DESC) { items { id } } }',
-    "{ __typename listSongs(limit: 2) { items { id ...S } nextToken } } "
-    "fragment S on Song { id name version }",
-    "{ listSongs { items { ... on Song { name } ... { coverArt { path } } } } }",
-    "{ listSongs { items { coverArt { path properties { size } } } } }",
+    *LISTS,
 ]
 
 
@@ -346,14 +351,8 @@ COMPILED = {
     '{ getSong(id: "bad-version") { id version } }',  # a value its type refuses
     '{ getPhotoAlbum(id: "mixed") { images { path url { url expiresAt } } } }',  # refusals
     '{ a: getSong(id: "fine") { id } b: getSong(id: "nameless") { name } }',
-    # lists, arguments from variables, input objects and enums, fragments, awaited fields
     "{ listSongs { items { id name version coverArt { path url { url expiresAt } } } } }",
-    "query($e: Int) { listPhotoAlbums { items { images { path url(expiresIn: $e) { url } } } } }",
-    '{ listPhotoAlbums(filter: {name: {eq: "m"}}, sortDirection: DESC) { items { id } } }',
-    "{ __typename listSongs(limit: 2) { items { id ...S } nextToken } } "
-    "fragment S on Song { id name version }",
-    "{ listSongs { items { ... on Song { name } ... { coverArt { path } } } } }",
-    "{ listSongs { items { coverArt { path properties { size } } } } }",
+    *LISTS,
 }
 
 

@@ -14,7 +14,6 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
-from graphql_files.adapters.mongo import Collection
 from graphql_files.app import create_app
 from graphql_files.errors import DatabaseUnavailable
 from graphql_files.services.records import Records
@@ -29,6 +28,7 @@ from ..helpers import (
     LiveServer,
     client_of,
     codes,
+    count_mongodb_calls,
     drop_test_database,
     make_settings,
     multipart,
@@ -388,18 +388,7 @@ async def test_has_one_holds_one(client: GraphQLClient) -> None:
 @pytest.fixture
 def mongodb_calls(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     """Every read the services send MongoDB from now on, by collection and operation."""
-    calls: Counter[str] = Counter()
-    for name in ("find", "find_one", "first_per_group", "count", "iterate"):
-        real = getattr(Collection, name)
-
-        def counted(
-            self: Collection, *args: Any, __real: Any = real, __name: str = name, **kwargs: Any
-        ) -> Any:
-            calls[f"{self.name}.{__name}"] += 1
-            return __real(self, *args, **kwargs)
-
-        monkeypatch.setattr(Collection, name, counted)
-    return calls
+    return count_mongodb_calls(monkeypatch)
 
 
 async def test_each_level_loads_each_relation_at_once(

@@ -232,24 +232,7 @@ def _selection(
             return None
         leaf = leaves.get(parent.name, {}).get(node.name.value)
         if leaf is not None and not node.arguments:
-            steps.append(
-                Step(
-                    name,
-                    leaf,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    leaf.nullable,
-                    False,
-                    False,
-                    (),
-                    node,
-                    node.name.value,
-                    leaf.type_.name,
-                )
-            )
+            steps.append(_leaf_of_step(name, leaf, node, None, None))
             continue
         step = _value_step(name, field, node, leaves, fragments)
         if step is None:
@@ -264,7 +247,18 @@ def _leaf_step(name: str, field: GraphQLField, node: FieldNode) -> Step | None:
     caller = _caller(field, node)
     if leaf is None or caller is None or node.selection_set is not None:
         return None
-    call, args, convert = caller
+    return _leaf_of_step(name, leaf, node, field, caller)
+
+
+def _leaf_of_step(
+    name: str,
+    leaf: Leaf,
+    node: FieldNode,
+    field: GraphQLField | None,
+    caller: tuple[Callable[..., Any], dict[str, Any] | None, Convert | None] | None,
+) -> Step:
+    """A leaf's step: read off its object (no ``caller``), or what a resolver returns."""
+    call, args, convert = caller or (None, None, None)
     return Step(
         name,
         leaf,
