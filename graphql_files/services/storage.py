@@ -38,7 +38,7 @@ from ..settings import SEVEN_DAYS, Settings
 from .auth import Access
 from .claims import Claim, Claims
 from .records import RecordRef, Records
-from .variants import Variants
+from .variants import Variants, reread
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +229,15 @@ class Storage:
         stored_type, whole = await self.accept(
             upload, content_type, types=types, max_bytes=max_bytes
         )
+        # the variants are made while the original goes to S3, from a reader of their own
+        apart = None if whole is None or not variants else reread(whole)
+        making = (
+            None
+            if apart is None
+            else asyncio.ensure_future(
+                self.variants.make(path, variants, max_bytes=max_bytes, source=apart)
+            )
+        )
         try:
             stored = await self._files.upload(
                 path,
@@ -240,9 +249,16 @@ class Storage:
                 content_disposition=media.disposition(stored_type),
                 before_commit=upload.check_rest if check_rest else None,
             )
-        except Conflict as exc:
-            raise self._never_changes(access, named, path) if named else exc from exc
-        await self.variants.make(path, variants, max_bytes=max_bytes, source=whole)
+        except BaseException as exc:
+            if making is not None:  # what it stores goes with the original (compensation)
+                await asyncio.gather(making, return_exceptions=True)
+            if isinstance(exc, Conflict) and named is not None:
+                raise self._never_changes(access, named, path) from exc
+            raise
+        if making is not None:
+            await making
+        else:  # from the spool now, or (no image by its bytes) read back: refused then
+            await self.variants.make(path, variants, max_bytes=max_bytes, source=whole)
         return stored
 
     async def adopt(

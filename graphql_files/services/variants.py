@@ -26,10 +26,11 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import replace
 from tempfile import SpooledTemporaryFile
-from typing import IO
+from typing import IO, Any
 
 from ..adapters import images
 from ..adapters.s3 import Files
@@ -139,3 +140,45 @@ class _Bytes:
 
     async def read(self, size: int = -1) -> bytes:
         return self._data.read(size)
+
+
+def reread(spool: IO[bytes]) -> IO[bytes] | None:
+    """A reader of ``spool``'s bytes with a position of its own (``os.pread``), so a thread
+    reads it while the upload goes on reading the spool itself; None for a spool with no file
+    behind it. A spooled temporary file still in memory is moved to its file first
+    (``fileno``), keeping its position."""
+    try:
+        fd = spool.fileno()
+    except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation is both
+        return None
+    return io.BufferedReader(_Positional(fd))
+
+
+class _Positional(io.RawIOBase):
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._at = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = os.pread(self._fd, len(buffer), self._at)
+        buffer[: len(data)] = data
+        self._at += len(data)
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            self._at = offset
+        elif whence == io.SEEK_CUR:
+            self._at += offset
+        else:
+            self._at = os.fstat(self._fd).st_size + offset
+        return self._at
+
+    def tell(self) -> int:
+        return self._at

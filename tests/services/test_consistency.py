@@ -34,14 +34,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import io
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from tempfile import SpooledTemporaryFile
+from typing import IO, Any
 
 import pytest
 from hypothesis import HealthCheck, event, settings
@@ -200,6 +200,9 @@ def inject_faults(monkeypatch: pytest.MonkeyPatch) -> None:
 Op = Callable[["Consistency"], Awaitable[Any]]
 
 
+SPOOLED: list[IO[bytes]] = []  # closed once the step that spooled them is over, as a request's
+
+
 @dataclass
 class BytesUpload:
     """A file sent with the request, as a resolver gets it (``storage.Upload``), all arrived."""
@@ -224,11 +227,23 @@ class BytesUpload:
         chunk, self.position = self.data[self.position : end], min(end, len(self.data))
         return chunk
 
-    async def spool(self) -> io.BytesIO:
-        return io.BytesIO(self.data[self.position :])
+    async def spool(self) -> IO[bytes]:
+        """As the server's own uploads spool: a temporary file (its variants are made from a
+        reader of their own while the original goes to S3)."""
+        spooled = SpooledTemporaryFile(max_size=1024)  # noqa: SIM115 - closed after the step
+        spooled.write(self.data[self.position :])
+        spooled.seek(0)
+        SPOOLED.append(spooled)
+        return spooled
 
     async def check_rest(self) -> None:
         pass  # the whole body has arrived, and it is sound
+
+
+def close_spools() -> None:
+    for spooled in SPOOLED:
+        spooled.close()
+    SPOOLED.clear()
 
 
 def upload(file: FileSpec) -> Upload:
@@ -611,6 +626,7 @@ class Consistency(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         self.run(self.stack.aclose())
+        close_spools()
 
     def folder(self, t: Target) -> str:
         return self.services.attachments.folder(t.model, t.id)
@@ -679,6 +695,7 @@ class Consistency(RuleBasedStateMachine):
         if IN_FLIGHT:  # what the lost calls still do lands within the lease's margin
             self.run(asyncio.wait(IN_FLIGHT))
             IN_FLIGHT.clear()
+        close_spools()
         self.env.steps += 1
         for plan in (plan1, plan2):
             if plan is not None:
