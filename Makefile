@@ -41,7 +41,7 @@ clients: system-deps $(AMPLIFY)/node_modules/.package-lock.json
 # profile on the in-memory engines (mongomock-motor, moto).
 test: install system-deps clients
 	$(BIN)/python -m pytest -n 3
-	GRAPHQL_FILES_TEST_STORES=memory $(BIN)/python -m pytest -m memory
+	GRAPHQL_FILES_TEST_STORES=memory $(BIN)/python -m pytest -m memory -n 3
 
 lint: install
 	$(BIN)/ruff check graphql_files tests bench
