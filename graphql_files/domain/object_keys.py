@@ -69,6 +69,15 @@ def record_folder(prefix: str, type_name: str, record_id: str) -> str:
     return check_key(f"{prefix}{type_name}/{record_id}/", what="record folder", folder=True)
 
 
+def folder_model(prefix: str, path: str) -> str | None:
+    """The model whose record folders ``path`` lies in (``images/Song/<id>/...`` -> Song);
+    None outside ``prefix``, or with no record folder under the model's."""
+    if not path.startswith(prefix):
+        return None
+    type_name, slash, rest = path[len(prefix) :].partition("/")
+    return type_name if slash and rest else None
+
+
 def new_attachment_key(folder: str, file_name: str | None) -> str:
     """A fresh key inside a record's folder for one upload."""
     return check_key(f"{folder}{uuid.uuid4().hex}-{safe_file_name(file_name)}")

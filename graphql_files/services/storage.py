@@ -21,7 +21,7 @@ from typing import IO, Protocol
 from ..adapters.s3 import Files
 from ..domain import media, pagination
 from ..domain.models import ModelSpec
-from ..domain.object_keys import check_key
+from ..domain.object_keys import check_key, folder_model
 from ..domain.objects import FilePage, ObjectInfo, PresignedPost, Readable, SignedUrl
 from ..domain.variants import VARIANTS_SEGMENT, VariantSpec, is_variant_key, original_of
 from ..errors import (
@@ -167,13 +167,8 @@ class Storage:
         """What an upload to ``path`` may be: in a record's folder
         (``<ATTACHMENT_PREFIX><TypeName>/<id>/``), what its model's file fields accept;
         elsewhere ``ALLOWED_CONTENT_TYPES`` up to ``MAX_UPLOAD_BYTES``."""
-        prefix = self._settings.attachment_prefix
-        if not path.startswith(prefix):
-            return self._default
-        type_name, slash, rest = path[len(prefix) :].partition("/")
-        if not slash or not rest:
-            return self._default
-        return self._folders.get(type_name, self._default)
+        type_name = folder_model(self._settings.attachment_prefix, path)
+        return self._default if type_name is None else self._folders.get(type_name, self._default)
 
     async def accept(
         self,

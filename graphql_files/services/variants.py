@@ -35,6 +35,7 @@ from typing import IO, Any
 from ..adapters import images
 from ..adapters.s3 import Files
 from ..domain.models import ModelSpec
+from ..domain.object_keys import folder_model
 from ..domain.variants import (
     VariantSpec,
     content_type_of,
@@ -89,9 +90,8 @@ class Variants:
         return key_of(spec, path)
 
     def _model_variants(self, path: str) -> tuple[VariantSpec, ...]:
-        if not path.startswith(self._prefix):
-            return ()
-        return self._declared.get(path[len(self._prefix) :].partition("/")[0], ())
+        type_name = folder_model(self._prefix, path)
+        return () if type_name is None else self._declared.get(type_name, ())
 
     async def make(
         self,
